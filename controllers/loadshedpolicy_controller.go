@@ -1,0 +1,190 @@
+// Package controllers holds the thin reconcilers of loadshed: each observes
+// the cluster, calls the pure logic under internal/, applies its plan and
+// writes status once.
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	"github.com/loadshed/loadshed/api/v1alpha1"
+	"github.com/loadshed/loadshed/internal/policy"
+)
+
+// FieldOwner is the field manager of every write loadshed makes. It is
+// load-bearing: server-side apply uses it to tell loadshed's fields from
+// everyone else's. Never change it.
+const FieldOwner = "loadshed-operator"
+
+// +kubebuilder:rbac:groups=loadshed.io,resources=loadshedpolicies,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=loadshed.io,resources=loadshedpolicies/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=loadshed.io,resources=loadshedpolicies/finalizers,verbs=update
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",namespace=loadshed-system,resources=secrets,verbs=get;list;watch
+
+// LoadShedPolicyReconciler reconciles LoadShedPolicy objects.
+type LoadShedPolicyReconciler struct {
+	client.Client
+	// Namespace is the operator's own namespace: Secrets are read from it,
+	// and its DaemonSets are protected.
+	Namespace string
+}
+
+// reconcileState is what one loop saw and decided, for the status setters.
+type reconcileState struct {
+	config *policy.Config
+	// err is the error that stopped the loop, if any; see resultFor.
+	err error
+}
+
+// Reconcile runs one loop for one policy: observe, decide, apply, and write
+// status once at the end.
+func (r *LoadShedPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+	log := ctrl.LoggerFrom(ctx)
+
+	obj := &v1alpha1.LoadShedPolicy{}
+	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+
+	if !obj.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.reconcileDelete(ctx, obj)
+	}
+
+	if !controllerutil.ContainsFinalizer(obj, v1alpha1.Finalizer) {
+		// Add the finalizer first and alone: what the policy does later must
+		// be undone when it is deleted, even if this process dies in between.
+		patch := client.MergeFrom(obj.DeepCopy())
+		controllerutil.AddFinalizer(obj, v1alpha1.Finalizer)
+		if err := r.Patch(ctx, obj, patch, client.FieldOwner(FieldOwner)); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
+		}
+		log.Info("Added finalizer", "policy", klog.KObj(obj))
+	}
+
+	base := obj.DeepCopy()
+	state := &reconcileState{}
+	defer func() {
+		setStatus(obj, state)
+		if err := r.Status().Patch(ctx, obj, client.MergeFrom(base), client.FieldOwner(FieldOwner)); err != nil && !apierrors.IsNotFound(err) {
+			retErr = kerrors.NewAggregate([]error{retErr, fmt.Errorf("patching status: %w", err)})
+		}
+	}()
+
+	state.err = r.reconcileSpec(ctx, obj, state)
+	return resultFor(state), ignoreSpecErrors(state.err)
+}
+
+// reconcileSpec resolves the spec and checks what it refers to.
+func (r *LoadShedPolicyReconciler) reconcileSpec(ctx context.Context, obj *v1alpha1.LoadShedPolicy, state *reconcileState) error {
+	cfg, err := policy.Resolve(&obj.Spec)
+	if err != nil {
+		return &specError{reason: v1alpha1.ReasonInvalidSpec, err: err}
+	}
+	state.config = cfg
+	if p := cfg.Source.Prometheus; p != nil {
+		for _, ref := range []*policy.SecretKey{p.CASecret, p.BearerTokenSecret} {
+			if ref == nil {
+				continue
+			}
+			if err := r.checkSecretKey(ctx, ref); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkSecretKey returns a specError when the Secret or its key is missing.
+func (r *LoadShedPolicyReconciler) checkSecretKey(ctx context.Context, ref *policy.SecretKey) error {
+	secret := &corev1.Secret{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: ref.Name}, secret)
+	switch {
+	case apierrors.IsNotFound(err):
+		return &specError{reason: v1alpha1.ReasonSecretNotFound, retry: true,
+			err: fmt.Errorf("secret %s/%s not found", r.Namespace, ref.Name)}
+	case err != nil:
+		return fmt.Errorf("reading secret %s/%s: %w", r.Namespace, ref.Name, err)
+	}
+	if _, ok := secret.Data[ref.Key]; !ok {
+		return &specError{reason: v1alpha1.ReasonSecretNotFound, retry: true,
+			err: fmt.Errorf("secret %s/%s has no key %q", r.Namespace, ref.Name, ref.Key)}
+	}
+	return nil
+}
+
+// reconcileDelete undoes what the policy did, then removes the finalizer.
+func (r *LoadShedPolicyReconciler) reconcileDelete(ctx context.Context, obj *v1alpha1.LoadShedPolicy) error {
+	if !controllerutil.ContainsFinalizer(obj, v1alpha1.Finalizer) {
+		return nil
+	}
+	patch := client.MergeFrom(obj.DeepCopy())
+	controllerutil.RemoveFinalizer(obj, v1alpha1.Finalizer)
+	if err := r.Patch(ctx, obj, patch, client.FieldOwner(FieldOwner)); err != nil {
+		return client.IgnoreNotFound(fmt.Errorf("removing finalizer: %w", err))
+	}
+	ctrl.LoggerFrom(ctx).Info("Removed finalizer", "policy", klog.KObj(obj))
+	return nil
+}
+
+// specError is an error in what the policy says, as opposed to a failure to
+// reach the cluster: it is reported in the Ready condition with its reason,
+// and retried only when retry is set (something it refers to may appear).
+type specError struct {
+	reason string
+	retry  bool
+	err    error
+}
+
+func (e *specError) Error() string { return e.err.Error() }
+func (e *specError) Unwrap() error { return e.err }
+
+// resultFor maps the loop's outcome to when to look again. It is the one
+// place where errors turn into requeues.
+func resultFor(state *reconcileState) ctrl.Result {
+	var se *specError
+	switch {
+	case errors.As(state.err, &se) && !se.retry:
+		// Nothing changes until the spec does, and a spec change is an event.
+		return ctrl.Result{}
+	case errors.As(state.err, &se):
+		return ctrl.Result{RequeueAfter: policy.DefaultInterval}
+	case state.err != nil:
+		// The controller's rate limiter backs off on the returned error.
+		return ctrl.Result{}
+	default:
+		return ctrl.Result{RequeueAfter: state.config.Interval}
+	}
+}
+
+// ignoreSpecErrors drops errors that status reports, so that they are not
+// also retried by the rate limiter and logged as reconcile failures.
+func ignoreSpecErrors(err error) error {
+	var se *specError
+	if errors.As(err, &se) {
+		return nil
+	}
+	return err
+}
+
+// SetupWithManager registers the reconciler with a manager.
+func (r *LoadShedPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.LoadShedPolicy{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{},
+			predicate.AnnotationChangedPredicate{},
+		))).
+		Named("loadshedpolicy").
+		Complete(r)
+}

@@ -1,0 +1,126 @@
+// Package operator wires loadshed's manager: the scheme, the cache, the
+// metrics server, health checks, leader election and the controllers. The
+// binary and the tests build the operator through New, so that the tests run
+// exactly what ships.
+package operator
+
+import (
+	"crypto/tls"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/loadshed/loadshed/api/v1alpha1"
+	"github.com/loadshed/loadshed/controllers"
+)
+
+// Options configure the operator.
+type Options struct {
+	// Namespace is the operator's own namespace.
+	Namespace string
+	// MetricsAddr is where /metrics is served; "0" turns it off.
+	MetricsAddr string
+	// SecureMetrics serves /metrics over HTTPS behind authentication and
+	// authorization (TokenReview and SubjectAccessReview).
+	SecureMetrics bool
+	// EnableHTTP2 allows HTTP/2 on the metrics server; off by default
+	// against HTTP/2 stream-reset attacks (CVE-2023-44487).
+	EnableHTTP2 bool
+	// ProbeAddr is where /healthz and /readyz are served; "0" turns it off.
+	ProbeAddr string
+	// LeaderElection makes only one replica act at a time.
+	LeaderElection bool
+	// LeaderElectionID names the Lease used for leader election.
+	LeaderElectionID string
+}
+
+// DefaultLeaderElectionID is the name of the leader election Lease.
+const DefaultLeaderElectionID = "loadshed.io"
+
+// Scheme returns a scheme with the built-in types and loadshed's.
+func Scheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, fmt.Errorf("adding built-in types: %w", err)
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		return nil, fmt.Errorf("adding loadshed types: %w", err)
+	}
+	return s, nil
+}
+
+// New returns a manager with loadshed's controllers registered. Start runs it.
+func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
+	if opts.Namespace == "" {
+		return nil, fmt.Errorf("the operator's namespace is required")
+	}
+	scheme, err := Scheme()
+	if err != nil {
+		return nil, err
+	}
+
+	metricsOpts := metricsserver.Options{
+		BindAddress:   opts.MetricsAddr,
+		SecureServing: opts.SecureMetrics,
+	}
+	if !opts.EnableHTTP2 {
+		metricsOpts.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
+	}
+	if opts.SecureMetrics {
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+
+	leaseDuration, renewDeadline, retryPeriod := 30*time.Second, 20*time.Second, 5*time.Second
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsOpts,
+		HealthProbeBindAddress: opts.ProbeAddr,
+		LeaderElection:         opts.LeaderElection,
+		LeaderElectionID:       opts.LeaderElectionID,
+		// The Lease lives in the operator's namespace, where its Role allows it.
+		LeaderElectionNamespace: opts.Namespace,
+		// Give up leadership at once on shutdown, so a new replica takes over
+		// without waiting for the lease to expire.
+		LeaderElectionReleaseOnCancel: true,
+		// Longer than the defaults: an overloaded API server answers slowly,
+		// and losing the lease then would stop the operator when it matters most.
+		LeaseDuration: &leaseDuration,
+		RenewDeadline: &renewDeadline,
+		RetryPeriod:   &retryPeriod,
+		Cache: cache.Options{
+			ByObject: map[client.Object]cache.ByObject{
+				// Secrets are read from the operator's namespace only, where
+				// its Role allows it: no cluster-wide access to Secrets.
+				&corev1.Secret{}: {Namespaces: map[string]cache.Config{opts.Namespace: {}}},
+			},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating manager: %w", err)
+	}
+
+	if err := (&controllers.LoadShedPolicyReconciler{
+		Client:    mgr.GetClient(),
+		Namespace: opts.Namespace,
+	}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the LoadShedPolicy controller: %w", err)
+	}
+
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, fmt.Errorf("adding health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return nil, fmt.Errorf("adding readiness check: %w", err)
+	}
+	return mgr, nil
+}
