@@ -16,7 +16,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/policy"
@@ -185,6 +187,35 @@ func (r *LoadShedPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			predicate.GenerationChangedPredicate{},
 			predicate.AnnotationChangedPredicate{},
 		))).
+		// A Secret a policy refers to may appear or change after the policy.
+		// The cache holds the operator's namespace only (see internal/operator).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.policiesForSecret)).
 		Named("loadshedpolicy").
 		Complete(r)
+}
+
+// policiesForSecret returns the policies whose Prometheus source refers to a Secret.
+func (r *LoadShedPolicyReconciler) policiesForSecret(ctx context.Context, obj client.Object) []reconcile.Request {
+	if obj.GetNamespace() != r.Namespace {
+		return nil
+	}
+	list := &v1alpha1.LoadShedPolicyList{}
+	if err := r.List(ctx, list); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Failed to list policies for a Secret", "secret", klog.KObj(obj))
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range list.Items {
+		p := list.Items[i].Spec.Source.Prometheus
+		if p == nil {
+			continue
+		}
+		for _, ref := range []*v1alpha1.SecretKeyReference{p.CASecretRef, p.BearerTokenSecretRef} {
+			if ref != nil && ref.Name == obj.GetName() {
+				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+				break
+			}
+		}
+	}
+	return reqs
 }

@@ -1,16 +1,16 @@
 // Package v1alpha1 contains the API types of the loadshed.io v1alpha1 group.
 //
-// It holds the types and nothing else: validation that the schema and CEL
-// cannot express lives beside them in validation.go, and the decision logic
-// lives under internal/.
+// It holds the types, their documented constants and nothing else: it
+// depends only on k8s.io/apimachinery, so that any client can import it.
 //
 // +kubebuilder:object:generate=true
 // +groupName=loadshed.io
 package v1alpha1
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/scheme"
 )
 
 var (
@@ -18,8 +18,14 @@ var (
 	GroupVersion = schema.GroupVersion{Group: "loadshed.io", Version: "v1alpha1"}
 
 	// SchemeBuilder adds the types of this group and version to a scheme.
-	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
 
 	// AddToScheme adds the types of this group and version to a scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
 )
+
+func addKnownTypes(s *runtime.Scheme) error {
+	s.AddKnownTypes(GroupVersion, &LoadShedPolicy{}, &LoadShedPolicyList{})
+	metav1.AddToGroupVersion(s, GroupVersion)
+	return nil
+}

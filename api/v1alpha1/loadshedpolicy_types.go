@@ -780,7 +780,3 @@ type LoadShedPolicyList struct {
 	// items are the policies.
 	Items []LoadShedPolicy `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&LoadShedPolicy{}, &LoadShedPolicyList{})
-}

@@ -22,7 +22,8 @@ func main() {
 	)
 	// --kubeconfig is registered by controller-runtime's config package.
 	flag.StringVar(&opts.Namespace, "namespace", envOr("POD_NAMESPACE", "loadshed-system"),
-		"The operator's own namespace: Secrets are read from it, its DaemonSets are protected, and the leader election Lease lives in it.")
+		"The operator's own namespace: Secrets are read from it, its DaemonSets are protected, "+
+			"and the leader election Lease lives in it.")
 	flag.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8443",
 		"The address /metrics is served on; 0 turns it off.")
 	flag.BoolVar(&opts.SecureMetrics, "metrics-secure", true,

@@ -18,9 +18,11 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/loadshed/loadshed/internal/logging"
 	"github.com/loadshed/loadshed/internal/operator"
 )
 
@@ -46,6 +48,14 @@ func Start() (*Env, error) {
 		return nil, errors.New("KUBEBUILDER_ASSETS is not set: run `make test`, " +
 			"or export KUBEBUILDER_ASSETS=\"$(hack/controlplane/ensure.sh)\"")
 	}
+	// The operator's errors show in the test output; set
+	// LOADSHED_TEST_LOG_LEVEL=info (or debug) for everything it logs.
+	log, err := logging.New(envOr("LOADSHED_TEST_LOG_LEVEL", "error"), logging.FormatConsole)
+	if err != nil {
+		return nil, err
+	}
+	ctrl.SetLogger(log)
+
 	env := &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
@@ -65,6 +75,13 @@ func Start() (*Env, error) {
 		return nil, fmt.Errorf("creating a client: %w", err)
 	}
 	return &Env{Config: cfg, Client: c, env: env}, nil
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
 }
 
 // Stop stops the control plane.
@@ -114,7 +131,9 @@ func ReadObjects(path string) ([]*unstructured.Unstructured, error) {
 // Apply creates each object (or updates it when it exists) as cluster admin.
 func (e *Env) Apply(ctx context.Context, objs ...*unstructured.Unstructured) error {
 	for _, o := range objs {
-		if err := e.Client.Patch(ctx, o, client.Apply, client.FieldOwner("loadshed-tests"), client.ForceOwnership); err != nil {
+		ac := client.ApplyConfigurationFromUnstructured(o)
+		err := e.Client.Apply(ctx, ac, client.FieldOwner("loadshed-tests"), client.ForceOwnership)
+		if err != nil {
 			return fmt.Errorf("applying %s %s: %w", o.GetKind(), o.GetName(), err)
 		}
 	}

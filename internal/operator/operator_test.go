@@ -1,0 +1,153 @@
+package operator_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/loadshed/loadshed/api/v1alpha1"
+	"github.com/loadshed/loadshed/internal/operator"
+	"github.com/loadshed/loadshed/test/testenv"
+)
+
+const (
+	namespace      = "loadshed-system"
+	serviceAccount = "loadshed-controller-manager"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { testenv.Main(m, &env) }
+
+// TestTheOperatorRunsOnItsGeneratedRBAC runs the operator as its own
+// ServiceAccount, bound to the ClusterRole and Roles that `make manifests`
+// generates and config/rbac binds, not as cluster admin: if a marker is
+// missing, the policy never becomes Ready.
+func TestTheOperatorRunsOnItsGeneratedRBAC(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{
+		"config/rbac/service_account.yaml",
+		"config/rbac/role.yaml",
+		"config/rbac/role_binding.yaml",
+		"config/rbac/leader_election_role.yaml",
+		"config/rbac/leader_election_role_binding.yaml",
+	} {
+		objs, err := testenv.ReadObjects(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range objs {
+			if o.GetKind() != "ClusterRole" && o.GetKind() != "ClusterRoleBinding" && o.GetNamespace() == "" {
+				o.SetNamespace(namespace) // as config/default's kustomization does
+			}
+		}
+		if err := env.Apply(ctx, objs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{
+		UserName: fmt.Sprintf("system:serviceaccount:%s:%s", namespace, serviceAccount),
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
+	}
+
+	// Least privilege: the operator cannot read Secrets outside its namespace.
+	asOperator, err := client.New(cfg, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := asOperator.List(ctx, &corev1.SecretList{}, client.InNamespace("default")); !apierrors.IsForbidden(err) {
+		t.Errorf("the operator's ServiceAccount may list Secrets in default (err %v); it must not", err)
+	}
+
+	mgr, err := operator.New(cfg, operator.Options{
+		Namespace:        namespace,
+		MetricsAddr:      "0",
+		ProbeAddr:        "0",
+		LeaderElection:   true,
+		LeaderElectionID: "loadshed-rbac-test",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "prometheus-token"},
+		Data:       map[string][]byte{"token": []byte("t")},
+	}
+	if err := env.Client.Create(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	p := &v1alpha1.LoadShedPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "rbac"},
+		Spec: v1alpha1.LoadShedPolicySpec{
+			DryRun: true,
+			Source: v1alpha1.MetricsSource{
+				Type: v1alpha1.SourcePrometheus,
+				Prometheus: &v1alpha1.PrometheusSource{
+					URL:                  "http://prometheus.monitoring:9090",
+					BearerTokenSecretRef: &v1alpha1.SecretKeyReference{Name: "prometheus-token", Key: "token"},
+				},
+			},
+			Triggers: []v1alpha1.Trigger{{Name: "inflight", Signal: v1alpha1.SignalInflightRequests, Threshold: resource.MustParse("400")}},
+		},
+	}
+	if err := env.Client.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+
+	var last string
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		got := &v1alpha1.LoadShedPolicy{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), got); err != nil {
+			return false, err
+		}
+		c := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReady)
+		last = fmt.Sprintf("%+v finalizers=%v", c, got.Finalizers)
+		return c != nil && c.Status == metav1.ConditionTrue && got.Status.ObservedGeneration == got.Generation &&
+			len(got.Finalizers) == 1, nil
+	})
+	if err != nil {
+		t.Fatalf("the policy did not become Ready under the operator's own RBAC: %s", last)
+	}
+
+	lease := &coordinationv1.Lease{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "loadshed-rbac-test"}, lease); err != nil {
+		t.Errorf("no leader election Lease in %s: %v", namespace, err)
+	}
+
+	// Deleting the policy runs the finalizer under the same RBAC.
+	if err := env.Client.Delete(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		return apierrors.IsNotFound(env.Client.Get(ctx, client.ObjectKeyFromObject(p), &v1alpha1.LoadShedPolicy{})), nil
+	})
+	if err != nil {
+		t.Errorf("the policy was not deleted: its finalizer stayed")
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("the operator stopped with an error: %v", err)
+	}
+}
