@@ -53,3 +53,18 @@ func (m Matcher) Matches(value string) bool {
 func (m Matcher) String() string {
 	return fmt.Sprintf("%s%s%q", m.Label, m.Op, m.Value)
 }
+
+// MatchesBytes is Matches for a label value held as bytes, without copying it.
+func (m Matcher) MatchesBytes(value []byte) bool {
+	switch m.Op {
+	case v1alpha1.MatchEqual:
+		return string(value) == m.Value
+	case v1alpha1.MatchNotEqual:
+		return string(value) != m.Value
+	case v1alpha1.MatchRegexp:
+		return m.re.Match(value)
+	case v1alpha1.MatchNotRegexp:
+		return !m.re.Match(value)
+	}
+	return false
+}

@@ -1,0 +1,119 @@
+// Package trigger decides, from a trigger's recent values, whether it fires.
+// It is pure: values and the clock come in, a state comes out.
+//
+// A trigger fires when its value has stayed above threshold for the
+// duration "for", and clears when its value has stayed at or below
+// clearThreshold for "for" (hysteresis: a value between the two changes
+// nothing). Missing or stale data never counts as healthy: a firing trigger
+// without fresh data stays firing, and one that was not firing becomes
+// Unknown, which blocks restores just as firing does.
+package trigger
+
+import (
+	"time"
+
+	"github.com/loadshed/loadshed/api/v1alpha1"
+)
+
+// Point is one value of a signal, or a gap where it could not be read.
+type Point struct {
+	// T is when the value was read.
+	T time.Time
+	// V is the value; meaningful only when OK.
+	V float64
+	// OK is false when the value is missing (a failed scrape or query).
+	OK bool
+}
+
+// Spec is what a trigger compares its values with.
+type Spec struct {
+	Threshold      float64
+	ClearThreshold float64
+	For            time.Duration
+	// MaxGap is the longest time between two points that still counts as
+	// continuous, and how old the newest point may be. Typically twice the
+	// policy's interval plus the scrape timeout.
+	MaxGap time.Duration
+}
+
+// State is a trigger's state and when it entered it.
+type State struct {
+	State v1alpha1.TriggerState
+	Since time.Time
+}
+
+// Latched reports whether the trigger counts as firing: Firing, or Clearing
+// (firing, with the value on its way back).
+func (s State) Latched() bool {
+	return s.State == v1alpha1.TriggerFiring || s.State == v1alpha1.TriggerClearing
+}
+
+// Healthy reports whether the trigger counts towards an all-clear: only OK does.
+func (s State) Healthy() bool {
+	return s.State == v1alpha1.TriggerOK
+}
+
+// Evaluate returns the trigger's state at now, given its previous state and
+// its points in time order. Points older than needed are ignored.
+func Evaluate(spec Spec, prev State, points []Point, now time.Time) State {
+	latched := prev.Latched()
+	last := len(points) - 1
+	if last < 0 || !points[last].OK || now.Sub(points[last].T) > spec.MaxGap {
+		if latched {
+			// Held: no fresh value is no reason to stop shedding.
+			return keep(prev, v1alpha1.TriggerFiring, now, now)
+		}
+		return keep(prev, v1alpha1.TriggerUnknown, now, now)
+	}
+
+	if !latched {
+		start, ok := runStart(points, spec.MaxGap, func(v float64) bool { return v > spec.Threshold })
+		if !ok {
+			return keep(prev, v1alpha1.TriggerOK, now, now)
+		}
+		if now.Sub(start) >= spec.For {
+			return State{State: v1alpha1.TriggerFiring, Since: now}
+		}
+		return keep(prev, v1alpha1.TriggerPending, start, now)
+	}
+
+	start, ok := runStart(points, spec.MaxGap, func(v float64) bool { return v <= spec.ClearThreshold })
+	if !ok {
+		// Still past clearThreshold.
+		return keep(prev, v1alpha1.TriggerFiring, now, now)
+	}
+	if now.Sub(start) >= spec.For {
+		return State{State: v1alpha1.TriggerOK, Since: now}
+	}
+	return keep(prev, v1alpha1.TriggerClearing, start, now)
+}
+
+// keep returns state s, keeping prev's Since when the state does not change
+// (so that "since" means since the state began), or since when it does.
+func keep(prev State, s v1alpha1.TriggerState, since, now time.Time) State {
+	if prev.State == s && !prev.Since.IsZero() {
+		return prev
+	}
+	if since.IsZero() || since.After(now) {
+		since = now
+	}
+	return State{State: s, Since: since}
+}
+
+// runStart returns when the newest unbroken run of points satisfying cond
+// began: the run ends at the newest point, has no missing points, and no gap
+// longer than maxGap. ok is false when the newest point does not satisfy cond.
+func runStart(points []Point, maxGap time.Duration, cond func(float64) bool) (time.Time, bool) {
+	i := len(points) - 1
+	if i < 0 || !points[i].OK || !cond(points[i].V) {
+		return time.Time{}, false
+	}
+	for i > 0 {
+		p := points[i-1]
+		if !p.OK || !cond(p.V) || points[i].T.Sub(p.T) > maxGap {
+			break
+		}
+		i--
+	}
+	return points[i].T, true
+}
