@@ -1,0 +1,357 @@
+// Package plan decides what a policy does about a flood: which
+// ServiceAccounts to throttle, which DaemonSets to pause, which to restore
+// next and how far, and when to look again. It is pure: the policy, its
+// triggers, the offenders and what is in place now come in as values; a
+// Plan comes out, and the controller carries it out.
+package plan
+
+import (
+	"fmt"
+	"hash/fnv"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/loadshed/loadshed/internal/policy"
+)
+
+// DaemonSet is a DaemonSet the policy may act on.
+type DaemonSet struct {
+	// Key is "namespace/name".
+	Key string
+	// Protected DaemonSets are never paused: labelled loadshed.io/protected,
+	// excluded by the policy, or in a protected namespace it does not allow.
+	Protected bool
+}
+
+// Offender is a ServiceAccount with its attributed load.
+type Offender struct {
+	// ServiceAccount is "namespace/name".
+	ServiceAccount string
+	// Share is its share (0 to 1) of all requests.
+	Share             float64
+	RequestsPerSecond float64
+	DaemonSets        []DaemonSet
+}
+
+// Pause is a DaemonSet this policy paused, as recorded on the DaemonSet.
+type Pause struct {
+	// Since is when it was first paused.
+	Since time.Time
+	// Attempt counts the restores that failed (relapsed).
+	Attempt int
+	// Wave is the restore wave in progress; 0 while fully paused.
+	Wave int
+	// WaveStarted is when the current wave began.
+	WaveStarted time.Time
+	// NextRestore is the earliest time a restore may start.
+	NextRestore time.Time
+	// Load is the attributed requests per second when it was paused, to
+	// restore the least loaded first.
+	Load float64
+}
+
+// Input is everything a decision reads.
+type Input struct {
+	Now    time.Time
+	Config *policy.Config
+	// Firing is true while any trigger fires.
+	Firing bool
+	// ClearSince is when every trigger became OK; zero unless all are OK.
+	ClearSince time.Time
+	// Offenders, most load first.
+	Offenders []Offender
+	// Throttled maps each ServiceAccount this policy throttles to since when.
+	Throttled map[string]time.Time
+	// Paused maps each DaemonSet this policy paused to its record.
+	Paused map[string]Pause
+	// PausedByOthers maps DaemonSets paused by other policies to the policy.
+	PausedByOthers map[string]string
+	// LastRestored is when this policy last finished restoring a DaemonSet.
+	LastRestored time.Time
+}
+
+// Plan is what to do now. Throttled and Paused are the whole desired sets,
+// not changes: applying a plan twice is the same as once.
+type Plan struct {
+	// Throttled maps each ServiceAccount to throttle to since when.
+	Throttled map[string]time.Time
+	// Paused maps each DaemonSet to keep paused (or in restore) to its record.
+	Paused map[string]Pause
+	// Restored are the DaemonSets whose restore completes now.
+	Restored []string
+	// Actions describe the changes of this plan, for events and logs.
+	Actions []Action
+	// Blocked says what the policy would do but may not, and why.
+	Blocked []string
+	// RequeueAfter is when to look again at the latest.
+	RequeueAfter time.Duration
+	// NextRestore is when the next restore step is due; zero if none is.
+	NextRestore time.Time
+}
+
+// ActionKind names a change.
+type ActionKind string
+
+// The changes a plan makes; they are also the events' reasons.
+const (
+	Throttled      ActionKind = "Throttled"
+	Paused         ActionKind = "Paused"
+	RestoreStarted ActionKind = "RestoreStarted"
+	WaveAdvanced   ActionKind = "WaveAdvanced"
+	Restored       ActionKind = "Restored"
+	Repaused       ActionKind = "Repaused"
+	Unthrottled    ActionKind = "Unthrottled"
+)
+
+// Action is one change, with a sentence saying why.
+type Action struct {
+	Kind   ActionKind
+	Target string
+	Reason string
+}
+
+// Decide computes the plan. It never pauses more than maxPaused DaemonSets,
+// never a protected one nor one another policy paused, restores one
+// DaemonSet at a time, and removes throttles only once nothing is paused and
+// the triggers have been clear for stableFor since the last restore.
+func Decide(in Input) Plan {
+	cfg := in.Config
+	p := Plan{Throttled: map[string]time.Time{}, Paused: map[string]Pause{}}
+	for sa, since := range in.Throttled {
+		p.Throttled[sa] = since
+	}
+	for ds, rec := range in.Paused {
+		p.Paused[ds] = rec
+	}
+	p.RequeueAfter = cfg.Interval
+
+	if in.Firing {
+		decideFiring(in, &p)
+	} else {
+		decideCalm(in, &p)
+	}
+	p.NextRestore = nextRestore(in, p)
+
+	return p
+}
+
+// decideFiring throttles new offenders, pauses the ones throttling did not
+// stop, and sends DaemonSets on probation back to pause.
+func decideFiring(in Input, p *Plan) {
+	cfg := in.Config
+	// Relapse: a DaemonSet being restored goes back to pause, with a longer wait.
+	for _, ds := range sortedKeys(p.Paused) {
+		rec := p.Paused[ds]
+		if rec.Wave == 0 {
+			continue
+		}
+		rec.Attempt++
+		rec.Wave = 0
+		rec.WaveStarted = time.Time{}
+		rec.NextRestore = in.Now.Add(Backoff(cfg.Restore.Backoff, ds, rec.Attempt))
+		p.Paused[ds] = rec
+		p.Actions = append(p.Actions, Action{Kind: Repaused, Target: ds,
+			Reason: fmt.Sprintf("a trigger fired during its restore (attempt %d); next restore not before %s",
+				rec.Attempt, rec.NextRestore.UTC().Format(time.RFC3339))})
+	}
+
+	for _, o := range in.Offenders {
+		if o.Share < cfg.MinShare {
+			continue
+		}
+		if cfg.Throttle.Enabled {
+			if _, ok := p.Throttled[o.ServiceAccount]; !ok {
+				p.Throttled[o.ServiceAccount] = in.Now
+				p.Actions = append(p.Actions, Action{Kind: Throttled, Target: o.ServiceAccount,
+					Reason: fmt.Sprintf("it makes %.0f%% of all requests (%.1f/s)", o.Share*100, o.RequestsPerSecond)})
+			}
+		}
+		if !cfg.Pause.Enabled {
+			continue
+		}
+		since, throttled := p.Throttled[o.ServiceAccount]
+		if cfg.Throttle.Enabled && cfg.Pause.After > 0 {
+			if !throttled || in.Now.Sub(since) < cfg.Pause.After {
+				p.RequeueAfter = min(p.RequeueAfter, positive(since.Add(cfg.Pause.After).Sub(in.Now)))
+				continue
+			}
+		}
+		for _, ds := range o.DaemonSets {
+			pauseOne(in, p, o, ds)
+		}
+	}
+}
+
+func pauseOne(in Input, p *Plan, o Offender, ds DaemonSet) {
+	if _, ok := p.Paused[ds.Key]; ok {
+		return
+	}
+	switch {
+	case ds.Protected:
+		p.Blocked = append(p.Blocked, fmt.Sprintf("would pause %s, but it is protected", ds.Key))
+		return
+	case in.PausedByOthers[ds.Key] != "":
+		p.Blocked = append(p.Blocked, fmt.Sprintf("would pause %s, but policy %s paused it first", ds.Key, in.PausedByOthers[ds.Key]))
+		return
+	case len(p.Paused) >= in.Config.Pause.MaxPaused:
+		p.Blocked = append(p.Blocked, fmt.Sprintf("would pause %s, but %d DaemonSets are paused already (maxPaused)",
+			ds.Key, len(p.Paused)))
+		return
+	}
+	p.Paused[ds.Key] = Pause{Since: in.Now, Load: o.RequestsPerSecond}
+	reason := fmt.Sprintf("its ServiceAccount %s makes %.0f%% of all requests (%.1f/s)", o.ServiceAccount, o.Share*100, o.RequestsPerSecond)
+	if in.Config.Throttle.Enabled && in.Config.Pause.After > 0 {
+		reason += fmt.Sprintf(" after %v of throttling", in.Config.Pause.After)
+	}
+	p.Actions = append(p.Actions, Action{Kind: Paused, Target: ds.Key, Reason: reason})
+}
+
+// decideCalm restores, one DaemonSet and one wave at a time, once every
+// trigger has been clear for stableFor; then removes the throttles.
+func decideCalm(in Input, p *Plan) {
+	cfg := in.Config
+	if in.ClearSince.IsZero() {
+		return // a trigger is pending, clearing or unknown: hold everything
+	}
+	stableAt := in.ClearSince.Add(cfg.Restore.StableFor)
+	if in.Now.Before(stableAt) {
+		p.RequeueAfter = min(p.RequeueAfter, positive(stableAt.Sub(in.Now)))
+		return
+	}
+
+	// A restore in progress advances once its wave has passed probation.
+	for _, ds := range sortedKeys(p.Paused) {
+		rec := p.Paused[ds]
+		if rec.Wave == 0 {
+			continue
+		}
+		due := rec.WaveStarted.Add(cfg.Restore.Probation)
+		if in.Now.Before(due) {
+			p.RequeueAfter = min(p.RequeueAfter, positive(due.Sub(in.Now)))
+			return
+		}
+		if rec.Wave >= len(cfg.Restore.WavePercents) {
+			delete(p.Paused, ds)
+			p.Restored = append(p.Restored, ds)
+			p.Actions = append(p.Actions, Action{Kind: Restored, Target: ds,
+				Reason: fmt.Sprintf("every wave held for %v without a trigger firing", cfg.Restore.Probation)})
+			return
+		}
+		rec.Wave++
+		rec.WaveStarted = in.Now
+		p.Paused[ds] = rec
+		p.Actions = append(p.Actions, Action{Kind: WaveAdvanced, Target: ds,
+			Reason: fmt.Sprintf("wave %d: %d%% of its nodes", rec.Wave, cfg.Restore.WavePercents[rec.Wave-1])})
+		p.RequeueAfter = min(p.RequeueAfter, cfg.Restore.Probation)
+		return
+	}
+
+	// Otherwise the least loaded paused DaemonSet whose backoff has passed starts.
+	var next string
+	for _, ds := range sortedKeys(p.Paused) {
+		rec := p.Paused[ds]
+		if in.Now.Before(rec.NextRestore) {
+			p.RequeueAfter = min(p.RequeueAfter, positive(rec.NextRestore.Sub(in.Now)))
+			continue
+		}
+		if next == "" || rec.Load < p.Paused[next].Load {
+			next = ds
+		}
+	}
+	if next != "" {
+		rec := p.Paused[next]
+		rec.Wave = 1
+		rec.WaveStarted = in.Now
+		p.Paused[next] = rec
+		p.Actions = append(p.Actions, Action{Kind: RestoreStarted, Target: next,
+			Reason: fmt.Sprintf("triggers clear for %v; wave 1: %d%% of its nodes (attempt %d)",
+				cfg.Restore.StableFor, cfg.Restore.WavePercents[0], rec.Attempt+1)})
+		p.RequeueAfter = min(p.RequeueAfter, cfg.Restore.Probation)
+		return
+	}
+	if len(p.Paused) > 0 {
+		return
+	}
+
+	// Nothing paused: throttles go once the triggers stayed clear for
+	// stableFor after the last restore too.
+	if len(p.Throttled) == 0 {
+		return
+	}
+	unthrottleAt := stableAt
+	if !in.LastRestored.IsZero() {
+		unthrottleAt = maxTime(unthrottleAt, in.LastRestored.Add(cfg.Restore.StableFor))
+	}
+	if in.Now.Before(unthrottleAt) {
+		p.RequeueAfter = min(p.RequeueAfter, positive(unthrottleAt.Sub(in.Now)))
+		return
+	}
+	for _, sa := range sortedKeys(p.Throttled) {
+		delete(p.Throttled, sa)
+		p.Actions = append(p.Actions, Action{Kind: Unthrottled, Target: sa,
+			Reason: fmt.Sprintf("nothing is paused and the triggers stayed clear for %v", cfg.Restore.StableFor)})
+	}
+}
+
+// nextRestore is when the next restore step is due, for status.
+func nextRestore(in Input, p Plan) time.Time {
+	var next time.Time
+	for _, rec := range p.Paused {
+		var at time.Time
+		if rec.Wave > 0 {
+			at = rec.WaveStarted.Add(in.Config.Restore.Probation)
+		} else {
+			at = rec.NextRestore
+			if !in.ClearSince.IsZero() {
+				at = maxTime(at, in.ClearSince.Add(in.Config.Restore.StableFor))
+			}
+		}
+		if at.IsZero() {
+			continue
+		}
+		if next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
+	return next
+}
+
+// Backoff is the wait before restore attempt n+1 of a DaemonSet, after n
+// relapses: initial × multiplier^(n-1), capped at max, then spread by up to
+// ±jitterPercent. The jitter is derived from the DaemonSet and the attempt,
+// so that it is the same after a restart and differs between DaemonSets.
+func Backoff(b policy.Backoff, ds string, attempt int) time.Duration {
+	if attempt < 1 {
+		return 0
+	}
+	d := float64(b.Initial) * math.Pow(b.Multiplier, float64(attempt-1))
+	d = math.Min(d, float64(b.Max))
+	if b.JitterPercent > 0 {
+		h := fnv.New64a()
+		_, _ = fmt.Fprintf(h, "%s/%d", ds, attempt)
+		unit := float64(h.Sum64()%2001)/1000 - 1 // in [-1, 1]
+		d *= 1 + unit*float64(b.JitterPercent)/100
+	}
+	return time.Duration(d)
+}
+
+func positive(d time.Duration) time.Duration {
+	return max(d, time.Second)
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

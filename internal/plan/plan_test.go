@@ -1,0 +1,259 @@
+package plan
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loadshed/loadshed/internal/policy"
+)
+
+var t0 = time.Date(2024, 12, 11, 15, 17, 0, 0, time.UTC)
+
+func at(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+
+func config() *policy.Config {
+	return &policy.Config{
+		Interval: 10 * time.Second,
+		MinShare: 0.2,
+		Throttle: policy.Throttle{Enabled: true},
+		Pause:    policy.Pause{Enabled: true, MaxPaused: 2, After: time.Minute},
+		Restore: policy.Restore{
+			StableFor: 2 * time.Minute, Probation: time.Minute, WavePercents: []int32{10, 50, 100},
+			Backoff: policy.Backoff{Initial: time.Minute, Multiplier: 2, Max: 10 * time.Minute},
+		},
+	}
+}
+
+func telemetry(share float64, ds ...DaemonSet) Offender {
+	if len(ds) == 0 {
+		ds = []DaemonSet{{Key: "telemetry/agent"}}
+	}
+	return Offender{ServiceAccount: "telemetry/agent", Share: share, RequestsPerSecond: share * 1000, DaemonSets: ds}
+}
+
+func kinds(p Plan) string {
+	var out []string
+	for _, a := range p.Actions {
+		out = append(out, string(a.Kind)+" "+a.Target)
+	}
+	return strings.Join(out, "; ")
+}
+
+func TestDecide(t *testing.T) {
+	tests := []struct {
+		name        string
+		mutate      func(*policy.Config)
+		in          Input
+		wantActions string
+		wantPaused  []string
+		wantThrottl []string
+		wantBlocked string
+	}{
+		{
+			name:        "a firing trigger throttles an offender above the share threshold first",
+			in:          Input{Now: at(0), Firing: true, Offenders: []Offender{telemetry(0.8)}},
+			wantActions: "Throttled telemetry/agent",
+			wantThrottl: []string{"telemetry/agent"},
+		},
+		{
+			name: "an offender under the share threshold is left alone",
+			in: Input{Now: at(0), Firing: true, Offenders: []Offender{
+				{ServiceAccount: "payments/web", Share: 0.1, DaemonSets: []DaemonSet{{Key: "payments/web"}}}}},
+			wantActions: "",
+		},
+		{
+			name: "a throttled offender is paused once throttling had pause.after to work",
+			in: Input{Now: at(60), Firing: true, Offenders: []Offender{telemetry(0.7)},
+				Throttled: map[string]time.Time{"telemetry/agent": at(0)}},
+			wantActions: "Paused telemetry/agent",
+			wantPaused:  []string{"telemetry/agent"},
+			wantThrottl: []string{"telemetry/agent"},
+		},
+		{
+			name: "a throttled offender is not paused before pause.after",
+			in: Input{Now: at(30), Firing: true, Offenders: []Offender{telemetry(0.7)},
+				Throttled: map[string]time.Time{"telemetry/agent": at(0)}},
+			wantActions: "",
+			wantThrottl: []string{"telemetry/agent"},
+		},
+		{
+			name:        "with pause.after 0 an offender is throttled and paused at once",
+			mutate:      func(c *policy.Config) { c.Pause.After = 0 },
+			in:          Input{Now: at(0), Firing: true, Offenders: []Offender{telemetry(0.7)}},
+			wantActions: "Throttled telemetry/agent; Paused telemetry/agent",
+			wantPaused:  []string{"telemetry/agent"},
+			wantThrottl: []string{"telemetry/agent"},
+		},
+		{
+			name:        "with throttling off an offender is paused at once",
+			mutate:      func(c *policy.Config) { c.Throttle.Enabled = false },
+			in:          Input{Now: at(0), Firing: true, Offenders: []Offender{telemetry(0.7)}},
+			wantActions: "Paused telemetry/agent",
+			wantPaused:  []string{"telemetry/agent"},
+		},
+		{
+			name:   "a protected DaemonSet is never paused",
+			mutate: func(c *policy.Config) { c.Pause.After = 0 },
+			in: Input{Now: at(0), Firing: true,
+				Offenders: []Offender{telemetry(0.7, DaemonSet{Key: "kube-system/kube-proxy", Protected: true})}},
+			wantActions: "Throttled telemetry/agent",
+			wantThrottl: []string{"telemetry/agent"},
+			wantBlocked: "would pause kube-system/kube-proxy, but it is protected",
+		},
+		{
+			name:   "a DaemonSet another policy paused is left to it",
+			mutate: func(c *policy.Config) { c.Pause.After = 0; c.Throttle.Enabled = false },
+			in: Input{Now: at(0), Firing: true, Offenders: []Offender{telemetry(0.7)},
+				PausedByOthers: map[string]string{"telemetry/agent": "other-policy"}},
+			wantActions: "",
+			wantBlocked: "policy other-policy paused it first",
+		},
+		{
+			name:   "never more than maxPaused, most load first",
+			mutate: func(c *policy.Config) { c.Pause.After = 0; c.Throttle.Enabled = false; c.Pause.MaxPaused = 1 },
+			in: Input{Now: at(0), Firing: true, Offenders: []Offender{
+				{ServiceAccount: "a/a", Share: 0.5, RequestsPerSecond: 500, DaemonSets: []DaemonSet{{Key: "a/a"}}},
+				{ServiceAccount: "b/b", Share: 0.3, RequestsPerSecond: 300, DaemonSets: []DaemonSet{{Key: "b/b"}}},
+			}},
+			wantActions: "Paused a/a",
+			wantPaused:  []string{"a/a"},
+			wantBlocked: "would pause b/b, but 1 DaemonSets are paused already (maxPaused)",
+		},
+		{
+			name: "a trigger firing during probation re-pauses with a longer backoff",
+			in: Input{Now: at(400), Firing: true,
+				Paused:    map[string]Pause{"telemetry/agent": {Since: at(0), Wave: 2, WaveStarted: at(380), Attempt: 1}},
+				Throttled: map[string]time.Time{"telemetry/agent": at(0)}},
+			wantActions: "Repaused telemetry/agent",
+			wantPaused:  []string{"telemetry/agent"},
+			wantThrottl: []string{"telemetry/agent"},
+		},
+		{
+			name: "nothing is restored before the triggers were clear for stableFor",
+			in: Input{Now: at(100), ClearSince: at(0),
+				Paused: map[string]Pause{"telemetry/agent": {Since: at(-300)}}},
+			wantActions: "",
+			wantPaused:  []string{"telemetry/agent"},
+		},
+		{
+			name: "nothing is restored while a trigger is pending, clearing or unknown",
+			in: Input{Now: at(1000),
+				Paused: map[string]Pause{"telemetry/agent": {Since: at(-300)}}},
+			wantActions: "",
+			wantPaused:  []string{"telemetry/agent"},
+		},
+		{
+			name: "after stableFor the least loaded paused DaemonSet starts its restore",
+			in: Input{Now: at(120), ClearSince: at(0), Paused: map[string]Pause{
+				"a/heavy": {Since: at(-300), Load: 900},
+				"b/light": {Since: at(-300), Load: 100},
+			}},
+			wantActions: "RestoreStarted b/light",
+			wantPaused:  []string{"a/heavy", "b/light"},
+		},
+		{
+			name: "a restore waits for its backoff",
+			in: Input{Now: at(120), ClearSince: at(0), Paused: map[string]Pause{
+				"telemetry/agent": {Since: at(-300), Attempt: 1, NextRestore: at(200)}}},
+			wantActions: "",
+			wantPaused:  []string{"telemetry/agent"},
+		},
+		{
+			name: "a wave advances after its probation, one DaemonSet at a time",
+			in: Input{Now: at(200), ClearSince: at(0), Paused: map[string]Pause{
+				"a/a": {Since: at(-300), Wave: 1, WaveStarted: at(130)},
+				"b/b": {Since: at(-300)},
+			}},
+			wantActions: "WaveAdvanced a/a",
+			wantPaused:  []string{"a/a", "b/b"},
+		},
+		{
+			name: "a wave is held during its probation",
+			in: Input{Now: at(150), ClearSince: at(0), Paused: map[string]Pause{
+				"a/a": {Since: at(-300), Wave: 1, WaveStarted: at(130)}}},
+			wantActions: "",
+			wantPaused:  []string{"a/a"},
+		},
+		{
+			name: "the last wave's probation completes the restore",
+			in: Input{Now: at(400), ClearSince: at(0), Paused: map[string]Pause{
+				"a/a": {Since: at(-300), Wave: 3, WaveStarted: at(330)}},
+				Throttled: map[string]time.Time{"telemetry/agent": at(-400)}},
+			wantActions: "Restored a/a",
+			wantThrottl: []string{"telemetry/agent"},
+		},
+		{
+			name: "throttles stay until the triggers stayed clear for stableFor after the last restore",
+			in: Input{Now: at(450), ClearSince: at(0), LastRestored: at(400),
+				Throttled: map[string]time.Time{"telemetry/agent": at(-400)}},
+			wantActions: "",
+			wantThrottl: []string{"telemetry/agent"},
+		},
+		{
+			name: "then the throttles go",
+			in: Input{Now: at(520), ClearSince: at(0), LastRestored: at(400),
+				Throttled: map[string]time.Time{"telemetry/agent": at(-400)}},
+			wantActions: "Unthrottled telemetry/agent",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := config()
+			if tt.mutate != nil {
+				tt.mutate(cfg)
+			}
+			tt.in.Config = cfg
+			p := Decide(tt.in)
+			if got := kinds(p); got != tt.wantActions {
+				t.Errorf("actions = %q, want %q", got, tt.wantActions)
+			}
+			if got := strings.Join(sortedKeys(p.Paused), ","); got != strings.Join(tt.wantPaused, ",") {
+				t.Errorf("paused = %v, want %v", got, tt.wantPaused)
+			}
+			if got := strings.Join(sortedKeys(p.Throttled), ","); got != strings.Join(tt.wantThrottl, ",") {
+				t.Errorf("throttled = %v, want %v", got, tt.wantThrottl)
+			}
+			if tt.wantBlocked != "" && !strings.Contains(strings.Join(p.Blocked, "\n"), tt.wantBlocked) {
+				t.Errorf("blocked = %v, want it to say %q", p.Blocked, tt.wantBlocked)
+			}
+			if p.RequeueAfter <= 0 || p.RequeueAfter > cfg.Interval {
+				t.Errorf("requeue after %v, want within (0, interval]", p.RequeueAfter)
+			}
+		})
+	}
+}
+
+func TestARepauseWaitsLongerEachTime(t *testing.T) {
+	cfg := config()
+	cfg.Restore.Backoff.JitterPercent = 10
+	prev := time.Duration(0)
+	for attempt := 1; attempt <= 6; attempt++ {
+		d := Backoff(cfg.Restore.Backoff, "telemetry/agent", attempt)
+		if d < prev && d < time.Duration(float64(cfg.Restore.Backoff.Max)*0.9) {
+			t.Errorf("attempt %d waits %v, less than attempt %d's %v", attempt, d, attempt-1, prev)
+		}
+		if d > time.Duration(float64(cfg.Restore.Backoff.Max)*1.1) {
+			t.Errorf("attempt %d waits %v, past max %v plus jitter", attempt, d, cfg.Restore.Backoff.Max)
+		}
+		prev = d
+	}
+	if a, b := Backoff(cfg.Restore.Backoff, "a/a", 2), Backoff(cfg.Restore.Backoff, "a/a", 2); a != b {
+		t.Errorf("the jitter differs between two computations: %v, %v", a, b)
+	}
+	cfg.Restore.Backoff.JitterPercent = 0
+	if d := Backoff(cfg.Restore.Backoff, "a/a", 3); d != 4*time.Minute {
+		t.Errorf("without jitter attempt 3 waits %v, want 1m x 2^2", d)
+	}
+}
+
+func TestTheRepauseRecordsAttemptAndNextRestore(t *testing.T) {
+	cfg := config()
+	cfg.Restore.Backoff.JitterPercent = 0
+	p := Decide(Input{Config: cfg, Now: at(400), Firing: true,
+		Paused: map[string]Pause{"telemetry/agent": {Since: at(0), Wave: 2, WaveStarted: at(380), Attempt: 1}}})
+	rec := p.Paused["telemetry/agent"]
+	if rec.Attempt != 2 || rec.Wave != 0 || !rec.NextRestore.Equal(at(400).Add(2*time.Minute)) {
+		t.Errorf("after a relapse the record is %+v; want attempt 2, wave 0, next restore in 2m", rec)
+	}
+}
