@@ -1,0 +1,72 @@
+// Package attribution attributes API-server load to ServiceAccounts with API
+// Priority and Fairness (APF). apiserver_request_total carries no client
+// label, but apiserver_flowcontrol_dispatched_requests_total carries the name
+// of the FlowSchema that matched each request. So for each ServiceAccount
+// loadshed watches it keeps an "attribution" FlowSchema that matches exactly
+// that ServiceAccount, one step ahead of the schema that matches it today and
+// routed to the same priority level with the same flow distinguisher; the
+// ServiceAccount's load is then the rate of requests dispatched for that
+// schema.
+//
+// The package is pure: it works on plain values, reads no cluster and
+// mirrors APF's matching (k8s.io/apiserver/pkg/util/flowcontrol, rule.go)
+// so that the controller can compute, from a list of FlowSchemas, which one
+// a ServiceAccount falls into and what to apply ahead of it.
+package attribution
+
+import (
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apiserver/pkg/authentication/serviceaccount"
+	"k8s.io/apiserver/pkg/authentication/user"
+)
+
+// DefaultServiceAccountName is the ServiceAccount a pod runs as when its spec
+// names none.
+const DefaultServiceAccountName = "default"
+
+// ServiceAccount names a ServiceAccount.
+type ServiceAccount struct {
+	// Namespace is the ServiceAccount's namespace.
+	Namespace string
+	// Name is the ServiceAccount's name.
+	Name string
+}
+
+// String returns "namespace/name".
+func (sa ServiceAccount) String() string {
+	return sa.Namespace + "/" + sa.Name
+}
+
+// UserName returns the user name the API server authenticates the
+// ServiceAccount's tokens as: "system:serviceaccount:<namespace>:<name>".
+func (sa ServiceAccount) UserName() string {
+	return serviceaccount.MakeUsername(sa.Namespace, sa.Name)
+}
+
+// Groups returns the groups the API server puts the ServiceAccount's tokens
+// in: "system:serviceaccounts", "system:serviceaccounts:<namespace>" (from
+// the ServiceAccount token authenticator) and "system:authenticated" (added
+// to every authenticated user by the authenticated-group adder that wraps the
+// API server's authenticators).
+func (sa ServiceAccount) Groups() []string {
+	return append(serviceaccount.MakeGroupNames(sa.Namespace), user.AllAuthenticated)
+}
+
+// ServiceAccountOf returns the ServiceAccount a DaemonSet's pods run as: the
+// pod template's serviceAccountName, else its deprecated serviceAccount
+// alias (which the API server copies into serviceAccountName), else
+// "default". It returns the zero ServiceAccount for a nil DaemonSet.
+func ServiceAccountOf(ds *appsv1.DaemonSet) ServiceAccount {
+	if ds == nil {
+		return ServiceAccount{}
+	}
+	spec := ds.Spec.Template.Spec
+	name := spec.ServiceAccountName
+	if name == "" {
+		name = spec.DeprecatedServiceAccount //nolint:staticcheck // SA1019: older objects may set only the alias.
+	}
+	if name == "" {
+		name = DefaultServiceAccountName
+	}
+	return ServiceAccount{Namespace: ds.Namespace, Name: name}
+}
