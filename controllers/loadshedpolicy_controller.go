@@ -7,11 +7,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -19,9 +22,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
+	"github.com/loadshed/loadshed/internal/detection"
+	"github.com/loadshed/loadshed/internal/plan"
 	"github.com/loadshed/loadshed/internal/policy"
+	"github.com/loadshed/loadshed/internal/sampler"
 )
 
 // FieldOwner is the field manager of every write loadshed makes. It is
@@ -41,6 +48,12 @@ type LoadShedPolicyReconciler struct {
 	// Namespace is the operator's own namespace: Secrets are read from it,
 	// and its DaemonSets are protected.
 	Namespace string
+	// Sampler scrapes the API servers for every policy.
+	Sampler *sampler.Sampler
+	// Recorder records events on policies.
+	Recorder events.EventRecorder
+	// Clock is read for every time the reconciler records or compares.
+	Clock clock.PassiveClock
 }
 
 // reconcileState is what one loop saw and decided, for the status setters.
@@ -48,6 +61,13 @@ type reconcileState struct {
 	config *policy.Config
 	// err is the error that stopped the loop, if any; see resultFor.
 	err error
+	// evaluated is when the triggers were evaluated; zero when they were not.
+	evaluated time.Time
+	signals   []detection.Signal
+	offenders []detection.Offender
+	metrics   metricsStatus
+	// plan is what the planner decided; nil when it did not run.
+	plan *plan.Plan
 }
 
 // Reconcile runs one loop for one policy: observe, decide, apply, and write
@@ -85,6 +105,24 @@ func (r *LoadShedPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}()
 
 	state.err = r.reconcileSpec(ctx, obj, state)
+	if state.err != nil || obj.Spec.Suspend {
+		// Nothing is evaluated: the sampler stops reading for this policy.
+		r.Sampler.Unregister(obj.Name)
+		return resultFor(state), ignoreSpecErrors(state.err)
+	}
+	previous := previousStates(obj)
+	state.err = r.reconcileDetection(ctx, obj, state)
+	if state.err == nil {
+		r.recordTransitions(obj, previous, state.signals)
+		state.err = r.reconcileMitigation(ctx, obj, state)
+	}
+	if state.err == nil {
+		state.err = r.collectAttribution(ctx, "")
+	}
+	observePolicy(obj.Name, state)
+	if state.plan != nil && !state.config.DryRun {
+		observeShedding(obj.Name, shedding(state), state.evaluated)
+	}
 	return resultFor(state), ignoreSpecErrors(state.err)
 }
 
@@ -131,6 +169,14 @@ func (r *LoadShedPolicyReconciler) reconcileDelete(ctx context.Context, obj *v1a
 	if !controllerutil.ContainsFinalizer(obj, v1alpha1.Finalizer) {
 		return nil
 	}
+	r.Sampler.Unregister(obj.Name)
+	forgetPolicy(obj.Name)
+	if err := r.undoAll(ctx, obj.Name); err != nil {
+		return err
+	}
+	if err := r.collectAttribution(ctx, obj.Name); err != nil {
+		return err
+	}
 	patch := client.MergeFrom(obj.DeepCopy())
 	controllerutil.RemoveFinalizer(obj, v1alpha1.Finalizer)
 	if err := r.Patch(ctx, obj, patch, client.FieldOwner(FieldOwner)); err != nil {
@@ -165,6 +211,8 @@ func resultFor(state *reconcileState) ctrl.Result {
 	case state.err != nil:
 		// The controller's rate limiter backs off on the returned error.
 		return ctrl.Result{}
+	case state.plan != nil:
+		return ctrl.Result{RequeueAfter: min(state.config.Interval, state.plan.RequeueAfter)}
 	default:
 		return ctrl.Result{RequeueAfter: state.config.Interval}
 	}
@@ -190,6 +238,8 @@ func (r *LoadShedPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// A Secret a policy refers to may appear or change after the policy.
 		// The cache holds the operator's namespace only (see internal/operator).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.policiesForSecret)).
+		// Each round of scrapes wakes the policies that asked for it.
+		WatchesRawSource(source.Channel(r.Sampler.Events(), &handler.EnqueueRequestForObject{})).
 		Named("loadshedpolicy").
 		Complete(r)
 }

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -58,9 +59,14 @@ func TestAValidPolicyBecomesReadyForEachGeneration(t *testing.T) {
 		t.Errorf("finalizer %s missing: %v", v1alpha1.Finalizer, got.Finalizers)
 	}
 
-	// A new generation is observed too.
-	got.Spec.Triggers[0].Threshold = resource.MustParse("500")
-	if err := env.Client.Update(context.Background(), got); err != nil {
+	// A new generation is observed too. The controller writes the object
+	// meanwhile: retry on conflict, as any client must.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur := get(t, "valid")
+		cur.Spec.Triggers[0].Threshold = resource.MustParse("500")
+		return env.Client.Update(context.Background(), cur)
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, readyIs(t, "valid", metav1.ConditionTrue, v1alpha1.ReasonReconciled))

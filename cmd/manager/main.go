@@ -36,6 +36,8 @@ func main() {
 		"Elect a leader, so that only one replica acts at a time.")
 	flag.StringVar(&opts.LeaderElectionID, "leader-election-id", operator.DefaultLeaderElectionID,
 		"The name of the leader election Lease.")
+	flag.StringVar(&opts.ServiceAccount, "service-account", envOr("SERVICE_ACCOUNT_NAME", operator.DefaultServiceAccount),
+		"The operator's ServiceAccount, in --namespace: its requests are routed to the exempt priority level.")
 	flag.StringVar(&logLevel, "log-level", "info", "Log level: debug, info, error, or a verbosity from 0 to 10.")
 	flag.StringVar(&logFormat, "log-format", logging.FormatJSON, "Log format: json or console.")
 	flag.Parse()

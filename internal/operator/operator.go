@@ -10,9 +10,13 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -22,6 +26,8 @@ import (
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/controllers"
+	"github.com/loadshed/loadshed/internal/attribution"
+	"github.com/loadshed/loadshed/internal/sampler"
 )
 
 // Options configure the operator.
@@ -42,7 +48,13 @@ type Options struct {
 	LeaderElection bool
 	// LeaderElectionID names the Lease used for leader election.
 	LeaderElectionID string
+	// ServiceAccount is the name of the operator's ServiceAccount, in
+	// Namespace: its requests are routed to the exempt priority level.
+	ServiceAccount string
 }
+
+// DefaultServiceAccount is the operator's ServiceAccount in config/rbac.
+const DefaultServiceAccount = "loadshed-controller-manager"
 
 // DefaultLeaderElectionID is the name of the leader election Lease.
 const DefaultLeaderElectionID = "loadshed.io"
@@ -102,6 +114,10 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 				// Secrets are read from the operator's namespace only, where
 				// its Role allows it: no cluster-wide access to Secrets.
 				&corev1.Secret{}: {Namespaces: map[string]cache.Config{opts.Namespace: {}}},
+				// The API servers' endpoints, and nothing else of EndpointSlices.
+				&discoveryv1.EndpointSlice{}: {Namespaces: map[string]cache.Config{metav1.NamespaceDefault: {
+					LabelSelector: labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: "kubernetes"}),
+				}}},
 			},
 		},
 	})
@@ -109,11 +125,29 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
 
+	smp, err := sampler.New(mgr.GetConfig(), mgr.GetClient(), clock.RealClock{})
+	if err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(smp); err != nil {
+		return nil, fmt.Errorf("adding the sampler: %w", err)
+	}
 	if err := (&controllers.LoadShedPolicyReconciler{
 		Client:    mgr.GetClient(),
 		Namespace: opts.Namespace,
+		Sampler:   smp,
+		Recorder:  mgr.GetEventRecorder("loadshed-operator"),
+		Clock:     clock.RealClock{},
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the LoadShedPolicy controller: %w", err)
+	}
+
+	sa := opts.ServiceAccount
+	if sa == "" {
+		sa = DefaultServiceAccount
+	}
+	if err := mgr.Add(&selfProtection{client: mgr.GetClient(), sa: attribution.ServiceAccount{Namespace: opts.Namespace, Name: sa}}); err != nil {
+		return nil, fmt.Errorf("adding self-protection: %w", err)
 	}
 
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -128,6 +130,57 @@ func TestTheOperatorRunsOnItsGeneratedRBAC(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatalf("the policy did not become Ready under the operator's own RBAC: %s", last)
+	}
+
+	// A policy on the apiServer source reads /metrics, the API servers'
+	// EndpointSlices, DaemonSets, namespaces and FlowSchemas, and applies an
+	// attribution FlowSchema: all under the same RBAC.
+	for _, o := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "telemetry", Labels: map[string]string{"team": "observability"}}},
+		&appsv1.DaemonSet{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "telemetry", Name: "agent"},
+			Spec: appsv1.DaemonSetSpec{
+				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "agent"}},
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "agent"}},
+					Spec:       corev1.PodSpec{ServiceAccountName: "agent", Containers: []corev1.Container{{Name: "a", Image: "agent:1"}}},
+				},
+			},
+		},
+	} {
+		if err := env.Client.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scraping := &v1alpha1.LoadShedPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "rbac-scraping"},
+		Spec: v1alpha1.LoadShedPolicySpec{
+			DryRun:   true,
+			Interval: &metav1.Duration{Duration: time.Second},
+			Targets: v1alpha1.Targets{NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{"team": "observability"}}},
+			Triggers: []v1alpha1.Trigger{{Name: "inflight", Signal: v1alpha1.SignalInflightRequests, Threshold: resource.MustParse("400")}},
+		},
+	}
+	if err := env.Client.Create(ctx, scraping); err != nil {
+		t.Fatal(err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		got := &v1alpha1.LoadShedPolicy{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(scraping), got); err != nil {
+			return false, err
+		}
+		c := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionMetricsAvailable)
+		last = fmt.Sprintf("MetricsAvailable %+v; phase %s", c, got.Status.Phase)
+		fs := &flowcontrolv1.FlowSchema{}
+		fsErr := env.Client.Get(ctx, client.ObjectKey{Name: "loadshed-attr-telemetry.agent"}, fs)
+		return c != nil && c.Status == metav1.ConditionTrue && fsErr == nil && got.Status.Phase == v1alpha1.PhaseHealthy, nil
+	})
+	if err != nil {
+		t.Fatalf("the apiServer source did not work under the operator's own RBAC: %s", last)
+	}
+	if err := env.Client.Delete(ctx, scraping); err != nil {
+		t.Fatal(err)
 	}
 
 	lease := &coordinationv1.Lease{}

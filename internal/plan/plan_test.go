@@ -33,7 +33,7 @@ func telemetry(share float64, ds ...DaemonSet) Offender {
 }
 
 func kinds(p Plan) string {
-	var out []string
+	out := make([]string, 0, len(p.Actions))
 	for _, a := range p.Actions {
 		out = append(out, string(a.Kind)+" "+a.Target)
 	}

@@ -182,7 +182,7 @@ func TestEvaluate(t *testing.T) {
 // counts state changes with and without a lower clear threshold.
 func TestHysteresisStopsFlapping(t *testing.T) {
 	rng := rand.New(rand.NewSource(1))
-	var points []Point
+	points := make([]Point, 0, 90)
 	// Ten minutes of a flood whose value wanders across the threshold (100),
 	// mostly above it, then five quiet minutes.
 	for i := range 90 {

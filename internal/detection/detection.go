@@ -1,0 +1,183 @@
+// Package detection decides, from the rounds the sampler took, what each of
+// a policy's triggers says and who carries the load. It is pure: rounds,
+// the previous trigger states and the clock come in; signal states and
+// offenders come out. The controller gathers the input and writes status.
+package detection
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/loadshed/loadshed/api/v1alpha1"
+	"github.com/loadshed/loadshed/internal/policy"
+	"github.com/loadshed/loadshed/internal/signals"
+	"github.com/loadshed/loadshed/internal/trigger"
+)
+
+// Signal is one trigger's latest value and state.
+type Signal struct {
+	Name   string
+	Signal string
+	// Value is the newest value; meaningful only when OK.
+	Value          float64
+	OK             bool
+	Threshold      float64
+	ClearThreshold float64
+	State          trigger.State
+	// Message says why a value is missing, or what is odd about it.
+	Message string
+}
+
+// Firing reports whether the trigger counts as firing.
+func (s Signal) Firing() bool { return s.State.Latched() }
+
+// Input is everything a policy's evaluation reads.
+type Input struct {
+	Config *policy.Config
+	// Queries are the triggers' queries, by trigger name (none for promQL triggers).
+	Queries map[string]signals.Query
+	// Points are, for promQL triggers, their values read from Prometheus.
+	Points map[string][]trigger.Point
+	// Rounds are the sampler's rounds, oldest first.
+	Rounds []*signals.Round
+	// Previous are the trigger states the policy's status holds.
+	Previous map[string]trigger.State
+	Now      time.Time
+}
+
+// Evaluate returns each trigger's value and state, in spec order.
+func Evaluate(in Input) []Signal {
+	out := make([]Signal, 0, len(in.Config.Triggers))
+	for i := range in.Config.Triggers {
+		t := &in.Config.Triggers[i]
+		var points []trigger.Point
+		var msg string
+		if q, ok := in.Queries[t.Name]; ok {
+			points, msg = q.Points(in.Rounds)
+		} else {
+			points = in.Points[t.Name]
+		}
+		spec := trigger.Spec{
+			Threshold:      t.Threshold,
+			ClearThreshold: t.ClearThreshold,
+			For:            t.For,
+			MaxGap:         MaxGap(in.Config),
+		}
+		s := Signal{
+			Name:           t.Name,
+			Signal:         t.SignalName(),
+			Threshold:      t.Threshold,
+			ClearThreshold: t.ClearThreshold,
+			State:          trigger.Evaluate(spec, in.Previous[t.Name], points, in.Now),
+			Message:        msg,
+		}
+		if n := len(points); n > 0 && points[n-1].OK && in.Now.Sub(points[n-1].T) <= spec.MaxGap {
+			s.Value, s.OK = points[n-1].V, true
+		} else if s.Message == "" {
+			s.Message = "no fresh value"
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// MaxGap is how old a value may be, and how far apart two values may be,
+// and still count: two intervals and a scrape timeout.
+func MaxGap(cfg *policy.Config) time.Duration {
+	return 2*cfg.Interval + cfg.Source.ScrapeTimeout
+}
+
+// Retention is how much history a policy's triggers need.
+func Retention(cfg *policy.Config) time.Duration {
+	var longest time.Duration
+	for _, t := range cfg.Triggers {
+		longest = max(longest, t.For+t.Window)
+	}
+	return longest + 2*MaxGap(cfg)
+}
+
+// Firing reports whether any trigger fires.
+func Firing(sigs []Signal) bool {
+	for _, s := range sigs {
+		if s.Firing() {
+			return true
+		}
+	}
+	return false
+}
+
+// AllClear reports whether every trigger is OK: none firing, none unknown.
+func AllClear(sigs []Signal) bool {
+	for _, s := range sigs {
+		if !s.State.Healthy() {
+			return false
+		}
+	}
+	return true
+}
+
+// Worst returns the signal furthest past, or closest to, its threshold,
+// preferring firing ones, and a short description for kubectl.
+func Worst(sigs []Signal) (Signal, string, bool) {
+	best, bestScore, found := Signal{}, math.Inf(-1), false
+	for _, s := range sigs {
+		score := math.Inf(-1)
+		if s.OK && s.Threshold > 0 {
+			score = s.Value / s.Threshold
+		}
+		if s.Firing() {
+			score += 1e6
+		}
+		if !found || score > bestScore {
+			best, bestScore, found = s, score, true
+		}
+	}
+	if !found {
+		return Signal{}, "", false
+	}
+	value := "?"
+	if best.OK {
+		value = FormatValue(best.Value)
+	}
+	return best, fmt.Sprintf("%s %s/%s", best.Name, value, FormatValue(best.Threshold)), true
+}
+
+// FormatValue formats a value for status: up to four significant digits.
+func FormatValue(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "NaN"
+	case math.IsInf(v, 0):
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	return strconv.FormatFloat(v, 'g', 4, 64)
+}
+
+// Transitions returns the triggers that started or stopped firing between
+// two evaluations, by name, for events.
+func Transitions(prev map[string]trigger.State, sigs []Signal) (started, stopped []Signal) {
+	for _, s := range sigs {
+		was := prev[s.Name].Latched()
+		switch {
+		case s.Firing() && !was:
+			started = append(started, s)
+		case !s.Firing() && was:
+			stopped = append(stopped, s)
+		}
+	}
+	sort.Slice(started, func(i, j int) bool { return started[i].Name < started[j].Name })
+	sort.Slice(stopped, func(i, j int) bool { return stopped[i].Name < stopped[j].Name })
+	return started, stopped
+}
+
+// StateOf reads a trigger's state back from status.
+func StateOf(s v1alpha1.SignalStatus) trigger.State {
+	st := trigger.State{State: s.State}
+	if s.Since != nil {
+		st.Since = s.Since.Time
+	}
+	return st
+}

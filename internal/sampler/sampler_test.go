@@ -1,0 +1,257 @@
+package sampler
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/loadshed/loadshed/api/v1alpha1"
+	"github.com/loadshed/loadshed/internal/policy"
+	"github.com/loadshed/loadshed/internal/signals"
+)
+
+func recorded(t *testing.T, name string) []byte {
+	t.Helper()
+	raw, err := os.ReadFile("../metrics/testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// apiServer serves a recorded /metrics payload over TLS, in protobuf when
+// asked for it and accepted by serveProtobuf, else in text.
+func apiServer(t *testing.T, serveProtobuf bool, delay time.Duration) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	pb, text := recorded(t, "apiserver.pb.gz"), recorded(t, "apiserver.txt.gz")
+	hits := new(atomic.Int64)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if r.URL.Path != "/metrics" {
+			http.NotFound(w, r)
+			return
+		}
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+			return
+		}
+		if serveProtobuf && strings.Contains(r.Header.Get("Accept"), "protobuf") {
+			w.Header().Set("Content-Type", "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited")
+			_, _ = w.Write(pb)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		_, _ = w.Write(text)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, hits
+}
+
+func restConfigFor(srv *httptest.Server) *rest.Config {
+	return &rest.Config{Host: srv.URL, TLSClientConfig: rest.TLSClientConfig{Insecure: false, CAData: pemOf(srv)}}
+}
+
+func pemOf(srv *httptest.Server) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+}
+
+func parsePort(t *testing.T, s string) int32 {
+	t.Helper()
+	p, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int32(p)
+}
+
+// slices is a client.Reader that lists fixed EndpointSlices: the
+// discovery is tested here, the cache that serves it in production is
+// controller-runtime's.
+type slices []discoveryv1.EndpointSlice
+
+func (s slices) Get(context.Context, client.ObjectKey, client.Object, ...client.GetOption) error {
+	return nil
+}
+
+func (s slices) List(_ context.Context, list client.ObjectList, _ ...client.ListOption) error {
+	list.(*discoveryv1.EndpointSliceList).Items = append([]discoveryv1.EndpointSlice(nil), s...)
+	return nil
+}
+
+var _ client.Reader = slices(nil)
+
+func inflightAccums(t *testing.T) []signals.Accumulator {
+	t.Helper()
+	q, err := signals.ForTrigger(&policy.Trigger{Name: "inflight", Signal: v1alpha1.SignalInflightRequests, Window: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(q.Accumulators(), signals.DispatchedByFlowSchema)
+}
+
+func TestEndpointURLs(t *testing.T) {
+	got := endpointURLs([]discoveryv1.EndpointSlice{
+		{
+			Ports: []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To[int32](6443)}},
+			Endpoints: []discoveryv1.Endpoint{
+				{Addresses: []string{"10.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}},
+				{Addresses: []string{"10.0.0.2"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(false)}},
+				{Addresses: []string{"fd00::3"}},
+			},
+		},
+		{Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.0.0.9"}}}}, // no port: skipped
+	})
+	want := []string{"https://10.0.0.1:6443", "https://[fd00::3]:6443"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("endpointURLs = %v, want %v (ready or unknown, IPv6 bracketed)", got, want)
+	}
+}
+
+func TestScrapeAsksForProtobufAndFallsBackToText(t *testing.T) {
+	for _, pb := range []bool{true, false} {
+		srv, _ := apiServer(t, pb, 0)
+		sc, err := newScraper(restConfigFor(srv), slices(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		accums := inflightAccums(t)
+		results, err := sc.scrape(context.Background(), sc.fallback, sc.host, accums, 5*time.Second)
+		if err != nil {
+			t.Fatalf("protobuf=%v: %v", pb, err)
+		}
+		inflight := results[accums[0].Key()]
+		if inflight.Series != 2 || inflight.Sum != 4 {
+			t.Errorf("protobuf=%v: inflight folded to %+v, want 2 series summing to 4", pb, inflight)
+		}
+		if d := results[signals.DispatchedByFlowSchema.Key()]; d.Groups["exempt"] == 0 {
+			t.Errorf("protobuf=%v: dispatched by flow schema folded to %v", pb, d.Groups)
+		}
+	}
+}
+
+func TestARoundFallsBackToTheConfiguredHostAndSaysWhy(t *testing.T) {
+	srv, _ := apiServer(t, true, 0)
+	// The endpoint is advertised but nothing listens there.
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadAddr := strings.TrimPrefix(dead.URL, "http://")
+	dead.Close()
+	host, port, _ := strings.Cut(deadAddr, ":")
+	reader := slices{{
+		Ports:     []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To(parsePort(t, port))}},
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{host}}},
+	}}
+	sc, err := newScraper(restConfigFor(srv), reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, st := sc.round(context.Background(), time.Now(), inflightAccums(t), 2*time.Second)
+	if len(r.Instances) != 1 || r.Instances[sc.host] == nil {
+		t.Fatalf("the round scraped %v, want the configured host %s", r.Instances, sc.host)
+	}
+	if !strings.Contains(st.Fallback, "no endpoint of default/kubernetes could be scraped") || !strings.Contains(st.Fallback, deadAddr) {
+		t.Errorf("the fallback is not explained: %q", st.Fallback)
+	}
+
+	// No endpoints at all: the same fallback, another reason.
+	sc.reader = slices(nil)
+	_, st = sc.round(context.Background(), time.Now(), inflightAccums(t), 2*time.Second)
+	if !strings.Contains(st.Fallback, "lists no endpoints") {
+		t.Errorf("the fallback is not explained: %q", st.Fallback)
+	}
+}
+
+func TestASlowScrapeTimesOutAndIsReported(t *testing.T) {
+	srv, _ := apiServer(t, true, 10*time.Second)
+	sc, err := newScraper(restConfigFor(srv), slices(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, st := sc.round(context.Background(), time.Now(), inflightAccums(t), 200*time.Millisecond)
+	if len(r.Instances) != 0 || !strings.Contains(st.Failed[sc.host], "timed out after 200ms") {
+		t.Errorf("a slow scrape gave instances %v, failures %v; want a timeout", r.Instances, st.Failed)
+	}
+	if r.ScrapeSeconds < 0.2 {
+		t.Errorf("the round's scrape latency is %vs, want at least the timeout", r.ScrapeSeconds)
+	}
+}
+
+func TestRecordKeepsWhatThePoliciesNeed(t *testing.T) {
+	s := &Sampler{interests: map[string]Interest{"a": {Retention: 30 * time.Second}, "b": {Retention: 50 * time.Second}}}
+	t0 := time.Date(2024, 12, 11, 15, 17, 0, 0, time.UTC)
+	for i := range 20 {
+		s.record(&signals.Round{T: t0.Add(time.Duration(i) * 10 * time.Second)}, Status{})
+	}
+	rounds := s.Rounds()
+	if got := rounds[len(rounds)-1].T.Sub(rounds[0].T); got != 50*time.Second {
+		t.Errorf("the history spans %v, want the longest retention, 50s", got)
+	}
+}
+
+func TestPlanTakesTheSmallestIntervalAndSharesAccumulators(t *testing.T) {
+	acc := inflightAccums(t)
+	s := &Sampler{interests: map[string]Interest{
+		"a": {Interval: 10 * time.Second, Timeout: 5 * time.Second, Accumulators: acc},
+		"b": {Interval: 2 * time.Second, Timeout: 3 * time.Second, Accumulators: acc[:1]},
+	}}
+	interval, timeout, accums, ok := s.plan()
+	if !ok || interval != 2*time.Second || timeout != 2*time.Second || len(accums) != 2 {
+		t.Errorf("plan = %v %v %d accumulators %v; want 2s, 2s (capped by the interval), 2", interval, timeout, len(accums), ok)
+	}
+	if _, _, _, ok := (&Sampler{interests: map[string]Interest{}}).plan(); ok {
+		t.Error("a sampler without policies plans a round")
+	}
+}
+
+func TestStartScrapesForRegisteredPoliciesAndNotifiesThem(t *testing.T) {
+	srv, hits := apiServer(t, true, 0)
+	s, err := New(restConfigFor(srv), slices(nil), clock.RealClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Start(ctx) }()
+
+	s.Register("flood", Interest{Interval: 100 * time.Millisecond, Timeout: time.Second, Retention: time.Minute, Accumulators: inflightAccums(t)})
+	select {
+	case ev := <-s.Events():
+		if ev.Object.GetName() != "flood" {
+			t.Errorf("the event names %q, want flood", ev.Object.GetName())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no event after 30s")
+	}
+	if len(s.Rounds()) == 0 || hits.Load() == 0 {
+		t.Errorf("notified without a round: %d rounds, %d requests", len(s.Rounds()), hits.Load())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Start returned %v", err)
+	}
+}

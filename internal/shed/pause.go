@@ -1,0 +1,281 @@
+// Package shed turns a plan into the objects loadshed writes: the paused,
+// partly restored or restored pod template of a DaemonSet, with the record
+// of what was changed kept on the DaemonSet itself, and the FlowSchemas and
+// PriorityLevelConfiguration that throttle ServiceAccounts. Its functions
+// build objects from objects; the controller sends them.
+package shed
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
+
+	"github.com/loadshed/loadshed/internal/plan"
+)
+
+// PausedKey is the node selector key that pauses a DaemonSet: no node carries it, so the
+// DaemonSet controller deletes every pod. Its value names the policy.
+const PausedKey = "loadshed.io/paused"
+
+// Annotations on a paused DaemonSet. Everything loadshed must know to
+// continue after a restart, and to undo the pause exactly, is here.
+const (
+	AnnotationPausedBy    = "loadshed.io/paused-by"
+	AnnotationPausedAt    = "loadshed.io/paused-at"
+	AnnotationReason      = "loadshed.io/reason"
+	AnnotationAttempt     = "loadshed.io/attempt"
+	AnnotationWave        = "loadshed.io/wave"
+	AnnotationWaveStarted = "loadshed.io/wave-started"
+	AnnotationNextRestore = "loadshed.io/next-restore"
+	AnnotationLoad        = "loadshed.io/paused-load"
+	// AnnotationOriginal holds the pod template's scheduling constraints
+	// (nodeSelector and affinity) as they were before the pause, as JSON.
+	AnnotationOriginal = "loadshed.io/original-scheduling"
+)
+
+// Scheduling is the part of a pod template that pausing changes.
+type Scheduling struct {
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+	Affinity     *corev1.Affinity  `json:"affinity,omitempty"`
+}
+
+func schedulingOf(ds *appsv1.DaemonSet) Scheduling {
+	spec := &ds.Spec.Template.Spec
+	s := Scheduling{Affinity: spec.Affinity.DeepCopy()}
+	if spec.NodeSelector != nil {
+		s.NodeSelector = map[string]string{}
+		for k, v := range spec.NodeSelector {
+			s.NodeSelector[k] = v
+		}
+	}
+	return s
+}
+
+// PausedBy returns the policy that paused a DaemonSet, or "".
+func PausedBy(ds *appsv1.DaemonSet) string {
+	return ds.Annotations[AnnotationPausedBy]
+}
+
+// ReadPause reads the pause record from a DaemonSet's annotations.
+func ReadPause(ds *appsv1.DaemonSet) (plan.Pause, error) {
+	a := ds.Annotations
+	var rec plan.Pause
+	var err error
+	if rec.Since, err = parseTime(a[AnnotationPausedAt]); err != nil {
+		return rec, fmt.Errorf("%s: %w", AnnotationPausedAt, err)
+	}
+	if rec.WaveStarted, err = parseTime(a[AnnotationWaveStarted]); err != nil {
+		return rec, fmt.Errorf("%s: %w", AnnotationWaveStarted, err)
+	}
+	if rec.NextRestore, err = parseTime(a[AnnotationNextRestore]); err != nil {
+		return rec, fmt.Errorf("%s: %w", AnnotationNextRestore, err)
+	}
+	if rec.Attempt, err = parseInt(a[AnnotationAttempt]); err != nil {
+		return rec, fmt.Errorf("%s: %w", AnnotationAttempt, err)
+	}
+	if rec.Wave, err = parseInt(a[AnnotationWave]); err != nil {
+		return rec, fmt.Errorf("%s: %w", AnnotationWave, err)
+	}
+	if v := a[AnnotationLoad]; v != "" {
+		if rec.Load, err = strconv.ParseFloat(v, 64); err != nil {
+			return rec, fmt.Errorf("%s: %w", AnnotationLoad, err)
+		}
+	}
+	return rec, nil
+}
+
+// Original returns the scheduling constraints recorded before the pause.
+func Original(ds *appsv1.DaemonSet) (Scheduling, error) {
+	var s Scheduling
+	raw, ok := ds.Annotations[AnnotationOriginal]
+	if !ok {
+		return s, fmt.Errorf("DaemonSet %s/%s has no %s annotation", ds.Namespace, ds.Name, AnnotationOriginal)
+	}
+	if err := json.Unmarshal([]byte(raw), &s); err != nil {
+		return s, fmt.Errorf("reading %s: %w", AnnotationOriginal, err)
+	}
+	return s, nil
+}
+
+// Apply returns ds changed to match a pause record: fully paused (wave 0),
+// or running on the first share of its eligible nodes (wave > 0). The first
+// pause records the original scheduling; later calls keep that record.
+func Apply(ds *appsv1.DaemonSet, policyName, reason string, rec plan.Pause, waves []int32, nodes []corev1.Node) (*appsv1.DaemonSet, error) {
+	out := ds.DeepCopy()
+	if out.Annotations == nil {
+		out.Annotations = map[string]string{}
+	}
+	orig := schedulingOf(ds)
+	if _, recorded := ds.Annotations[AnnotationOriginal]; recorded {
+		var err error
+		if orig, err = Original(ds); err != nil {
+			return nil, err
+		}
+	} else {
+		raw, err := json.Marshal(orig)
+		if err != nil {
+			return nil, fmt.Errorf("recording the original scheduling: %w", err)
+		}
+		out.Annotations[AnnotationOriginal] = string(raw)
+	}
+	out.Annotations[AnnotationPausedBy] = policyName
+	if reason != "" {
+		out.Annotations[AnnotationReason] = reason
+	}
+	out.Annotations[AnnotationPausedAt] = formatTime(rec.Since)
+	out.Annotations[AnnotationAttempt] = strconv.Itoa(rec.Attempt)
+	out.Annotations[AnnotationWave] = strconv.Itoa(rec.Wave)
+	out.Annotations[AnnotationLoad] = strconv.FormatFloat(rec.Load, 'f', -1, 64)
+	setOrDelete(out.Annotations, AnnotationWaveStarted, formatTime(rec.WaveStarted))
+	setOrDelete(out.Annotations, AnnotationNextRestore, formatTime(rec.NextRestore))
+
+	spec := &out.Spec.Template.Spec
+	spec.NodeSelector = copyMap(orig.NodeSelector)
+	spec.Affinity = orig.Affinity.DeepCopy()
+	if rec.Wave == 0 {
+		if spec.NodeSelector == nil {
+			spec.NodeSelector = map[string]string{}
+		}
+		spec.NodeSelector[PausedKey] = policyName
+		return out, nil
+	}
+	if rec.Wave > len(waves) {
+		return nil, fmt.Errorf("wave %d of %d", rec.Wave, len(waves))
+	}
+	names, err := WaveNodes(orig, nodes, waves[rec.Wave-1])
+	if err != nil {
+		return nil, err
+	}
+	spec.Affinity = restrictTo(orig.Affinity, names)
+	return out, nil
+}
+
+// Restore returns ds with its pod template's scheduling exactly as before
+// the pause, and loadshed's annotations removed.
+func Restore(ds *appsv1.DaemonSet) (*appsv1.DaemonSet, error) {
+	orig, err := Original(ds)
+	if err != nil {
+		return nil, err
+	}
+	out := ds.DeepCopy()
+	out.Spec.Template.Spec.NodeSelector = copyMap(orig.NodeSelector)
+	out.Spec.Template.Spec.Affinity = orig.Affinity.DeepCopy()
+	for _, k := range []string{AnnotationPausedBy, AnnotationPausedAt, AnnotationReason, AnnotationAttempt, AnnotationWave,
+		AnnotationWaveStarted, AnnotationNextRestore, AnnotationLoad, AnnotationOriginal} {
+		delete(out.Annotations, k)
+	}
+	if len(out.Annotations) == 0 {
+		out.Annotations = nil
+	}
+	return out, nil
+}
+
+// IsPausedAsRecorded reports whether a paused DaemonSet's template still
+// carries the pause: someone else (a GitOps tool) may have removed it.
+func IsPausedAsRecorded(ds *appsv1.DaemonSet, rec plan.Pause) bool {
+	spec := ds.Spec.Template.Spec
+	if rec.Wave == 0 {
+		return spec.NodeSelector[PausedKey] != ""
+	}
+	return spec.Affinity != nil && spec.Affinity.NodeAffinity != nil &&
+		spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil
+}
+
+// WaveNodes returns the names of the nodes a wave runs on: the first
+// percent of the eligible nodes (those the original constraints select),
+// by name, at least one. Waves grow: each is a superset of the one before.
+func WaveNodes(orig Scheduling, nodes []corev1.Node, percent int32) ([]string, error) {
+	pod := &corev1.Pod{Spec: corev1.PodSpec{NodeSelector: orig.NodeSelector, Affinity: orig.Affinity}}
+	required := nodeaffinity.GetRequiredNodeAffinity(pod)
+	var eligible []string
+	for i := range nodes {
+		ok, err := required.Match(&nodes[i])
+		if err != nil {
+			return nil, fmt.Errorf("matching node %s: %w", nodes[i].Name, err)
+		}
+		if ok {
+			eligible = append(eligible, nodes[i].Name)
+		}
+	}
+	sort.Strings(eligible)
+	n := int(math.Ceil(float64(len(eligible)) * float64(percent) / 100))
+	n = max(min(n, len(eligible)), min(1, len(eligible)))
+	return eligible[:n], nil
+}
+
+// restrictTo ANDs "metadata.name is one of names" into the original
+// required node affinity. A node field selector takes exactly one value, so
+// each original term is repeated once per node (terms are ORed): the
+// template grows with the wave's node count, which is why the last wave
+// restores the original constraints rather than listing every node.
+func restrictTo(orig *corev1.Affinity, names []string) *corev1.Affinity {
+	out := orig.DeepCopy()
+	if out == nil {
+		out = &corev1.Affinity{}
+	}
+	if out.NodeAffinity == nil {
+		out.NodeAffinity = &corev1.NodeAffinity{}
+	}
+	base := []corev1.NodeSelectorTerm{{}}
+	if req := out.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution; req != nil && len(req.NodeSelectorTerms) > 0 {
+		base = req.NodeSelectorTerms
+	}
+	terms := make([]corev1.NodeSelectorTerm, 0, len(base)*len(names))
+	for _, term := range base {
+		for _, name := range names {
+			t := *term.DeepCopy()
+			t.MatchFields = append(t.MatchFields, corev1.NodeSelectorRequirement{
+				Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{name}})
+			terms = append(terms, t)
+		}
+	}
+	out.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution = &corev1.NodeSelector{NodeSelectorTerms: terms}
+	return out
+}
+
+func copyMap(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func setOrDelete(m map[string]string, k, v string) {
+	if v == "" {
+		delete(m, k)
+		return
+	}
+	m[k] = v
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func parseTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	return time.Parse(time.RFC3339, s)
+}
+
+func parseInt(s string) (int, error) {
+	if s == "" {
+		return 0, nil
+	}
+	return strconv.Atoi(s)
+}

@@ -1,0 +1,175 @@
+package signals
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loadshed/loadshed/api/v1alpha1"
+	"github.com/loadshed/loadshed/internal/policy"
+)
+
+var t0 = time.Date(2024, 12, 11, 15, 17, 0, 0, time.UTC)
+
+// round returns a round at t0+s seconds where each instance has one result
+// for the accumulator.
+func round(s int, a Accumulator, perInstance map[string]Result) *Round {
+	r := &Round{T: t0.Add(time.Duration(s) * time.Second), Instances: map[string]map[string]Result{}, Failed: map[string]string{}}
+	for inst, res := range perInstance {
+		r.Instances[inst] = map[string]Result{a.Key(): res}
+	}
+	return r
+}
+
+func query(t *testing.T, signal v1alpha1.Signal, window time.Duration) Query {
+	t.Helper()
+	q, err := ForTrigger(&policy.Trigger{Name: "t", Signal: signal, Window: window})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+func newest(t *testing.T, q Query, rounds []*Round) (float64, bool, string) {
+	t.Helper()
+	pts, msg := q.Points(rounds)
+	p := pts[len(pts)-1]
+	return p.V, p.OK, msg
+}
+
+func TestGaugeSumsWithinAnInstanceAndTakesTheWorstInstance(t *testing.T) {
+	q := query(t, v1alpha1.SignalInflightRequests, time.Minute)
+	r := round(0, q.Accum, map[string]Result{
+		"https://10.0.0.1:6443": {Series: 2, Sum: 300, Min: 100, Max: 200},
+		"https://10.0.0.2:6443": {Series: 2, Sum: 500, Min: 200, Max: 300},
+	})
+	v, ok, _ := newest(t, q, []*Round{r})
+	if !ok || v != 500 {
+		t.Errorf("inflight = %v (ok %v), want 500: the busier instance's sum", v, ok)
+	}
+}
+
+func TestRateSumsInstancesAndSurvivesACounterReset(t *testing.T) {
+	q := query(t, v1alpha1.SignalRequestsPerSecond, time.Minute)
+	a, b := "https://10.0.0.1:6443", "https://10.0.0.2:6443"
+	rounds := []*Round{
+		round(0, q.Accum, map[string]Result{a: {Series: 1, Sum: 1000}, b: {Series: 1, Sum: 500}}),
+		round(10, q.Accum, map[string]Result{a: {Series: 1, Sum: 2000}, b: {Series: 1, Sum: 600}}),
+		// b restarted: its counter began again from 0 and reached 50.
+		round(20, q.Accum, map[string]Result{a: {Series: 1, Sum: 3000}, b: {Series: 1, Sum: 50}}),
+	}
+	v, ok, _ := newest(t, q, rounds)
+	// a: 2000 over 20s = 100/s. b: 100 then 50 (after the reset) over 20s = 7.5/s.
+	if !ok || math.Abs(v-107.5) > 1e-9 {
+		t.Errorf("rate = %v (ok %v), want 107.5", v, ok)
+	}
+}
+
+func TestRateNeedsTwoScrapesInTheWindow(t *testing.T) {
+	q := query(t, v1alpha1.SignalRequestsPerSecond, 15*time.Second)
+	a := "https://10.0.0.1:6443"
+	rounds := []*Round{
+		round(0, q.Accum, map[string]Result{a: {Series: 1, Sum: 1000}}),
+		round(30, q.Accum, map[string]Result{a: {Series: 1, Sum: 2000}}),
+	}
+	if _, ok, msg := newest(t, q, rounds); ok || !strings.Contains(msg, "second scrape") {
+		t.Errorf("a rate from one scrape in the window was OK (%q); want missing", msg)
+	}
+}
+
+func TestQuantileOfBucketIncreases(t *testing.T) {
+	q := query(t, v1alpha1.SignalListLatencyP99, time.Minute)
+	a := "https://10.0.0.1:6443"
+	inf := math.Inf(1)
+	rounds := []*Round{
+		round(0, q.Accum, map[string]Result{a: {Series: 4, Buckets: map[float64]float64{0.1: 1000, 1: 1000, 10: 1000, inf: 1000}}}),
+		// 100 new LISTs: 50 under 0.1s, 40 between 0.1 and 1s, 10 between 1 and 10s.
+		round(10, q.Accum, map[string]Result{a: {Series: 4, Buckets: map[float64]float64{0.1: 1050, 1: 1090, 10: 1100, inf: 1100}}}),
+	}
+	v, ok, _ := newest(t, q, rounds)
+	// rank 99 of 100 falls in (1, 10], 9 of its 10: 1 + 9*9/10 = 9.1.
+	if !ok || math.Abs(v-9.1) > 1e-9 {
+		t.Errorf("p99 = %v (ok %v), want 9.1", v, ok)
+	}
+}
+
+func TestQuantileWithoutRequestsIsZero(t *testing.T) {
+	if got := histogramQuantile(0.99, map[float64]float64{0.1: 0, math.Inf(1): 0}); got != 0 {
+		t.Errorf("p99 of nothing = %v, want 0", got)
+	}
+	if got := histogramQuantile(0.99, map[float64]float64{0.1: 0, 1: 0, math.Inf(1): 10}); got != 1 {
+		t.Errorf("p99 past the largest bound = %v, want that bound (1)", got)
+	}
+}
+
+func TestSeatUtilizationIsTheWorstPriorityLevel(t *testing.T) {
+	q := query(t, v1alpha1.SignalSeatUtilization, time.Minute)
+	r := &Round{T: t0, Instances: map[string]map[string]Result{"a": {
+		q.Accum.Key():   {Series: 3, Groups: map[string]float64{"workload-low": 20, "global-default": 1, "exempt": 50}},
+		q.Nominal.Key(): {Series: 3, Groups: map[string]float64{"workload-low": 25, "global-default": 10, "exempt": 0}},
+	}}}
+	v, ok, _ := newest(t, q, []*Round{r})
+	if !ok || v != 0.8 {
+		t.Errorf("seat utilization = %v (ok %v), want 0.8 (workload-low 20/25; exempt has no limit)", v, ok)
+	}
+}
+
+func TestARoundWithNoInstanceIsMissing(t *testing.T) {
+	q := query(t, v1alpha1.SignalInflightRequests, time.Minute)
+	r := &Round{T: t0, Instances: map[string]map[string]Result{}, Failed: map[string]string{"https://10.0.0.1:6443": "timed out after 5s"}}
+	_, ok, msg := newest(t, q, []*Round{r})
+	if ok || !strings.Contains(msg, "timed out") {
+		t.Errorf("a failed round gave ok=%v, %q; want missing, saying why", ok, msg)
+	}
+}
+
+func TestAFamilyWithNoSeriesCountsAsZeroAndSaysSo(t *testing.T) {
+	q := query(t, v1alpha1.SignalInqueueRequests, time.Minute)
+	r := round(0, q.Accum, map[string]Result{"a": {Min: math.Inf(1), Max: math.Inf(-1)}})
+	v, ok, msg := newest(t, q, []*Round{r})
+	if !ok || v != 0 || !strings.Contains(msg, "no series") {
+		t.Errorf("inqueue = %v ok=%v %q; want 0, ok, with a note", v, ok, msg)
+	}
+}
+
+func TestGenericMetricsAndMatchers(t *testing.T) {
+	m, err := policy.NewMatcher("priority_level", v1alpha1.MatchEqual, "workload-low")
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := ForTrigger(&policy.Trigger{
+		Name: "low-seats", Metric: &policy.Metric{Name: FamilyExecutingSeats, Aggregation: v1alpha1.AggregationMax, Transform: v1alpha1.TransformValue},
+		Matchers: []policy.Matcher{m}, Window: time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Kind != Gauge || q.Within != v1alpha1.AggregationMax || q.Across != v1alpha1.AggregationMax || len(q.Accum.Matchers) != 1 {
+		t.Errorf("generic metric query = %+v", q)
+	}
+	if got, want := q.PromQL(), `max(max by (instance) (apiserver_flowcontrol_current_executing_seats{priority_level="workload-low"}))`; got != want {
+		t.Errorf("PromQL = %s\nwant    %s", got, want)
+	}
+}
+
+func TestCataloguePromQL(t *testing.T) {
+	tests := map[v1alpha1.Signal]string{
+		v1alpha1.SignalInflightRequests:          `max(sum by (instance) (apiserver_current_inflight_requests))`,
+		v1alpha1.SignalRejectedRequestsPerSecond: `sum(sum by (instance) (rate(apiserver_flowcontrol_rejected_requests_total[60s])))`,
+		v1alpha1.SignalListLatencyP99: `max(histogram_quantile(0.99, sum by (instance, le) ` +
+			`(rate(apiserver_request_sli_duration_seconds_bucket{verb="LIST", scope=~"namespace|cluster"}[60s]))))`,
+		v1alpha1.SignalScrapeLatency: `max(scrape_duration_seconds{job=~".*apiserver.*"})`,
+	}
+	for sig, want := range tests {
+		if got := query(t, sig, time.Minute).PromQL(); got != want {
+			t.Errorf("%s: PromQL = %s\nwant %s", sig, got, want)
+		}
+	}
+	// Every catalogue signal has a query and an expression.
+	for sig := range catalogue {
+		if query(t, sig, time.Minute).PromQL() == "" {
+			t.Errorf("%s has no PromQL", sig)
+		}
+	}
+}
