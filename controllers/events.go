@@ -3,6 +3,7 @@ package controllers
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -72,6 +73,23 @@ func (r *LoadShedPolicyReconciler) recordActions(obj *v1alpha1.LoadShedPolicy, p
 }
 
 const actionShed = "Shed"
+
+// ReasonPauseOverridden is the reason of the event recorded when someone
+// else removed a pause that should hold.
+const ReasonPauseOverridden = "PauseOverridden"
+
+// recordOverride records, on the policy and the DaemonSet, that someone
+// removed a pause, and whether loadshed put it back or waits.
+func (r *LoadShedPolicyReconciler) recordOverride(obj *v1alpha1.LoadShedPolicy, key string, wait time.Duration, holding bool) {
+	note := fmt.Sprintf("Someone removed the pause of %s while it should hold; put it back", key)
+	if holding {
+		note = fmt.Sprintf("Someone removed the pause of %s again; it is put back at most once every %v", key, wait.Round(time.Second))
+	}
+	r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, ReasonPauseOverridden, actionShed, "%s", note)
+	ds := &appsv1.DaemonSet{}
+	ds.Namespace, ds.Name = splitKey(key)
+	r.Recorder.Eventf(ds, obj, corev1.EventTypeWarning, ReasonPauseOverridden, actionShed, "%s (policy %s)", note, obj.Name)
+}
 
 func isDaemonSetAction(k plan.ActionKind) bool {
 	return k != plan.Throttled && k != plan.Unthrottled

@@ -176,6 +176,18 @@ func (r *LoadShedPolicyReconciler) applyPauses(ctx context.Context, obj *v1alpha
 		if err != nil {
 			return fmt.Errorf("planning the pause of %s: %w", key, err)
 		}
+		if prev, ok := cur.records[key]; ok && prev.Wave == rec.Wave && !shed.IsPausedAsRecorded(ds, prev) {
+			// Someone (a GitOps tool, a person) removed the pause while it
+			// should hold. Put it back, but at most once per backoff step.
+			wait := plan.Backoff(state.config.Restore.Backoff, key, prev.Attempt+1)
+			last := shed.OverriddenAt(ds)
+			state.overridden = append(state.overridden, key)
+			r.recordOverride(obj, key, wait, !last.IsZero() && state.evaluated.Before(last.Add(wait)))
+			if !last.IsZero() && state.evaluated.Before(last.Add(wait)) {
+				continue
+			}
+			want.Annotations[shed.AnnotationOverriddenAt] = state.evaluated.UTC().Format(time.RFC3339)
+		}
 		if equality.Semantic.DeepEqual(want.Spec, ds.Spec) && equality.Semantic.DeepEqual(want.Annotations, ds.Annotations) {
 			continue
 		}

@@ -49,6 +49,8 @@ const (
 	ReasonActionsInPlace = "ActionsInPlace"
 	// ReasonNothingShed: nothing is throttled or paused.
 	ReasonNothingShed = "NothingShed"
+	// ReasonPauseOverridden: someone else removed a pause that should hold.
+	ReasonPauseOverridden = "PauseOverridden"
 )
 
 // Labels and annotations that loadshed reads and writes.

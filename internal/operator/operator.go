@@ -17,9 +17,11 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -48,6 +50,10 @@ type Options struct {
 	LeaderElection bool
 	// LeaderElectionID names the Lease used for leader election.
 	LeaderElectionID string
+	// RestartableInProcess allows starting the operator more than once in
+	// one process (tests that stop and restart it): controller-runtime
+	// otherwise refuses a second controller with the same name.
+	RestartableInProcess bool
 	// ServiceAccount is the name of the operator's ServiceAccount, in
 	// Namespace: its requests are routed to the exempt priority level.
 	ServiceAccount string
@@ -109,6 +115,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		LeaseDuration: &leaseDuration,
 		RenewDeadline: &renewDeadline,
 		RetryPeriod:   &retryPeriod,
+		Controller:    config.Controller{SkipNameValidation: ptr.To(opts.RestartableInProcess)},
 		Cache: cache.Options{
 			ByObject: map[client.Object]cache.ByObject{
 				// Secrets are read from the operator's namespace only, where

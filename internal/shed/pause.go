@@ -35,6 +35,9 @@ const (
 	AnnotationWaveStarted = "loadshed.io/wave-started"
 	AnnotationNextRestore = "loadshed.io/next-restore"
 	AnnotationLoad        = "loadshed.io/paused-load"
+	// AnnotationOverriddenAt records when loadshed last put back a pause
+	// that someone else removed: it does so at most once per backoff step.
+	AnnotationOverriddenAt = "loadshed.io/overridden-at"
 	// AnnotationOriginal holds the pod template's scheduling constraints
 	// (nodeSelector and affinity) as they were before the pause, as JSON.
 	AnnotationOriginal = "loadshed.io/original-scheduling"
@@ -168,13 +171,22 @@ func Restore(ds *appsv1.DaemonSet) (*appsv1.DaemonSet, error) {
 	out.Spec.Template.Spec.NodeSelector = copyMap(orig.NodeSelector)
 	out.Spec.Template.Spec.Affinity = orig.Affinity.DeepCopy()
 	for _, k := range []string{AnnotationPausedBy, AnnotationPausedAt, AnnotationReason, AnnotationAttempt, AnnotationWave,
-		AnnotationWaveStarted, AnnotationNextRestore, AnnotationLoad, AnnotationOriginal} {
+		AnnotationWaveStarted, AnnotationNextRestore, AnnotationLoad, AnnotationOriginal, AnnotationOverriddenAt} {
 		delete(out.Annotations, k)
 	}
 	if len(out.Annotations) == 0 {
 		out.Annotations = nil
 	}
 	return out, nil
+}
+
+// OverriddenAt reads when loadshed last put back a pause someone removed.
+func OverriddenAt(ds *appsv1.DaemonSet) time.Time {
+	t, err := parseTime(ds.Annotations[AnnotationOverriddenAt])
+	if err != nil {
+		return time.Time{}
+	}
+	return t
 }
 
 // IsPausedAsRecorded reports whether a paused DaemonSet's template still

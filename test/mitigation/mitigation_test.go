@@ -67,7 +67,8 @@ func TestMain(m *testing.M) {
 // until the returned function is called.
 func startOperator(t *testing.T) func() {
 	t.Helper()
-	mgr, err := operator.New(env.Config, operator.Options{Namespace: "loadshed-system", MetricsAddr: "0", ProbeAddr: "0"})
+	mgr, err := operator.New(env.Config, operator.Options{Namespace: "loadshed-system", MetricsAddr: "0", ProbeAddr: "0",
+		RestartableInProcess: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +135,10 @@ func cluster(t *testing.T) *appsv1.DaemonSet {
 				Spec: corev1.PodSpec{
 					ServiceAccountName: "agent",
 					NodeSelector:       map[string]string{"kubernetes.io/os": "linux"},
-					Containers:         []corev1.Container{{Name: "agent", Image: "registry.example/telemetry-agent:1"}},
+					// The Nodes have no kubelet and turn NotReady (tainted) after
+					// about 50s; like most node agents, this one tolerates that.
+					Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+					Containers:  []corev1.Container{{Name: "agent", Image: "registry.example/telemetry-agent:1"}},
 				},
 			},
 		},
@@ -363,6 +367,19 @@ func TestAFloodIsThrottledPausedAndRestoredInWaves(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The operator's own requests go to exempt, which no throttle touches.
+	eventually(t, "the self-protection FlowSchema is in place", func() error {
+		fs := &flowcontrolv1.FlowSchema{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Name: shed.SelfProtectionName}, fs); err != nil {
+			return err
+		}
+		if fs.Spec.PriorityLevelConfiguration.Name != flowcontrolv1.PriorityLevelConfigurationNameExempt ||
+			fs.Spec.MatchingPrecedence >= shed.MinThrottlePrecedence {
+			return fmt.Errorf("self-protection routes to %s at %d",
+				fs.Spec.PriorityLevelConfiguration.Name, fs.Spec.MatchingPrecedence)
+		}
+		return nil
+	})
 	innocent := startLoad(t, "payments", 1, 200*time.Millisecond)
 	flood := startLoad(t, "telemetry", 16, 0)
 

@@ -1,0 +1,236 @@
+package mitigation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/loadshed/loadshed/api/v1alpha1"
+	"github.com/loadshed/loadshed/internal/shed"
+)
+
+func eventReasons(t *testing.T, regarding string) map[string]bool {
+	t.Helper()
+	list := &eventsv1.EventList{}
+	if err := env.Client.List(context.Background(), list); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, e := range list.Items {
+		if e.Regarding.Name == regarding {
+			out[e.Reason] = true
+		}
+	}
+	return out
+}
+
+func sameTemplate(a, b *appsv1.DaemonSet) bool {
+	return equality.Semantic.DeepEqual(a.Spec.Template, b.Spec.Template)
+}
+
+func deletePolicy(t *testing.T, p *v1alpha1.LoadShedPolicy) {
+	t.Helper()
+	ctx := context.Background()
+	if err := env.Client.Delete(ctx, p); err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	eventually(t, "the policy "+p.Name+" is deleted", func() error {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), &v1alpha1.LoadShedPolicy{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("still there: %w", err)
+		}
+		return nil
+	})
+}
+
+// TestDryRunChangesNothing: a dryRun policy reports what it would do, in
+// status and "Would..." events, and leaves the cluster as it is.
+func TestDryRunChangesNothing(t *testing.T) {
+	original := cluster(t)
+	stop := startOperator(t)
+	defer stop()
+	p := policy("dry-run")
+	p.Spec.DryRun = true
+	p.Spec.Actions.Pause.After = &metav1.Duration{}
+	if err := env.Client.Create(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	defer deletePolicy(t, p)
+
+	flood := startLoad(t, "telemetry", 8, 0)
+	eventually(t, "the dryRun policy says what it would do", func() error {
+		reasons := eventReasons(t, "dry-run")
+		if !reasons["WouldThrottled"] || !reasons["WouldPaused"] {
+			return fmt.Errorf("events: %v", reasons)
+		}
+		got := &v1alpha1.LoadShedPolicy{}
+		if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(p), got); err != nil {
+			return err
+		}
+		if len(got.Status.Actions) != 2 || !strings.HasPrefix(got.Status.Actions[0].Message, "dryRun") {
+			return fmt.Errorf("status actions: %+v", got.Status.Actions)
+		}
+		return nil
+	})
+	flood.Stop()
+	if left := owned(t); len(left) > 0 {
+		t.Errorf("dryRun created %v", left)
+	}
+	if got := getDS(t); !sameTemplate(got, original) || shed.PausedBy(got) != "" {
+		t.Errorf("dryRun changed the DaemonSet")
+	}
+	if err := podsAre(nodeCount)(); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestPausesSurviveRestartsOverridesAndDeletion: a pause holds across an
+// operator restart, is put back (once per backoff step) when someone removes
+// it, a restore interrupted by a restart completes exactly, and deleting a
+// policy in the middle of a pause undoes it.
+func TestPausesSurviveRestartsOverridesAndDeletion(t *testing.T) {
+	original := cluster(t)
+	ctx := context.Background()
+	stop := startOperator(t)
+	p := policy("lifecycle")
+	p.Spec.Actions.Pause.After = &metav1.Duration{}
+	p.Spec.Restore.Backoff.Initial = &metav1.Duration{Duration: 20 * time.Second}
+	if err := env.Client.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	flood := startLoad(t, "telemetry", 8, 0)
+	eventually(t, "the DaemonSet is paused", func() error {
+		if shed.PausedBy(getDS(t)) != "lifecycle" {
+			return errors.New("not paused yet")
+		}
+		return podsAre(0)()
+	})
+
+	// Someone removes the pause: it is put back once, and recorded.
+	override := func() {
+		t.Helper()
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			ds := getDS(t)
+			delete(ds.Spec.Template.Spec.NodeSelector, shed.PausedKey)
+			return env.Client.Update(ctx, ds)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	override()
+	eventually(t, "the removed pause is put back and reported", func() error {
+		ds := getDS(t)
+		if ds.Spec.Template.Spec.NodeSelector[shed.PausedKey] == "" || shed.OverriddenAt(ds).IsZero() {
+			return errors.New("not put back yet")
+		}
+		if !eventReasons(t, "lifecycle")["PauseOverridden"] {
+			return errors.New("no PauseOverridden event")
+		}
+		return nil
+	})
+	first := shed.OverriddenAt(getDS(t))
+	override()
+	// Removed again at once: loadshed waits a backoff step (20s) before
+	// putting it back, instead of fighting.
+	eventually(t, "the second removal is reported", func() error {
+		got := &v1alpha1.LoadShedPolicy{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), got); err != nil {
+			return err
+		}
+		for _, c := range got.Status.Conditions {
+			if c.Type == v1alpha1.ConditionShedding && c.Reason == v1alpha1.ReasonPauseOverridden {
+				return nil
+			}
+		}
+		return errors.New("Shedding does not say PauseOverridden")
+	})
+	if ds := getDS(t); ds.Spec.Template.Spec.NodeSelector[shed.PausedKey] != "" {
+		t.Errorf("the pause was put back again within one backoff step of %v", first)
+	}
+	eventually(t, "after the backoff step the pause is put back", func() error {
+		ds := getDS(t)
+		if ds.Spec.Template.Spec.NodeSelector[shed.PausedKey] == "" {
+			return errors.New("not yet")
+		}
+		if again := shed.OverriddenAt(ds); again.Sub(first) < 20*time.Second-time.Second {
+			return fmt.Errorf("put back %v after the first time, within the backoff step", again.Sub(first))
+		}
+		return nil
+	})
+
+	// A restart in the middle of the pause loses nothing.
+	before := getDS(t)
+	stop()
+	stop = startOperator(t)
+	eventually(t, "the new operator keeps the pause", func() error {
+		got := &v1alpha1.LoadShedPolicy{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), got); err != nil {
+			return err
+		}
+		if got.Status.PausedCount != 1 || got.Status.Phase != v1alpha1.PhaseShedding {
+			return fmt.Errorf("phase %s, %d paused", got.Status.Phase, got.Status.PausedCount)
+		}
+		return nil
+	})
+	if after := getDS(t); after.Annotations[shed.AnnotationPausedAt] != before.Annotations[shed.AnnotationPausedAt] ||
+		after.Annotations[shed.AnnotationOriginal] != before.Annotations[shed.AnnotationOriginal] {
+		t.Errorf("the restart rewrote the pause record: %v -> %v", before.Annotations, after.Annotations)
+	}
+
+	// The flood ends; a restart in the middle of the restore loses nothing.
+	flood.Stop()
+	eventually(t, "the restore starts", func() error {
+		if w := getDS(t).Annotations[shed.AnnotationWave]; w != "1" {
+			return fmt.Errorf("wave %q", w)
+		}
+		return nil
+	})
+	stop()
+	stop = startOperator(t)
+	defer stop()
+	eventually(t, "the restore completes under the new operator", func() error {
+		ds := getDS(t)
+		if shed.PausedBy(ds) != "" {
+			return fmt.Errorf("still paused, wave %s", ds.Annotations[shed.AnnotationWave])
+		}
+		return podsAre(nodeCount)()
+	})
+	if got := getDS(t); !equality.Semantic.DeepEqual(got.Spec.Template, original.Spec.Template) {
+		t.Errorf("the pod template after an interrupted restore differs from the original")
+	}
+
+	// Deleting a policy in the middle of a pause undoes it all.
+	flood = startLoad(t, "telemetry", 8, 0)
+	eventually(t, "the DaemonSet is paused again", func() error {
+		if shed.PausedBy(getDS(t)) != "lifecycle" {
+			return errors.New("not paused yet")
+		}
+		return nil
+	})
+	flood.Stop()
+	deletePolicy(t, p)
+	if got := getDS(t); !sameTemplate(got, original) || shed.PausedBy(got) != "" {
+		t.Errorf("deleting the policy did not restore the DaemonSet exactly")
+	}
+	if left := owned(t); len(left) > 0 {
+		t.Errorf("deleting the policy left %v", left)
+	}
+	eventually(t, "every pod is back", podsAre(nodeCount))
+	fss := &flowcontrolv1.FlowSchemaList{}
+	err := env.Client.List(ctx, fss, client.MatchingLabels{v1alpha1.LabelPolicy: "lifecycle"})
+	if err != nil || len(fss.Items) > 0 {
+		t.Errorf("FlowSchemas of the policy left: %d (%v)", len(fss.Items), err)
+	}
+}
