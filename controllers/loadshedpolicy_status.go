@@ -3,7 +3,9 @@ package controllers
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -195,12 +197,12 @@ func setActions(obj *v1alpha1.LoadShedPolicy, state *reconcileState) {
 		prefix = "dryRun, not applied: "
 	}
 	var actions []v1alpha1.ActionStatus
-	for _, sa := range sortedKeys(p.Throttled) {
+	for _, sa := range slices.Sorted(maps.Keys(p.Throttled)) {
 		since := metav1.NewTime(p.Throttled[sa])
 		actions = append(actions, v1alpha1.ActionStatus{Kind: v1alpha1.ActionThrottle, Target: sa, Since: &since,
 			Message: prefix + "routed to the throttling priority level"})
 	}
-	for _, ds := range sortedKeys(p.Paused) {
+	for _, ds := range slices.Sorted(maps.Keys(p.Paused)) {
 		rec := p.Paused[ds]
 		since := metav1.NewTime(rec.Since)
 		a := v1alpha1.ActionStatus{Kind: v1alpha1.ActionPause, Target: ds, Since: &since,

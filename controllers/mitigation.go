@@ -3,7 +3,9 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -163,7 +165,7 @@ func (r *LoadShedPolicyReconciler) applyPauses(ctx context.Context, obj *v1alpha
 	if err := r.List(ctx, nodes); err != nil {
 		return fmt.Errorf("listing nodes: %w", err)
 	}
-	for _, key := range sortedKeys(p.Paused) {
+	for _, key := range slices.Sorted(maps.Keys(p.Paused)) {
 		rec := p.Paused[key]
 		ds := cur.paused[key]
 		if ds == nil {
@@ -239,7 +241,7 @@ func (r *LoadShedPolicyReconciler) applyThrottles(ctx context.Context, obj *v1al
 		if err := r.List(ctx, schemas); err != nil {
 			return fmt.Errorf("listing FlowSchemas: %w", err)
 		}
-		for _, saKey := range sortedKeys(p.Throttled) {
+		for _, saKey := range slices.Sorted(maps.Keys(p.Throttled)) {
 			if cur.throttles[saKey] != nil {
 				continue
 			}
@@ -321,19 +323,9 @@ func objectKey(nsName string) client.ObjectKey {
 }
 
 func serviceAccountFromKey(key string) attribution.ServiceAccount {
-	for i := range key {
-		if key[i] == '/' {
-			return attribution.ServiceAccount{Namespace: key[:i], Name: key[i+1:]}
-		}
+	ns, name, found := strings.Cut(key, "/")
+	if !found {
+		return attribution.ServiceAccount{Name: key}
 	}
-	return attribution.ServiceAccount{Name: key}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+	return attribution.ServiceAccount{Namespace: ns, Name: name}
 }

@@ -8,8 +8,9 @@ package plan
 import (
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"math"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/loadshed/loadshed/internal/policy"
@@ -141,7 +142,7 @@ func Decide(in Input) Plan {
 func decideFiring(in Input, p *Plan) {
 	cfg := in.Config
 	// Relapse: a DaemonSet being restored goes back to pause, with a longer wait.
-	for _, ds := range sortedKeys(p.Paused) {
+	for _, ds := range slices.Sorted(maps.Keys(p.Paused)) {
 		rec := p.Paused[ds]
 		if rec.Wave == 0 {
 			continue
@@ -221,7 +222,7 @@ func decideCalm(in Input, p *Plan) {
 	}
 
 	// A restore in progress advances once its wave has passed probation.
-	for _, ds := range sortedKeys(p.Paused) {
+	for _, ds := range slices.Sorted(maps.Keys(p.Paused)) {
 		rec := p.Paused[ds]
 		if rec.Wave == 0 {
 			continue
@@ -249,7 +250,7 @@ func decideCalm(in Input, p *Plan) {
 
 	// Otherwise the least loaded paused DaemonSet whose backoff has passed starts.
 	var next string
-	for _, ds := range sortedKeys(p.Paused) {
+	for _, ds := range slices.Sorted(maps.Keys(p.Paused)) {
 		rec := p.Paused[ds]
 		if in.Now.Before(rec.NextRestore) {
 			p.RequeueAfter = min(p.RequeueAfter, positive(rec.NextRestore.Sub(in.Now)))
@@ -287,7 +288,7 @@ func decideCalm(in Input, p *Plan) {
 		p.RequeueAfter = min(p.RequeueAfter, positive(unthrottleAt.Sub(in.Now)))
 		return
 	}
-	for _, sa := range sortedKeys(p.Throttled) {
+	for _, sa := range slices.Sorted(maps.Keys(p.Throttled)) {
 		delete(p.Throttled, sa)
 		p.Actions = append(p.Actions, Action{Kind: Unthrottled, Target: sa,
 			Reason: fmt.Sprintf("nothing is paused and the triggers stayed clear for %v", cfg.Restore.StableFor)})
@@ -345,13 +346,4 @@ func maxTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

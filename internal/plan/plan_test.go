@@ -1,6 +1,8 @@
 package plan
 
 import (
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -208,10 +210,10 @@ func TestDecide(t *testing.T) {
 			if got := kinds(p); got != tt.wantActions {
 				t.Errorf("actions = %q, want %q", got, tt.wantActions)
 			}
-			if got := strings.Join(sortedKeys(p.Paused), ","); got != strings.Join(tt.wantPaused, ",") {
+			if got := strings.Join(slices.Sorted(maps.Keys(p.Paused)), ","); got != strings.Join(tt.wantPaused, ",") {
 				t.Errorf("paused = %v, want %v", got, tt.wantPaused)
 			}
-			if got := strings.Join(sortedKeys(p.Throttled), ","); got != strings.Join(tt.wantThrottl, ",") {
+			if got := strings.Join(slices.Sorted(maps.Keys(p.Throttled)), ","); got != strings.Join(tt.wantThrottl, ",") {
 				t.Errorf("throttled = %v, want %v", got, tt.wantThrottl)
 			}
 			if tt.wantBlocked != "" && !strings.Contains(strings.Join(p.Blocked, "\n"), tt.wantBlocked) {
