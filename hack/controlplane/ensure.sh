@@ -5,8 +5,8 @@
 #
 #   hack/controlplane/ensure.sh [component ...]
 #
-# Components: etcd kube-apiserver kube-controller-manager kube-scheduler
-# (default: the first three). For each missing one, in this order:
+# Components: etcd kube-apiserver kube-controller-manager kube-scheduler kwok
+# (default: the first three; the incident replay also needs the last two). For each missing one, in this order:
 #   1. a binary of that name in a KUBEBUILDER_ASSETS directory set by the user
 #      is linked (envtest users already have etcd and kube-apiserver);
 #   2. etcd and kube-apiserver are downloaded with setup-envtest, given at most
@@ -60,6 +60,10 @@ build() {
 	kube-apiserver | kube-controller-manager | kube-scheduler)
 		log "building $name v$K8S_VERSION from source (kube-apiserver takes about 9 minutes the first time on 2 cores; the others reuse its build cache)"
 		(cd "$HERE/kubernetes" && CGO_ENABLED=0 go build -trimpath -ldflags "$(ldflags)" -o "$DEST/$name.tmp" "k8s.io/kubernetes/cmd/$name")
+		;;
+	kwok)
+		log "building kwok from source (about 2.5 minutes the first time)"
+		(cd "$HERE/kwok" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$DEST/kwok.tmp" sigs.k8s.io/kwok/cmd/kwok)
 		;;
 	*)
 		log "unknown component $name"
