@@ -183,6 +183,59 @@ func TestTheOperatorRunsOnItsGeneratedRBAC(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Acting needs more: a policy whose trigger always fires throttles and
+	// pauses the DaemonSet whose ServiceAccount makes requests (PLC and
+	// FlowSchema writes, DaemonSet updates, nodes), and its finalizer undoes
+	// that: all under the same RBAC.
+	acting := scraping.DeepCopy()
+	acting.ObjectMeta = metav1.ObjectMeta{Name: "rbac-acting"}
+	acting.Spec.DryRun = false
+	acting.Spec.Triggers = []v1alpha1.Trigger{{Name: "always", Signal: v1alpha1.SignalRequestsPerSecond,
+		Threshold: resource.MustParse("0.001"), For: &metav1.Duration{}}}
+	acting.Spec.Actions = v1alpha1.Actions{MinSharePercent: 1, Pause: v1alpha1.PauseAction{After: &metav1.Duration{}}}
+	if err := env.Client.Create(ctx, acting); err != nil {
+		t.Fatal(err)
+	}
+	agentCfg := rest.CopyConfig(env.Config)
+	agentCfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:telemetry:agent",
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:telemetry", "system:authenticated"}}
+	agent, err := client.New(agentCfg, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		// The agent's requests are forbidden, but APF dispatches them first.
+		_ = agent.List(ctx, &corev1.PodList{})
+		ds := &appsv1.DaemonSet{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "telemetry", Name: "agent"}, ds); err != nil {
+			return false, err
+		}
+		got := &v1alpha1.LoadShedPolicy{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(acting), got); err != nil {
+			return false, err
+		}
+		last = fmt.Sprintf("paused by %q; status %+v", ds.Annotations["loadshed.io/paused-by"], got.Status.Conditions)
+		return ds.Annotations["loadshed.io/paused-by"] == "rbac-acting" && got.Status.ThrottledCount == 1, nil
+	})
+	if err != nil {
+		t.Fatalf("the operator could not act under its own RBAC: %s", last)
+	}
+	if err := env.Client.Delete(ctx, acting); err != nil {
+		t.Fatal(err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		ds := &appsv1.DaemonSet{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "telemetry", Name: "agent"}, ds); err != nil {
+			return false, err
+		}
+		gone := apierrors.IsNotFound(env.Client.Get(ctx, client.ObjectKeyFromObject(acting), &v1alpha1.LoadShedPolicy{}))
+		last = fmt.Sprintf("policy gone %v; DaemonSet annotations %v", gone, ds.Annotations)
+		return gone && ds.Annotations["loadshed.io/paused-by"] == "", nil
+	})
+	if err != nil {
+		t.Fatalf("the finalizer could not undo the pause under the operator's own RBAC: %s", last)
+	}
+
 	lease := &coordinationv1.Lease{}
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "loadshed-rbac-test"}, lease); err != nil {
 		t.Errorf("no leader election Lease in %s: %v", namespace, err)
