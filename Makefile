@@ -80,15 +80,19 @@ lint: $(GOLANGCI_LINT) ## Check .golangci.yml against its schema, then run golan
 lint-fix: $(GOLANGCI_LINT) ## Run golangci-lint and apply the fixes it can (formatting, imports, ...).
 	$(GOLANGCI_LINT) run --config .golangci.yml --fix
 
+# The control plane's binaries the tests use: envtest's two, and the
+# components internal/localcluster runs beside them.
+CONTROLPLANE_COMPONENTS := etcd kube-apiserver kube-controller-manager kube-scheduler kwok
+
 .PHONY: controlplane
-controlplane: ## Build (first time, ~15 min) or reuse etcd, kube-apiserver and kube-controller-manager; prints their directory.
-	@hack/controlplane/ensure.sh
+controlplane: ## Build (first time, ~20 min) or reuse etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok; prints their directory.
+	@hack/controlplane/ensure.sh $(CONTROLPLANE_COMPONENTS)
 
 # The tests find the control plane through KUBEBUILDER_ASSETS (envtest) and
 # LOADSHED_ASSETS (the project's own suites); both name the same directory.
 .PHONY: test
 test: manifests generate fmt vet controlplane ## Run all tests with the race detector against the local control plane.
-	@assets="$$(hack/controlplane/ensure.sh)"; \
+	@assets="$$(hack/controlplane/ensure.sh $(CONTROLPLANE_COMPONENTS))"; \
 	echo "KUBEBUILDER_ASSETS=$$assets"; \
 	export KUBEBUILDER_ASSETS="$$assets" LOADSHED_ASSETS="$$assets"; \
 	set -x; go test -race -count=1 $(GO_TEST_FLAGS) $(GO_TEST_PKGS)

@@ -64,6 +64,16 @@ build() {
 	kwok)
 		log "building kwok from source (about 2.5 minutes the first time)"
 		(cd "$HERE/kwok" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$DEST/kwok.tmp" sigs.k8s.io/kwok/cmd/kwok)
+		# The stages that keep fake Nodes Ready (with leases) and move bound
+		# pods to Running ship in kwok's module: copy them beside the binary.
+		local mod
+		mod="$(cd "$HERE/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
+		rm -rf "$DEST/kwok-stages" && mkdir -p "$DEST/kwok-stages"
+		for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+			pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+			cp "$mod/kustomize/stage/$f" "$DEST/kwok-stages/$(basename "$f")"
+		done
+		chmod -R u+w "$DEST/kwok-stages"
 		;;
 	*)
 		log "unknown component $name"
@@ -101,7 +111,7 @@ download() {
 
 tried_download=""
 for c in "${components[@]}"; do
-	if [ -x "$DEST/$c" ]; then
+	if [ -x "$DEST/$c" ] && { [ "$c" != kwok ] || [ -d "$DEST/kwok-stages" ]; }; then
 		continue
 	fi
 	if [ -n "$user_assets" ] && [ -x "$user_assets/$c" ]; then

@@ -45,20 +45,13 @@ const (
 var env *testenv.Env
 
 func TestMain(m *testing.M) {
-	e, err := testenv.Start()
+	e, err := testenv.Start("kube-controller-manager")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	env = e
-	stopKCM, err := env.StartControllerManager()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		_ = env.Stop()
-		os.Exit(1)
-	}
 	code := m.Run()
-	stopKCM()
 	_ = env.Stop()
 	os.Exit(code)
 }

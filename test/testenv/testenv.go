@@ -10,22 +10,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"testing"
-	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/loadshed/loadshed/internal/localcluster"
 	"github.com/loadshed/loadshed/internal/logging"
 	"github.com/loadshed/loadshed/internal/operator"
 )
@@ -35,8 +31,8 @@ type Env struct {
 	// Config reaches the API server as a cluster admin.
 	Config *rest.Config
 	// Client is a cluster-admin client with loadshed's scheme.
-	Client client.Client
-	env    *envtest.Environment
+	Client  client.Client
+	cluster *localcluster.Cluster
 }
 
 // RepoRoot is the repository's top directory.
@@ -45,9 +41,11 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-// Start starts etcd and kube-apiserver and installs the CRDs. Call it from
-// TestMain and Stop the result when the tests are done.
-func Start() (*Env, error) {
+// Start starts etcd and kube-apiserver and installs the CRDs, plus the
+// components named (kube-controller-manager, kube-scheduler, kwok; see
+// internal/localcluster). Call it from TestMain and Stop the result when the
+// tests are done.
+func Start(components ...string) (*Env, error) {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		return nil, errors.New("KUBEBUILDER_ASSETS is not set: run `make test`, " +
 			"or export KUBEBUILDER_ASSETS=\"$(hack/controlplane/ensure.sh)\"")
@@ -60,25 +58,25 @@ func Start() (*Env, error) {
 	}
 	ctrl.SetLogger(log)
 
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	cfg, err := env.Start()
+	cluster, err := localcluster.Start(localcluster.Options{
+		Assets:     os.Getenv("KUBEBUILDER_ASSETS"),
+		CRDs:       []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
+		Components: components,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("starting the control plane: %w", err)
 	}
 	scheme, err := operator.Scheme()
 	if err != nil {
-		_ = env.Stop()
+		_ = cluster.Stop()
 		return nil, err
 	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	c, err := client.New(cluster.Config, client.Options{Scheme: scheme})
 	if err != nil {
-		_ = env.Stop()
+		_ = cluster.Stop()
 		return nil, fmt.Errorf("creating a client: %w", err)
 	}
-	return &Env{Config: cfg, Client: c, env: env}, nil
+	return &Env{Config: cluster.Config, Client: c, cluster: cluster}, nil
 }
 
 func envOr(key, def string) string {
@@ -90,7 +88,7 @@ func envOr(key, def string) string {
 
 // Stop stops the control plane.
 func (e *Env) Stop() error {
-	return e.env.Stop()
+	return e.cluster.Stop()
 }
 
 // Main runs a package's tests against a control plane started for them, and
@@ -142,73 +140,4 @@ func (e *Env) Apply(ctx context.Context, objs ...*unstructured.Unstructured) err
 		}
 	}
 	return nil
-}
-
-// StartControllerManager runs the real kube-controller-manager against the
-// control plane (its DaemonSet controller, garbage collector and the rest),
-// from the binary beside the others. Stop the returned process when done.
-func (e *Env) StartControllerManager() (stop func(), err error) {
-	bin := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kube-controller-manager")
-	if _, err := os.Stat(bin); err != nil {
-		return nil, fmt.Errorf("kube-controller-manager is not in KUBEBUILDER_ASSETS (run make controlplane): %w", err)
-	}
-	user, err := e.env.AddUser(envtest.User{Name: "kube-controller-manager", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return nil, fmt.Errorf("adding a user for kube-controller-manager: %w", err)
-	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "kcm-")
-	if err != nil {
-		return nil, err
-	}
-	path := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
-		return nil, err
-	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin,
-		"--kubeconfig="+path,
-		"--controllers=*",
-		"--leader-elect=false",
-		"--bind-address=127.0.0.1",
-		"--secure-port="+strconv.Itoa(port),
-		"--cert-dir="+dir,
-		"--v=0",
-	)
-	logFile, err := os.Create(filepath.Join(dir, "kube-controller-manager.log"))
-	if err != nil {
-		return nil, err
-	}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting kube-controller-manager: %w", err)
-	}
-	return func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		_ = logFile.Close()
-		_ = os.RemoveAll(dir)
-	}, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -1,0 +1,226 @@
+// Package localcluster runs a small but real Kubernetes control plane on
+// loopback from the binaries hack/controlplane/ensure.sh builds: etcd and
+// kube-apiserver (through controller-runtime's envtest, which makes the
+// certificates), kube-controller-manager, kube-scheduler, and kwok, which
+// keeps fake Nodes Ready with leases and moves their bound pods to Running.
+// DaemonSets therefore really get Running pods on every Node, and pausing
+// one really removes them.
+package localcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// KwokNodeAnnotation marks the Nodes kwok manages.
+const KwokNodeAnnotation = "kwok.x-k8s.io/node"
+
+// Options configure a local cluster.
+type Options struct {
+	// Assets is the directory of the binaries (and kwok-stages/).
+	Assets string
+	// CRDs are directories of CRDs to install.
+	CRDs []string
+	// Components are the processes to run besides etcd and kube-apiserver:
+	// any of kube-controller-manager, kube-scheduler, kwok.
+	Components []string
+	// Logs is where the components' logs go; a temporary directory when empty.
+	Logs string
+}
+
+// Cluster is a running local cluster.
+type Cluster struct {
+	// Config reaches kube-apiserver as a cluster admin.
+	Config     *rest.Config
+	env        *envtest.Environment
+	dir        string
+	kubeconfig string
+	procs      []*exec.Cmd
+}
+
+// Start starts the control plane and the components, and waits until
+// kube-apiserver answers. Stop it when done, also on error paths.
+func Start(opts Options) (*Cluster, error) {
+	if opts.Assets == "" {
+		return nil, errors.New("the control plane's binaries are not known: run hack/controlplane/ensure.sh")
+	}
+	env := &envtest.Environment{BinaryAssetsDirectory: opts.Assets, CRDDirectoryPaths: opts.CRDs, ErrorIfCRDPathMissing: len(opts.CRDs) > 0}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("starting etcd and kube-apiserver: %w", err)
+	}
+	c := &Cluster{Config: cfg, env: env}
+	if c.dir, err = os.MkdirTemp("", "loadshed-cluster-"); err != nil {
+		_ = c.Stop()
+		return nil, err
+	}
+	user, err := env.AddUser(envtest.User{Name: "local-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		_ = c.Stop()
+		return nil, fmt.Errorf("adding an admin user: %w", err)
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		_ = c.Stop()
+		return nil, err
+	}
+	c.kubeconfig = filepath.Join(c.dir, "kubeconfig")
+	if err := os.WriteFile(c.kubeconfig, kubeconfig, 0o600); err != nil {
+		_ = c.Stop()
+		return nil, err
+	}
+	logs := opts.Logs
+	if logs == "" {
+		logs = c.dir
+	}
+	for _, name := range opts.Components {
+		args, err := c.argsFor(name, opts.Assets)
+		if err != nil {
+			_ = c.Stop()
+			return nil, err
+		}
+		if err := c.run(filepath.Join(opts.Assets, name), args, filepath.Join(logs, name+".log")); err != nil {
+			_ = c.Stop()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Kubeconfig is the path of an admin kubeconfig for the cluster.
+func (c *Cluster) Kubeconfig() string { return c.kubeconfig }
+
+func (c *Cluster) argsFor(name, assets string) ([]string, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	switch name {
+	case "kube-controller-manager":
+		return []string{"--kubeconfig=" + c.kubeconfig, "--controllers=*", "--leader-elect=false",
+			"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(port), "--cert-dir=" + c.dir}, nil
+	case "kube-scheduler":
+		return []string{"--kubeconfig=" + c.kubeconfig, "--leader-elect=false",
+			"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(port), "--cert-dir=" + c.dir}, nil
+	case "kwok":
+		stages, err := filepath.Glob(filepath.Join(assets, "kwok-stages", "*.yaml"))
+		if err != nil || len(stages) == 0 {
+			return nil, fmt.Errorf("kwok's stages are missing from %s/kwok-stages: run hack/controlplane/ensure.sh kwok", assets)
+		}
+		args := []string{"--kubeconfig=" + c.kubeconfig, "--manage-all-nodes=false",
+			"--manage-nodes-with-annotation-selector=" + KwokNodeAnnotation + "=fake",
+			"--server-address=127.0.0.1:" + strconv.Itoa(port), "--cidr=10.64.0.0/16", "--node-ip=127.0.0.1"}
+		for _, s := range stages {
+			args = append(args, "--config="+s)
+		}
+		return args, nil
+	}
+	return nil, fmt.Errorf("unknown component %q", name)
+}
+
+func (c *Cluster) run(bin string, args []string, logPath string) error {
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("%s is missing (run hack/controlplane/ensure.sh): %w", filepath.Base(bin), err)
+	}
+	log, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		_ = log.Close()
+		return fmt.Errorf("starting %s: %w", filepath.Base(bin), err)
+	}
+	c.procs = append(c.procs, cmd)
+	return nil
+}
+
+// Stop stops the components, then kube-apiserver and etcd, and removes the
+// temporary files.
+func (c *Cluster) Stop() error {
+	for i := len(c.procs) - 1; i >= 0; i-- {
+		stopProcess(c.procs[i])
+	}
+	c.procs = nil
+	err := c.env.Stop()
+	if c.dir != "" {
+		_ = os.RemoveAll(c.dir)
+	}
+	return err
+}
+
+func stopProcess(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+// AddNodes creates n fake Nodes for kwok (node-000, node-001, ...) and waits
+// until they are Ready.
+func (c *Cluster) AddNodes(ctx context.Context, n int) error {
+	cs, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		return err
+	}
+	for i := range n {
+		node := &corev1.Node{
+			ObjectMeta: metav1.ObjectMeta{
+				Name:        fmt.Sprintf("node-%03d", i),
+				Annotations: map[string]string{KwokNodeAnnotation: "fake"},
+				Labels:      map[string]string{"kubernetes.io/os": "linux", "type": "kwok"},
+			},
+			Status: corev1.NodeStatus{Allocatable: corev1.ResourceList{
+				corev1.ResourceCPU: resource.MustParse("32"), corev1.ResourceMemory: resource.MustParse("256Gi"),
+				corev1.ResourcePods: resource.MustParse("110")}},
+		}
+		if _, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("creating node %s: %w", node.Name, err)
+		}
+	}
+	return wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		ready := 0
+		for _, nd := range nodes.Items {
+			for _, cond := range nd.Status.Conditions {
+				if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+					ready++
+				}
+			}
+		}
+		return ready >= n, nil
+	})
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

@@ -1,0 +1,107 @@
+package localcluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+)
+
+func assets(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("KUBEBUILDER_ASSETS")
+	if dir == "" {
+		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make test`")
+	}
+	return dir
+}
+
+func runningPods(ctx context.Context, cs *kubernetes.Clientset, want int) func(context.Context) (bool, error) {
+	return func(context.Context) (bool, error) {
+		pods, err := cs.CoreV1().Pods("telemetry").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		running := 0
+		for _, p := range pods.Items {
+			if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+				running++
+			}
+		}
+		return running == want && len(pods.Items) == want, nil
+	}
+}
+
+// TestADaemonSetGetsRunningPodsOnFakeNodes: with kube-controller-manager,
+// kube-scheduler and kwok, a DaemonSet's pods reach Running on every fake
+// Node, a node selector no Node matches removes them, and removing it
+// brings them back.
+func TestADaemonSetGetsRunningPodsOnFakeNodes(t *testing.T) {
+	c, err := Start(Options{Assets: assets(t), Components: []string{"kube-controller-manager", "kube-scheduler", "kwok"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := c.Stop(); err != nil {
+			t.Errorf("stopping: %v", err)
+		}
+	}()
+	if _, err := os.Stat(c.Kubeconfig()); err != nil {
+		t.Fatalf("no kubeconfig: %v", err)
+	}
+	ctx := context.Background()
+	const nodes = 5
+	if err := c.AddNodes(ctx, nodes); err != nil {
+		t.Fatalf("the fake Nodes did not become Ready: %v", err)
+	}
+	cs := kubernetes.NewForConfigOrDie(c.Config)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "telemetry"}}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ds := &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "telemetry", Name: "agent"},
+		Spec: appsv1.DaemonSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "agent"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "agent"}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "agent", Image: "agent:1"}}},
+			},
+		},
+	}
+	if _, err := cs.AppsV1().DaemonSets("telemetry").Create(ctx, ds, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll := func(what string, cond func(context.Context) (bool, error)) {
+		t.Helper()
+		start := time.Now()
+		if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, cond); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		t.Logf("%s after %v", what, time.Since(start).Round(10*time.Millisecond))
+	}
+	poll(fmt.Sprintf("%d pods Running", nodes), runningPods(ctx, cs, nodes))
+
+	set := func(selector map[string]string) {
+		t.Helper()
+		cur, err := cs.AppsV1().DaemonSets("telemetry").Get(ctx, "agent", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur.Spec.Template.Spec.NodeSelector = selector
+		if _, err := cs.AppsV1().DaemonSets("telemetry").Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(map[string]string{"loadshed.io/paused": "test"})
+	poll("every pod gone after a pause", runningPods(ctx, cs, 0))
+	set(nil)
+	poll(fmt.Sprintf("%d pods Running again", nodes), runningPods(ctx, cs, nodes))
+}
