@@ -600,7 +600,7 @@ type Backoff struct {
 	// +kubebuilder:default=10
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=100
-	JitterPercent int32 `json:"jitterPercent,omitempty"`
+	JitterPercent *int32 `json:"jitterPercent,omitempty"`
 }
 
 // LoadShedPolicyStatus is what the operator saw, did and will do next.

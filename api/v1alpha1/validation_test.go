@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -339,8 +340,8 @@ func TestTheAPIServerFillsInTheDefaults(t *testing.T) {
 	if s.Restore.Backoff.Multiplier == nil || s.Restore.Backoff.Multiplier.AsApproximateFloat64() != policy.DefaultMultiplier {
 		t.Errorf("restore.backoff.multiplier defaulted to %v, want %v", s.Restore.Backoff.Multiplier, policy.DefaultMultiplier)
 	}
-	if s.Restore.Backoff.JitterPercent != policy.DefaultJitterPercent {
-		t.Errorf("restore.backoff.jitterPercent defaulted to %d, want %d", s.Restore.Backoff.JitterPercent, policy.DefaultJitterPercent)
+	if s.Restore.Backoff.JitterPercent == nil || *s.Restore.Backoff.JitterPercent != policy.DefaultJitterPercent {
+		t.Errorf("restore.backoff.jitterPercent defaulted to %d, want %d", ptr.Deref(s.Restore.Backoff.JitterPercent, -1), policy.DefaultJitterPercent)
 	}
 
 	// What the API server stored resolves to exactly what Resolve falls back

@@ -86,7 +86,7 @@ func Resolve(spec *v1alpha1.LoadShedPolicySpec) (*Config, error) {
 			Initial:       durationOr(r.Backoff.Initial, DefaultBackoffInitial),
 			Multiplier:    quantityOr(r.Backoff.Multiplier, DefaultMultiplier),
 			Max:           durationOr(r.Backoff.Max, DefaultBackoffMax),
-			JitterPercent: int32Or(r.Backoff.JitterPercent, DefaultJitterPercent),
+			JitterPercent: int32PtrOr(r.Backoff.JitterPercent, DefaultJitterPercent),
 		},
 	}
 	if len(cfg.Restore.WavePercents) == 0 {

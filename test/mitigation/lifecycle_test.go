@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
@@ -106,9 +107,12 @@ func TestPausesSurviveRestartsOverridesAndDeletion(t *testing.T) {
 	p := policy("lifecycle")
 	p.Spec.Actions.Pause.After = &metav1.Duration{}
 	p.Spec.Restore.Backoff.Initial = &metav1.Duration{Duration: 20 * time.Second}
+	p.Spec.Restore.Backoff.JitterPercent = ptr.To[int32](0) // so that the backoff step is exactly 20s
 	if err := env.Client.Create(ctx, p); err != nil {
 		t.Fatal(err)
 	}
+	// Whatever fails, the policy goes (and undoes its pause) before the next test.
+	t.Cleanup(func() { deletePolicy(t, p) })
 	flood := startLoad(t, "telemetry", 8, 0)
 	eventually(t, "the DaemonSet is paused", func() error {
 		if shed.PausedBy(getDS(t)) != "lifecycle" {
