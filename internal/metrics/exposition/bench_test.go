@@ -141,7 +141,7 @@ func decodeExpfmt(data []byte, format expfmt.Format, want Families, sums map[str
 // every wanted sample (a sum per family and one label lookup), with a full
 // expfmt decode of the same payload.
 func BenchmarkIngest(b *testing.B) {
-	want := ExportWanted(apiserverWanted...)
+	want := Want(apiserverWanted...)
 	synthText, synthPB, bigPB := syntheticPayloads(b)
 	payloads := []struct {
 		name   string
@@ -195,7 +195,7 @@ func TestSyntheticPayloadsAreBigAndAgree(t *testing.T) {
 		t.Skip("builds a 10 MB payload")
 	}
 	text, pb, bigPB := syntheticPayloads(t)
-	want := ExportWanted(apiserverWanted...)
+	want := Want(apiserverWanted...)
 	fromText, err := collect(ParseText, text, want)
 	if err != nil {
 		t.Fatal(err)

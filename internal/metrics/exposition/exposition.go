@@ -33,8 +33,8 @@ const AcceptHeader = `application/vnd.google.protobuf;proto=io.prometheus.client
 // counter by its full name (e.g. "apiserver_request_total").
 type Families map[string]struct{}
 
-// ExportWanted returns the Families made of names.
-func ExportWanted(names ...string) Families {
+// Want returns the Families made of names.
+func Want(names ...string) Families {
 	f := make(Families, len(names))
 	for _, n := range names {
 		f[n] = struct{}{}

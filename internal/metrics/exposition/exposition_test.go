@@ -13,8 +13,8 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-func TestExportWanted(t *testing.T) {
-	f := ExportWanted("a", "b", "a")
+func TestWant(t *testing.T) {
+	f := Want("a", "b", "a")
 	if len(f) != 2 {
 		t.Fatalf("got %d families, want 2", len(f))
 	}
@@ -23,14 +23,14 @@ func TestExportWanted(t *testing.T) {
 			t.Errorf("%q missing", n)
 		}
 	}
-	if len(ExportWanted()) != 0 {
-		t.Error("ExportWanted() is not empty")
+	if len(Want()) != 0 {
+		t.Error("Want() is not empty")
 	}
 }
 
 func TestSampleFamilyIsTheWantedString(t *testing.T) {
 	name := strings.Repeat("a", 3) // not a constant: its own bytes
-	want := ExportWanted(name)
+	want := Want(name)
 	pb := encodeDelimited(t, []*dto.MetricFamily{{Name: proto.String("aaa"), Type: dto.MetricType_COUNTER.Enum(),
 		Metric: []*dto.Metric{{Counter: &dto.Counter{Value: proto.Float64(1)}}}}})
 	tests := []struct {
@@ -86,7 +86,7 @@ func TestSampleLabels(t *testing.T) {
 }
 
 func TestParseDispatchesOnContentType(t *testing.T) {
-	want := ExportWanted("a")
+	want := Want("a")
 	text := []byte("a 1 # {trace=\"x\"} 0.5 1.25\n")
 	plain := []byte("a 1\n")
 	pb := encodeDelimited(t, []*dto.MetricFamily{{Name: proto.String("a"), Type: dto.MetricType_GAUGE.Enum(),
@@ -177,7 +177,7 @@ func TestParseFloat(t *testing.T) {
 }
 
 func TestParsingAllocatesNothingPerSample(t *testing.T) {
-	want := ExportWanted(apiserverWanted...)
+	want := Want(apiserverWanted...)
 	for _, name := range []string{"apiserver.txt", "apiserver.pb"} {
 		data := loadRecorded(t, name)
 		parse := ParseText

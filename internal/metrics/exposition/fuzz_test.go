@@ -16,7 +16,7 @@ import (
 // fuzzWanted is the recorded payloads' wanted set plus the short names of
 // the handwritten seeds.
 func fuzzWanted() Families {
-	return ExportWanted(append([]string{"a", "h", "s"}, apiserverWanted...)...)
+	return Want(append([]string{"a", "h", "s"}, apiserverWanted...)...)
 }
 
 // textFamilies splits a text payload into its families' blocks, each starting

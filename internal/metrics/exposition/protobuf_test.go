@@ -48,7 +48,7 @@ func delimited(msgs ...[]byte) []byte {
 }
 
 func TestParseProtobuf(t *testing.T) {
-	want := ExportWanted("a", "h", "s")
+	want := Want("a", "h", "s")
 	counter := func(name string, v float64, labels ...*dto.LabelPair) *dto.MetricFamily {
 		return &dto.MetricFamily{Name: &name, Type: dto.MetricType_COUNTER.Enum(),
 			Metric: []*dto.Metric{{Label: labels, Counter: &dto.Counter{Value: &v}}}}

@@ -47,19 +47,19 @@ func sortedFamilies(m map[string]*dto.MetricFamily) []*dto.MetricFamily {
 }
 
 func TestRecordedTextMatchesExpfmt(t *testing.T) {
-	if !checkText(t, loadRecorded(t, "apiserver.txt"), ExportWanted(apiserverWanted...)) {
+	if !checkText(t, loadRecorded(t, "apiserver.txt"), Want(apiserverWanted...)) {
 		t.Error("the recorded text payload was not compared")
 	}
 }
 
 func TestRecordedProtobufMatchesProto(t *testing.T) {
-	if !checkProtobuf(t, loadRecorded(t, "apiserver.pb"), ExportWanted(apiserverWanted...)) {
+	if !checkProtobuf(t, loadRecorded(t, "apiserver.pb"), Want(apiserverWanted...)) {
 		t.Error("the recorded protobuf payload was not compared")
 	}
 }
 
 func TestBothFormatsOfTheSameDataYieldTheSameSamples(t *testing.T) {
-	want := ExportWanted(apiserverWanted...)
+	want := Want(apiserverWanted...)
 	pbFams, err := decodeDelimited(loadRecorded(t, "apiserver.pb"))
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +110,7 @@ func TestBothFormatsOfTheSameDataYieldTheSameSamples(t *testing.T) {
 // series, and the same values but for the few counters that moved between
 // them.
 func TestRecordedScrapesHaveTheSameSeries(t *testing.T) {
-	want := ExportWanted(apiserverWanted...)
+	want := Want(apiserverWanted...)
 	fromText, err := collect(ParseText, loadRecorded(t, "apiserver.txt"), want)
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,7 @@ import (
 )
 
 func TestParseText(t *testing.T) {
-	want := ExportWanted("a", "h", "s", "x_count")
+	want := Want("a", "h", "s", "x_count")
 	tests := []struct {
 		name  string
 		input string
