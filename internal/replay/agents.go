@@ -1,0 +1,184 @@
+// Package replay reproduces the incident of 2024-12-11 on a local cluster:
+// a telemetry DaemonSet whose agents, one per pod, flood the API servers
+// with cluster-wide LISTs. This file holds the agents; the scenarios, the
+// innocent clients and the report are still to come (issue 5).
+package replay
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
+)
+
+// AgentOptions say what each agent does.
+type AgentOptions struct {
+	// Namespace and Selector find the DaemonSet's pods; ServiceAccount is
+	// what they run as.
+	Namespace      string
+	Selector       string
+	ServiceAccount string
+	// Path is what each agent LISTs, e.g. /api/v1/pods (cluster-wide).
+	Path string
+	// Rate is LISTs per second per agent.
+	Rate float64
+}
+
+// Counts are what the agents did so far.
+type Counts struct {
+	Running   int64
+	Requests  int64
+	Errors    int64
+	Throttled int64
+}
+
+// Agents runs one agent per existing pod of a DaemonSet: when a pod is
+// deleted its agent stops, and when a pod comes back so does its agent.
+// Each agent authenticates as the pod's ServiceAccount with a token bound
+// to the pod (from the TokenRequest API), asks for protobuf and discards
+// the body, so that the API server, not this process, does the work.
+type Agents struct {
+	admin   kubernetes.Interface
+	base    *rest.Config
+	opts    AgentOptions
+	mu      sync.Mutex
+	running map[string]context.CancelFunc
+	wg      sync.WaitGroup
+
+	requests, errors, throttled atomic.Int64
+}
+
+// NewAgents returns agents for the pods admin can see; base is the API
+// server's address and CA (its credentials are not used).
+func NewAgents(admin kubernetes.Interface, base *rest.Config, opts AgentOptions) *Agents {
+	return &Agents{admin: admin, base: base, opts: opts, running: map[string]context.CancelFunc{}}
+}
+
+// Run follows the pods until ctx is done, then stops every agent.
+func (a *Agents) Run(ctx context.Context) {
+	lw := cache.NewFilteredListWatchFromClient(a.admin.CoreV1().RESTClient(), "pods", a.opts.Namespace,
+		func(o *metav1.ListOptions) {
+			o.LabelSelector = a.opts.Selector
+			o.FieldSelector = fields.Everything().String()
+		})
+	_, informer := cache.NewInformerWithOptions(cache.InformerOptions{
+		ListerWatcher: lw,
+		ObjectType:    &corev1.Pod{},
+		Handler: cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { a.sync(ctx, obj) },
+			UpdateFunc: func(_, obj any) { a.sync(ctx, obj) },
+			DeleteFunc: func(obj any) {
+				if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+					obj = tomb.Obj
+				}
+				if pod, ok := obj.(*corev1.Pod); ok {
+					a.stop(pod.Name)
+				}
+			},
+		},
+	})
+	informer.RunWithContext(ctx)
+	a.mu.Lock()
+	for name, cancel := range a.running {
+		cancel()
+		delete(a.running, name)
+	}
+	a.mu.Unlock()
+	a.wg.Wait()
+}
+
+// sync starts an agent for a pod that exists and is not terminating, and
+// stops it otherwise.
+func (a *Agents) sync(ctx context.Context, obj any) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	if pod.DeletionTimestamp != nil {
+		a.stop(pod.Name)
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.running[pod.Name]; ok {
+		return
+	}
+	agentCtx, cancel := context.WithCancel(ctx)
+	a.running[pod.Name] = cancel
+	a.wg.Go(func() { a.agent(agentCtx, pod) })
+}
+
+func (a *Agents) stop(name string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if cancel, ok := a.running[name]; ok {
+		cancel()
+		delete(a.running, name)
+	}
+}
+
+// agent LISTs at its rate until ctx is done.
+func (a *Agents) agent(ctx context.Context, pod *corev1.Pod) {
+	tr, err := a.admin.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, a.opts.ServiceAccount,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+			ExpirationSeconds: ptr.To[int64](3600),
+			BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
+		}}, metav1.CreateOptions{})
+	if err != nil {
+		a.errors.Add(1)
+		return
+	}
+	cfg := rest.AnonymousClientConfig(a.base)
+	cfg.BearerToken = tr.Status.Token
+	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf"
+	cfg.QPS, cfg.Burst = -1, 0
+	cfg.WrapTransport = countThrottled(&a.throttled)
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		a.errors.Add(1)
+		return
+	}
+	tick := time.NewTicker(time.Duration(float64(time.Second) / a.opts.Rate))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		a.requests.Add(1)
+		body, err := cs.CoreV1().RESTClient().Get().AbsPath(a.opts.Path).Stream(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				a.errors.Add(1)
+			}
+			continue
+		}
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}
+}
+
+// Counts returns what the agents did so far.
+func (a *Agents) Counts() Counts {
+	a.mu.Lock()
+	running := int64(len(a.running))
+	a.mu.Unlock()
+	return Counts{Running: running, Requests: a.requests.Load(), Errors: a.errors.Load(), Throttled: a.throttled.Load()}
+}
+
+// String describes counts for logs.
+func (c Counts) String() string {
+	return fmt.Sprintf("%d agents, %d requests, %d errors, %d HTTP 429", c.Running, c.Requests, c.Errors, c.Throttled)
+}
