@@ -96,3 +96,34 @@ func TestInnocentClientsMeasureTheirRequests(t *testing.T) {
 		}
 	}
 }
+
+func TestSeedConfigMapsMakesListsExpensive(t *testing.T) {
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make test`")
+	}
+	c, err := localcluster.Start(localcluster.Options{Assets: assets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Stop() }()
+	ctx := context.Background()
+	cs := kubernetes.NewForConfigOrDie(c.Config)
+	if err := SeedConfigMaps(ctx, cs, "background", 50, 4096); err != nil {
+		t.Fatal(err)
+	}
+	// Seeding twice keeps what exists.
+	if err := SeedConfigMaps(ctx, cs, "background", 50, 4096); err != nil {
+		t.Fatal(err)
+	}
+	list, err := cs.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{LabelSelector: "loadshed.io/replay=background"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 50 {
+		t.Fatalf("%d ConfigMaps, want 50", len(list.Items))
+	}
+	if got := len(list.Items[0].Data["payload"]); got != 4096 {
+		t.Errorf("a ConfigMap holds %d bytes, want 4096", got)
+	}
+}
