@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
+	"github.com/loadshed/loadshed/internal/manifests"
 	"github.com/loadshed/loadshed/internal/operator"
 	"github.com/loadshed/loadshed/test/testenv"
 )
@@ -43,25 +44,8 @@ func TestTheOperatorRunsOnItsGeneratedRBAC(t *testing.T) {
 	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
 		t.Fatal(err)
 	}
-	for _, file := range []string{
-		"config/rbac/service_account.yaml",
-		"config/rbac/role.yaml",
-		"config/rbac/role_binding.yaml",
-		"config/rbac/leader_election_role.yaml",
-		"config/rbac/leader_election_role_binding.yaml",
-	} {
-		objs, err := testenv.ReadObjects(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, o := range objs {
-			if o.GetKind() != "ClusterRole" && o.GetKind() != "ClusterRoleBinding" && o.GetNamespace() == "" {
-				o.SetNamespace(namespace) // as config/default's kustomization does
-			}
-		}
-		if err := env.Apply(ctx, objs...); err != nil {
-			t.Fatal(err)
-		}
+	if err := manifests.ApplyRBAC(ctx, env.Client, testenv.RepoRoot(), namespace, "loadshed-tests"); err != nil {
+		t.Fatal(err)
 	}
 
 	cfg := rest.CopyConfig(env.Config)

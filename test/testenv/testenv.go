@@ -5,24 +5,22 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/loadshed/loadshed/internal/localcluster"
 	"github.com/loadshed/loadshed/internal/logging"
+	"github.com/loadshed/loadshed/internal/manifests"
 	"github.com/loadshed/loadshed/internal/operator"
 )
 
@@ -110,34 +108,10 @@ func Main(m *testing.M, env **Env) {
 // ReadObjects reads every object of a multi-document YAML file, relative to
 // the repository's top directory.
 func ReadObjects(path string) ([]*unstructured.Unstructured, error) {
-	data, err := os.ReadFile(filepath.Join(RepoRoot(), path))
-	if err != nil {
-		return nil, err
-	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-	var objs []*unstructured.Unstructured
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				return objs, nil
-			}
-			return nil, fmt.Errorf("decoding %s: %w", path, err)
-		}
-		if len(u.Object) > 0 {
-			objs = append(objs, u)
-		}
-	}
+	return manifests.Read(filepath.Join(RepoRoot(), path))
 }
 
 // Apply creates each object (or updates it when it exists) as cluster admin.
 func (e *Env) Apply(ctx context.Context, objs ...*unstructured.Unstructured) error {
-	for _, o := range objs {
-		ac := client.ApplyConfigurationFromUnstructured(o)
-		err := e.Client.Apply(ctx, ac, client.FieldOwner("loadshed-tests"), client.ForceOwnership)
-		if err != nil {
-			return fmt.Errorf("applying %s %s: %w", o.GetKind(), o.GetName(), err)
-		}
-	}
-	return nil
+	return manifests.Apply(ctx, e.Client, "loadshed-tests", objs...)
 }
