@@ -155,7 +155,7 @@ func (c *Cluster) run(bin string, args []string, logPath string) error {
 // temporary files.
 func (c *Cluster) Stop() error {
 	for i := len(c.procs) - 1; i >= 0; i-- {
-		stopProcess(c.procs[i])
+		StopProcess(c.procs[i])
 	}
 	c.procs = nil
 	err := c.env.Stop()
@@ -165,7 +165,9 @@ func (c *Cluster) Stop() error {
 	return err
 }
 
-func stopProcess(cmd *exec.Cmd) {
+// StopProcess interrupts a started process and waits for it, killing it
+// when it has not stopped within 10 seconds.
+func StopProcess(cmd *exec.Cmd) {
 	_ = cmd.Process.Signal(os.Interrupt)
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -19,6 +18,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/loadshed/loadshed/internal/localcluster"
 	"github.com/loadshed/loadshed/internal/manifests"
 )
 
@@ -76,15 +76,7 @@ func StartOperator(ctx context.Context, admin client.Client, base *rest.Config, 
 		return nil, fmt.Errorf("starting the operator: %w", err)
 	}
 	return func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
+		localcluster.StopProcess(cmd)
 		_ = log.Close()
 	}, nil
 }
