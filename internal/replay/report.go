@@ -1,0 +1,215 @@
+package replay
+
+import (
+	"encoding/csv"
+	"fmt"
+	"html/template"
+	"io"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Sample is one second of a scenario's timeline.
+type Sample struct {
+	// At is the time since the scenario began.
+	At time.Duration
+	// Phase of the timeline: quiet, flood, relapse, fixed.
+	Phase string
+	// Inflight is the API server's in-flight requests.
+	Inflight float64
+	// InnocentRequests, InnocentErrors and InnocentP99 are the innocent
+	// clients' requests in the second.
+	InnocentRequests int
+	InnocentErrors   int
+	InnocentP99      time.Duration
+	// Paused and Throttled count what loadshed has in place.
+	Paused, Throttled int
+}
+
+// Event is something the operator did, at a time of the timeline.
+type Event struct {
+	At     time.Duration
+	Reason string
+	Note   string
+}
+
+// Scenario is one run of the timeline.
+type Scenario struct {
+	Name    string
+	Samples []Sample
+	Events  []Event
+	// FloodStart is when the flood began.
+	FloodStart time.Duration
+}
+
+// Score sums up a scenario.
+type Score struct {
+	// TimeToMitigate is from the flood's start to the first pause, -1 if none.
+	TimeToMitigate time.Duration
+	// FloodP99 and FloodSuccess are the innocent clients' p99 latency and
+	// success rate while the flood lasted (from its start to the fix).
+	FloodP99     time.Duration
+	FloodSuccess float64
+	// TimeToRecover is from the flood's start until the innocent p99 stays
+	// under the recovery latency, -1 if never.
+	TimeToRecover   time.Duration
+	RestoreAttempts int
+}
+
+// recovered is the innocent p99 under which the API counts as recovered.
+const recovered = time.Second
+
+// ScoreOf computes a scenario's score.
+func ScoreOf(s Scenario) Score {
+	sc := Score{TimeToMitigate: -1, TimeToRecover: -1}
+	for _, e := range s.Events {
+		if e.Reason == "Paused" && sc.TimeToMitigate < 0 && e.At >= s.FloodStart {
+			sc.TimeToMitigate = e.At - s.FloodStart
+		}
+		if e.Reason == "RestoreStarted" {
+			sc.RestoreAttempts++
+		}
+	}
+	var lats []time.Duration
+	requests, errors := 0, 0
+	lastBad := time.Duration(-1)
+	for _, x := range s.Samples {
+		if x.At < s.FloodStart {
+			continue
+		}
+		if x.Phase == "flood" || x.Phase == "relapse" {
+			requests += x.InnocentRequests
+			errors += x.InnocentErrors
+			if x.InnocentRequests > 0 {
+				lats = append(lats, x.InnocentP99)
+			}
+		}
+		if x.InnocentP99 >= recovered || (x.InnocentRequests > 0 && x.InnocentErrors == x.InnocentRequests) {
+			lastBad = x.At
+		}
+	}
+	if requests > 0 {
+		sc.FloodSuccess = float64(requests-errors) / float64(requests)
+	}
+	if len(lats) > 0 {
+		sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
+		sc.FloodP99 = lats[(len(lats)*99+99)/100-1]
+	}
+	if len(s.Samples) > 0 {
+		sc.TimeToRecover = 0
+		if lastBad >= 0 {
+			sc.TimeToRecover = lastBad + time.Second - s.FloodStart
+		}
+	}
+	return sc
+}
+
+// WriteCSV writes the scenarios' timelines, one row per scenario and second.
+func WriteCSV(w io.Writer, scenarios []Scenario) error {
+	cw := csv.NewWriter(w)
+	_ = cw.Write([]string{"scenario", "second", "phase", "inflight", "innocent_requests", "innocent_errors",
+		"innocent_p99_seconds", "paused", "throttled"})
+	for _, s := range scenarios {
+		for _, x := range s.Samples {
+			_ = cw.Write([]string{s.Name, strconv.Itoa(int(x.At / time.Second)), x.Phase,
+				strconv.FormatFloat(x.Inflight, 'f', -1, 64), strconv.Itoa(x.InnocentRequests), strconv.Itoa(x.InnocentErrors),
+				strconv.FormatFloat(x.InnocentP99.Seconds(), 'f', 3, 64), strconv.Itoa(x.Paused), strconv.Itoa(x.Throttled)})
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// ScoreTable formats the scores side by side, for the terminal.
+func ScoreTable(scenarios []Scenario) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-40s", "")
+	for _, s := range scenarios {
+		fmt.Fprintf(&b, "%14s", s.Name)
+	}
+	b.WriteString("\n")
+	row := func(name string, f func(Score) string) {
+		fmt.Fprintf(&b, "%-40s", name)
+		for _, s := range scenarios {
+			fmt.Fprintf(&b, "%14s", f(ScoreOf(s)))
+		}
+		b.WriteString("\n")
+	}
+	dur := func(d time.Duration) string {
+		if d < 0 {
+			return "never"
+		}
+		return d.Round(time.Second).String()
+	}
+	row("time to mitigate (flood to pause)", func(s Score) string { return dur(s.TimeToMitigate) })
+	row("innocent p99 during the flood", func(s Score) string { return s.FloodP99.Round(time.Millisecond).String() })
+	row("innocent success rate during the flood", func(s Score) string { return fmt.Sprintf("%.1f%%", s.FloodSuccess*100) })
+	row("time to recover (p99 under 1s)", func(s Score) string { return dur(s.TimeToRecover) })
+	row("restore attempts", func(s Score) string { return strconv.Itoa(s.RestoreAttempts) })
+	return b.String()
+}
+
+// WriteHTML writes a self-contained page: for each scenario, in-flight
+// requests and the innocent p99 over time as inline SVG, with the
+// operator's actions marked, and the score table.
+func WriteHTML(w io.Writer, scenarios []Scenario) error {
+	type chart struct {
+		Name     string
+		Inflight string
+		P99      string
+		Marks    []mark
+		Width    int
+	}
+	charts := make([]chart, 0, len(scenarios))
+	for _, s := range scenarios {
+		c := chart{Name: s.Name, Width: 900}
+		maxIn, maxP99, last := 1.0, 1.0, 1.0
+		for _, x := range s.Samples {
+			maxIn = math.Max(maxIn, x.Inflight)
+			maxP99 = math.Max(maxP99, x.InnocentP99.Seconds())
+			last = math.Max(last, x.At.Seconds())
+		}
+		var in, p99 []string
+		for _, x := range s.Samples {
+			px := x.At.Seconds() / last * float64(c.Width)
+			in = append(in, fmt.Sprintf("%.1f,%.1f", px, 200-x.Inflight/maxIn*190))
+			p99 = append(p99, fmt.Sprintf("%.1f,%.1f", px, 200-x.InnocentP99.Seconds()/maxP99*190))
+		}
+		c.Inflight, c.P99 = strings.Join(in, " "), strings.Join(p99, " ")
+		for _, e := range s.Events {
+			c.Marks = append(c.Marks, mark{X: e.At.Seconds() / last * float64(c.Width), Label: e.Reason + ": " + e.Note})
+		}
+		charts = append(charts, c)
+	}
+	page, err := template.New("report").Parse(pageTemplate)
+	if err != nil {
+		return fmt.Errorf("parsing the report's template: %w", err)
+	}
+	return page.Execute(w, struct {
+		Charts []chart
+		Table  string
+	}{charts, ScoreTable(scenarios)})
+}
+
+type mark struct {
+	X     float64
+	Label string
+}
+
+const pageTemplate = `<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>loadshed incident replay</title>
+<style>body{font-family:sans-serif;margin:2em}svg{border:1px solid #ccc;background:#fafafa}pre{background:#f4f4f4;padding:1em}</style>
+</head><body><h1>loadshed incident replay</h1>
+<p>Blue: API server in-flight requests. Red: innocent clients' p99 latency. Grey lines: the operator's actions (hover for details).</p>
+{{range .Charts}}<h2>{{.Name}}</h2>
+<svg width="{{.Width}}" height="210" xmlns="http://www.w3.org/2000/svg">
+{{range .Marks}}<line x1="{{.X}}" x2="{{.X}}" y1="0" y2="210" stroke="#999" stroke-dasharray="3,3"><title>{{.Label}}</title></line>
+{{end}}<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{{.Inflight}}"/>
+<polyline fill="none" stroke="#d62728" stroke-width="1.5" points="{{.P99}}"/>
+</svg>{{end}}
+<h2>Score</h2><pre>{{.Table}}</pre>
+</body></html>
+`
