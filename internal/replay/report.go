@@ -172,7 +172,7 @@ func WriteHTML(w io.Writer, scenarios []Scenario) error {
 			maxP99 = math.Max(maxP99, x.InnocentP99.Seconds())
 			last = math.Max(last, x.At.Seconds())
 		}
-		var in, p99 []string
+		in, p99 := make([]string, 0, len(s.Samples)), make([]string, 0, len(s.Samples))
 		for _, x := range s.Samples {
 			px := x.At.Seconds() / last * float64(c.Width)
 			in = append(in, fmt.Sprintf("%.1f,%.1f", px, 200-x.Inflight/maxIn*190))
