@@ -136,7 +136,9 @@ func (a *Agents) agent(ctx context.Context, pod *corev1.Pod) {
 			BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
 		}}, metav1.CreateOptions{})
 	if err != nil {
+		// Forget the agent, so that the pod's next update starts it again.
 		a.errors.Add(1)
+		a.stop(pod.Name)
 		return
 	}
 	cfg := rest.AnonymousClientConfig(a.base)
@@ -147,6 +149,7 @@ func (a *Agents) agent(ctx context.Context, pod *corev1.Pod) {
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		a.errors.Add(1)
+		a.stop(pod.Name)
 		return
 	}
 	tick := time.NewTicker(time.Duration(float64(time.Second) / a.opts.Rate))
