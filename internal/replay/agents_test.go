@@ -3,7 +3,6 @@ package replay
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -21,16 +20,7 @@ import (
 // the DaemonSet's ServiceAccount with a pod-bound token; pausing the
 // DaemonSet stops them and restoring it starts them again.
 func TestAgentsFollowTheDaemonSetsPods(t *testing.T) {
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make test`")
-	}
-	c, err := localcluster.Start(localcluster.Options{Assets: assets,
-		Components: []string{"kube-controller-manager", "kube-scheduler", "kwok"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = c.Stop() }()
+	c := startCluster(t, localcluster.Options{Components: []string{"kube-controller-manager", "kube-scheduler", "kwok"}})
 	ctx := context.Background()
 	const nodes = 3
 	if err := c.AddNodes(ctx, nodes); err != nil {
@@ -43,7 +33,7 @@ func TestAgentsFollowTheDaemonSetsPods(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "telemetry"}}, metav1.CreateOptions{})
+	_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "telemetry"}}, metav1.CreateOptions{})
 	create(err)
 	_, err = cs.CoreV1().ServiceAccounts("telemetry").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "agent"}}, metav1.CreateOptions{})
 	create(err)

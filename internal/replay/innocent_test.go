@@ -3,7 +3,6 @@ package replay
 import (
 	"context"
 	"errors"
-	"os"
 	"testing"
 	"time"
 
@@ -38,15 +37,7 @@ func TestRecorderKeepsLatencyAndErrorsPerSecond(t *testing.T) {
 // controller-like clients, as ServiceAccounts with TokenRequest tokens,
 // against a real API server for a few seconds.
 func TestInnocentClientsMeasureTheirRequests(t *testing.T) {
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make test`")
-	}
-	c, err := localcluster.Start(localcluster.Options{Assets: assets})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = c.Stop() }()
+	c := startCluster(t, localcluster.Options{})
 	ctx := context.Background()
 	cs := kubernetes.NewForConfigOrDie(c.Config)
 	must := func(_ any, err error) {
@@ -98,15 +89,7 @@ func TestInnocentClientsMeasureTheirRequests(t *testing.T) {
 }
 
 func TestSeedConfigMapsMakesListsExpensive(t *testing.T) {
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make test`")
-	}
-	c, err := localcluster.Start(localcluster.Options{Assets: assets})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = c.Stop() }()
+	c := startCluster(t, localcluster.Options{})
 	ctx := context.Background()
 	cs := kubernetes.NewForConfigOrDie(c.Config)
 	if err := SeedConfigMaps(ctx, cs, "background", 50, 4096); err != nil {

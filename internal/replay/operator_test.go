@@ -2,7 +2,6 @@ package replay
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -23,17 +22,9 @@ import (
 // ServiceAccount with the generated RBAC, as the replay's loadshed scenario
 // does, and checks that it evaluates a policy.
 func TestTheOperatorRunsAsItsOwnProcess(t *testing.T) {
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make test`")
-	}
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-	c, err := localcluster.Start(localcluster.Options{Assets: assets, CRDs: []string{filepath.Join(root, "config", "crd", "bases")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = c.Stop() }()
+	c := startCluster(t, localcluster.Options{CRDs: []string{filepath.Join(root, "config", "crd", "bases")}})
 	scheme, err := operator.Scheme()
 	if err != nil {
 		t.Fatal(err)
