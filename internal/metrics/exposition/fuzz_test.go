@@ -83,10 +83,10 @@ func FuzzParseText(f *testing.F) {
 	})
 }
 
-// generateText makes a text payload out of data, read as a sequence of
-// choices.
-func generateText(data []byte) []byte {
-	next := func() int {
+// choices reads data as a sequence of choices: next returns the next byte
+// (0 once data runs out), pick picks one of a list with it.
+func choices(data []byte) (next func() int, pick func([]string) string) {
+	next = func() int {
 		if len(data) == 0 {
 			return 0
 		}
@@ -94,7 +94,14 @@ func generateText(data []byte) []byte {
 		data = data[1:]
 		return int(c)
 	}
-	pick := func(from []string) string { return from[next()%len(from)] }
+	pick = func(from []string) string { return from[next()%len(from)] }
+	return next, pick
+}
+
+// generateText makes a text payload out of data, read as a sequence of
+// choices.
+func generateText(data []byte) []byte {
+	next, pick := choices(data)
 	names := []string{"a", "a_bucket", "a_sum", "a_count", "h", "h_bucket", "h_sum", "h_count",
 		"s", "s_sum", "s_count", "s_bucket", "o", "o_bucket", "h_bucket_count", "apiserver_request_total"}
 	types := []string{"counter", "gauge", "histogram", "summary", "untyped", "gaugehistogram", "HISTOGRAM"}
@@ -276,15 +283,7 @@ func checkSameInText(t *testing.T, pb []byte, want Families) {
 // generateProtobuf makes a delimited protobuf payload out of data, read as a
 // sequence of choices.
 func generateProtobuf(data []byte) []byte {
-	next := func() int {
-		if len(data) == 0 {
-			return 0
-		}
-		c := data[0]
-		data = data[1:]
-		return int(c)
-	}
-	pick := func(from []string) string { return from[next()%len(from)] }
+	next, pick := choices(data)
 	floats := []float64{0, 1, -1, 0.5, 2.5, math.Inf(1), math.Inf(-1), math.NaN(), 1e-3, 100, math.Copysign(0, -1)}
 	double := func(num protowire.Number) []byte { return doubleField(num, floats[next()%len(floats)]) }
 	names := []string{"a", "a_bucket", "a_sum", "a_count", "h", "h_bucket", "s", "s_sum", "o", "apiserver_request_total"}
