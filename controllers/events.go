@@ -2,8 +2,8 @@ package controllers
 
 import (
 	"fmt"
+	"slices"
 	"strings"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -78,17 +78,19 @@ const actionShed = "Shed"
 // else removed a pause that should hold.
 const ReasonPauseOverridden = "PauseOverridden"
 
-// recordOverride records, on the policy and the DaemonSet, that someone
-// removed a pause, and whether loadshed put it back or waits.
-func (r *LoadShedPolicyReconciler) recordOverride(obj *v1alpha1.LoadShedPolicy, key string, wait time.Duration, holding bool) {
-	note := fmt.Sprintf("Someone removed the pause of %s while it should hold; put it back", key)
-	if holding {
-		note = fmt.Sprintf("Someone removed the pause of %s again; it is put back at most once every %v", key, wait.Round(time.Second))
+// recordOverrides records, on the policy and the DaemonSet, each pause
+// someone removed, and whether loadshed put it back or waits.
+func (r *LoadShedPolicyReconciler) recordOverrides(obj *v1alpha1.LoadShedPolicy, p plan.Plan) {
+	for _, key := range append(append([]string(nil), p.PutBack...), p.Held...) {
+		note := fmt.Sprintf("Someone removed the pause of %s while it should hold; put it back", key)
+		if slices.Contains(p.Held, key) {
+			note = fmt.Sprintf("Someone removed the pause of %s again; it is put back at most once per backoff step", key)
+		}
+		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, ReasonPauseOverridden, actionShed, "%s", note)
+		ds := &appsv1.DaemonSet{}
+		ds.Namespace, ds.Name = splitKey(key)
+		r.Recorder.Eventf(ds, obj, corev1.EventTypeWarning, ReasonPauseOverridden, actionShed, "%s (policy %s)", note, obj.Name)
 	}
-	r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, ReasonPauseOverridden, actionShed, "%s", note)
-	ds := &appsv1.DaemonSet{}
-	ds.Namespace, ds.Name = splitKey(key)
-	r.Recorder.Eventf(ds, obj, corev1.EventTypeWarning, ReasonPauseOverridden, actionShed, "%s (policy %s)", note, obj.Name)
 }
 
 func isDaemonSetAction(k plan.ActionKind) bool {

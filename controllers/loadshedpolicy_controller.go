@@ -68,8 +68,6 @@ type reconcileState struct {
 	metrics   metricsStatus
 	// plan is what the planner decided; nil when it did not run.
 	plan *plan.Plan
-	// overridden are DaemonSets whose pause someone else removed.
-	overridden []string
 }
 
 // Reconcile runs one loop for one policy: observe, decide, apply, and write

@@ -243,9 +243,9 @@ func setActions(obj *v1alpha1.LoadShedPolicy, state *reconcileState) {
 	if len(p.Blocked) > 0 {
 		cond.Message += "; " + strings.Join(p.Blocked, "; ")
 	}
-	if len(state.overridden) > 0 {
+	if overridden := append(append([]string(nil), p.PutBack...), p.Held...); len(overridden) > 0 {
 		cond.Reason = v1alpha1.ReasonPauseOverridden
-		cond.Message += "; someone removed the pause of " + strings.Join(state.overridden, ", ") +
+		cond.Message += "; someone removed the pause of " + strings.Join(overridden, ", ") +
 			" (put back at most once per backoff step)"
 	}
 	cond.Message = truncate(cond.Message)

@@ -111,6 +111,14 @@ func planInput(state *reconcileState, cur *inPlace) plan.Input {
 			in.LastRestored = t
 		}
 	}
+	for key, ds := range cur.paused {
+		if !shed.IsPausedAsRecorded(ds, cur.records[key]) {
+			if in.Overridden == nil {
+				in.Overridden = map[string]time.Time{}
+			}
+			in.Overridden[key] = shed.OverriddenAt(ds)
+		}
+	}
 	for _, o := range state.offenders {
 		po := plan.Offender{ServiceAccount: o.ServiceAccount, Share: o.RequestShare, RequestsPerSecond: o.RequestsPerSecond}
 		for _, ds := range o.DaemonSets {
@@ -134,6 +142,7 @@ func (r *LoadShedPolicyReconciler) reconcileMitigation(ctx context.Context, obj 
 		return err
 	}
 	r.recordActions(obj, p, state.config.DryRun)
+	r.recordOverrides(obj, p)
 	observeActions(obj.Name, p, state.config.DryRun)
 	return nil
 }
@@ -178,16 +187,10 @@ func (r *LoadShedPolicyReconciler) applyPauses(ctx context.Context, obj *v1alpha
 		if err != nil {
 			return fmt.Errorf("planning the pause of %s: %w", key, err)
 		}
-		if prev, ok := cur.records[key]; ok && prev.Wave == rec.Wave && !shed.IsPausedAsRecorded(ds, prev) {
-			// Someone (a GitOps tool, a person) removed the pause while it
-			// should hold. Put it back, but at most once per backoff step.
-			wait := plan.Backoff(state.config.Restore.Backoff, key, prev.Attempt+1)
-			last := shed.OverriddenAt(ds)
-			state.overridden = append(state.overridden, key)
-			r.recordOverride(obj, key, wait, !last.IsZero() && state.evaluated.Before(last.Add(wait)))
-			if !last.IsZero() && state.evaluated.Before(last.Add(wait)) {
-				continue
-			}
+		switch {
+		case slices.Contains(p.Held, key):
+			continue
+		case slices.Contains(p.PutBack, key):
 			want.Annotations[shed.AnnotationOverriddenAt] = state.evaluated.UTC().Format(time.RFC3339)
 		}
 		if equality.Semantic.DeepEqual(want.Spec, ds.Spec) && equality.Semantic.DeepEqual(want.Annotations, ds.Annotations) {

@@ -70,6 +70,9 @@ type Input struct {
 	PausedByOthers map[string]string
 	// LastRestored is when this policy last finished restoring a DaemonSet.
 	LastRestored time.Time
+	// Overridden maps each paused DaemonSet whose pause someone else removed
+	// to when loadshed last put one back on it (zero if never).
+	Overridden map[string]time.Time
 }
 
 // Plan is what to do now. Throttled and Paused are the whole desired sets,
@@ -89,6 +92,9 @@ type Plan struct {
 	RequeueAfter time.Duration
 	// NextRestore is when the next restore step is due; zero if none is.
 	NextRestore time.Time
+	// PutBack are the overridden pauses to put back now; Held are those
+	// left as they are until a backoff step has passed since the last time.
+	PutBack, Held []string
 }
 
 // ActionKind names a change.
@@ -132,9 +138,30 @@ func Decide(in Input) Plan {
 	} else {
 		decideCalm(in, &p)
 	}
+	decideOverrides(in, &p)
 	p.NextRestore = nextRestore(in, p)
-
 	return p
+}
+
+// decideOverrides puts back a pause someone else removed, at most once per
+// backoff step (the step of the DaemonSet's next attempt): never a tight
+// fight with a GitOps tool.
+func decideOverrides(in Input, p *Plan) {
+	for _, ds := range slices.Sorted(maps.Keys(in.Overridden)) {
+		rec, ok := p.Paused[ds]
+		if !ok || rec.Wave != in.Paused[ds].Wave {
+			continue // the plan changes this DaemonSet anyway
+		}
+		last := in.Overridden[ds]
+		if !last.IsZero() {
+			if due := last.Add(Backoff(in.Config.Restore.Backoff, ds, rec.Attempt+1)); in.Now.Before(due) {
+				p.Held = append(p.Held, ds)
+				p.RequeueAfter = min(p.RequeueAfter, positive(due.Sub(in.Now)))
+				continue
+			}
+		}
+		p.PutBack = append(p.PutBack, ds)
+	}
 }
 
 // decideFiring throttles new offenders, pauses the ones throttling did not

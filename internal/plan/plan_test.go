@@ -259,3 +259,38 @@ func TestTheRepauseRecordsAttemptAndNextRestore(t *testing.T) {
 		t.Errorf("after a relapse the record is %+v; want attempt 2, wave 0, next restore in 2m", rec)
 	}
 }
+
+func TestAnOverriddenPauseIsPutBackAtMostOncePerBackoffStep(t *testing.T) {
+	cfg := config()
+	cfg.Restore.Backoff.JitterPercent = 0 // the step for attempt 1 is exactly initial: 1m
+	paused := map[string]Pause{"telemetry/agent": {Since: at(0)}}
+	tests := []struct {
+		name        string
+		overridden  map[string]time.Time
+		now         time.Time
+		wantPutBack bool
+		wantHeld    bool
+	}{
+		{"a pause removed for the first time is put back at once",
+			map[string]time.Time{"telemetry/agent": {}}, at(100), true, false},
+		{"removed again within the step, it is held",
+			map[string]time.Time{"telemetry/agent": at(80)}, at(100), false, true},
+		{"removed again after the step, it is put back",
+			map[string]time.Time{"telemetry/agent": at(30)}, at(100), true, false},
+		{"a pause nobody removed is left alone", nil, at(100), false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := Decide(Input{Config: cfg, Now: tt.now, Firing: true, Paused: paused, Overridden: tt.overridden})
+			if got := len(p.PutBack) == 1; got != tt.wantPutBack {
+				t.Errorf("put back = %v, want %v", p.PutBack, tt.wantPutBack)
+			}
+			if got := len(p.Held) == 1; got != tt.wantHeld {
+				t.Errorf("held = %v, want %v", p.Held, tt.wantHeld)
+			}
+			if tt.wantHeld && p.RequeueAfter > 10*time.Second {
+				t.Errorf("requeue after %v, want at most the interval", p.RequeueAfter)
+			}
+		})
+	}
+}
