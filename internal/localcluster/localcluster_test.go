@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 )
 
 func assets(t *testing.T) string {
@@ -91,12 +92,17 @@ func TestADaemonSetGetsRunningPodsOnFakeNodes(t *testing.T) {
 
 	set := func(selector map[string]string) {
 		t.Helper()
-		cur, err := cs.AppsV1().DaemonSets("telemetry").Get(ctx, "agent", metav1.GetOptions{})
+		// The DaemonSet controller writes status all along: retry on conflict.
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cur, err := cs.AppsV1().DaemonSets("telemetry").Get(ctx, "agent", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			cur.Spec.Template.Spec.NodeSelector = selector
+			_, err = cs.AppsV1().DaemonSets("telemetry").Update(ctx, cur, metav1.UpdateOptions{})
+			return err
+		})
 		if err != nil {
-			t.Fatal(err)
-		}
-		cur.Spec.Template.Spec.NodeSelector = selector
-		if _, err := cs.AppsV1().DaemonSets("telemetry").Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

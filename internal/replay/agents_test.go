@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/loadshed/loadshed/internal/localcluster"
 )
@@ -81,11 +82,16 @@ func TestAgentsFollowTheDaemonSetsPods(t *testing.T) {
 
 	setSelector := func(sel map[string]string) {
 		t.Helper()
-		cur, err := cs.AppsV1().DaemonSets("telemetry").Get(ctx, "agent", metav1.GetOptions{})
-		create(err)
-		cur.Spec.Template.Spec.NodeSelector = sel
-		_, err = cs.AppsV1().DaemonSets("telemetry").Update(ctx, cur, metav1.UpdateOptions{})
-		create(err)
+		// The DaemonSet controller writes status all along: retry on conflict.
+		create(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cur, err := cs.AppsV1().DaemonSets("telemetry").Get(ctx, "agent", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			cur.Spec.Template.Spec.NodeSelector = sel
+			_, err = cs.AppsV1().DaemonSets("telemetry").Update(ctx, cur, metav1.UpdateOptions{})
+			return err
+		}))
 	}
 	setSelector(map[string]string{"loadshed.io/paused": "test"})
 	until("a pause stops every agent", func(n Counts) bool { return n.Running == 0 })
