@@ -1,13 +1,17 @@
 // Package replay reproduces the incident of 2024-12-11 on a local cluster:
 // a telemetry DaemonSet whose agents, one per pod, flood the API servers
-// with cluster-wide LISTs. This file holds the agents; the scenarios, the
-// innocent clients and the report are still to come (issue 5).
+// with cluster-wide LISTs, while innocent clients (DNS-like and
+// controller-like) measure what the flood does to everyone else, with and
+// without loadshed. This file holds the agents; scenario.go runs the
+// timeline and report.go scores it.
 package replay
 
 import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,9 +33,19 @@ type AgentOptions struct {
 	Namespace      string
 	Selector       string
 	ServiceAccount string
-	// Path is what each agent LISTs, e.g. /api/v1/pods (cluster-wide).
+	// Work is what each agent does at first; Agents.Set changes it.
+	Work
+	// Parallel is how many requests one agent has in flight at most; 1 when
+	// unset.
+	Parallel int
+}
+
+// Work is what an agent does: GET Path, Rate times a second.
+type Work struct {
+	// Path is what each agent GETs, e.g. /api/v1/configmaps (an expensive
+	// cluster-wide LIST); "{node}" in it becomes the pod's node name.
 	Path string
-	// Rate is LISTs per second per agent.
+	// Rate is requests per second per agent.
 	Rate float64
 }
 
@@ -55,6 +69,7 @@ type Agents struct {
 	mu      sync.Mutex
 	running map[string]context.CancelFunc
 	wg      sync.WaitGroup
+	work    atomic.Pointer[Work]
 
 	requests, errors, throttled atomic.Int64
 }
@@ -62,8 +77,15 @@ type Agents struct {
 // NewAgents returns agents for the pods admin can see; base is the API
 // server's address and CA (its credentials are not used).
 func NewAgents(admin kubernetes.Interface, base *rest.Config, opts AgentOptions) *Agents {
-	return &Agents{admin: admin, base: base, opts: opts, running: map[string]context.CancelFunc{}}
+	opts.Parallel = max(opts.Parallel, 1)
+	a := &Agents{admin: admin, base: base, opts: opts, running: map[string]context.CancelFunc{}}
+	a.Set(opts.Work)
+	return a
 }
+
+// Set changes what every agent does from its next request on, as a new
+// configuration rolled out to the agents would.
+func (a *Agents) Set(w Work) { a.work.Store(&w) }
 
 // Run follows the pods until ctx is done, then stops every agent.
 func (a *Agents) Run(ctx context.Context) {
@@ -152,25 +174,67 @@ func (a *Agents) agent(ctx context.Context, pod *corev1.Pod) {
 		a.stop(pod.Name)
 		return
 	}
-	tick := time.NewTicker(time.Duration(float64(time.Second) / a.opts.Rate))
-	defer tick.Stop()
+	// Requests go out at the set rate whether or not the previous ones
+	// came back (a misconfigured agent's collectors do not wait for each
+	// other), up to Parallel at a time.
+	slots := make(chan struct{}, a.opts.Parallel)
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
+	// Agents start spread over their period, as pods started at different
+	// times would.
+	next := time.Now().Add(time.Duration(rand.Int64N(int64(a.period()))))
 	for {
+		t := time.NewTimer(time.Until(next))
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
-		case <-tick.C:
+		case <-t.C:
 		}
-		a.requests.Add(1)
-		body, err := cs.CoreV1().RESTClient().Get().AbsPath(a.opts.Path).Stream(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				a.errors.Add(1)
-			}
+		next = next.Add(a.period())
+		if now := time.Now(); next.Before(now) {
+			// Late: no catching up, like a ticker.
+			next = now
+		}
+		w := a.work.Load()
+		if w.Rate <= 0 {
 			continue
 		}
-		_, _ = io.Copy(io.Discard, body)
-		_ = body.Close()
+		select {
+		case slots <- struct{}{}:
+		default:
+			// As many requests in flight as the agent allows: skip this one.
+			continue
+		}
+		path := strings.ReplaceAll(w.Path, "{node}", pod.Spec.NodeName)
+		inflight.Go(func() {
+			defer func() { <-slots }()
+			a.get(ctx, cs, path)
+		})
 	}
+}
+
+// get sends one request, reads the body and throws it away.
+func (a *Agents) get(ctx context.Context, cs kubernetes.Interface, path string) {
+	a.requests.Add(1)
+	body, err := cs.CoreV1().RESTClient().Get().AbsPath(path).Stream(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			a.errors.Add(1)
+		}
+		return
+	}
+	_, _ = io.Copy(io.Discard, body)
+	_ = body.Close()
+}
+
+// period is the time between two requests of one agent.
+// An idle agent (rate 0) looks again every second.
+func (a *Agents) period() time.Duration {
+	if r := a.work.Load().Rate; r > 0 {
+		return time.Duration(float64(time.Second) / r)
+	}
+	return time.Second
 }
 
 // Counts returns what the agents did so far.

@@ -39,7 +39,10 @@ func TestAgentsFollowTheDaemonSetsPods(t *testing.T) {
 	_, err = cs.CoreV1().ServiceAccounts("telemetry").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "agent"}}, metav1.CreateOptions{})
 	create(err)
 	_, err = cs.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "telemetry"},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}}}}, metav1.CreateOptions{})
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}},
+			{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get"}},
+		}}, metav1.CreateOptions{})
 	create(err)
 	_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "telemetry"},
 		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "telemetry"},
@@ -59,7 +62,7 @@ func TestAgentsFollowTheDaemonSetsPods(t *testing.T) {
 	create(err)
 
 	agents := NewAgents(cs, c.Config, AgentOptions{Namespace: "telemetry", Selector: "app=agent", ServiceAccount: "agent",
-		Path: "/api/v1/pods", Rate: 20})
+		Work: Work{Path: "/api/v1/pods", Rate: 20}})
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { agents.Run(runCtx); close(done) }()
@@ -98,4 +101,25 @@ func TestAgentsFollowTheDaemonSetsPods(t *testing.T) {
 	before := agents.Counts().Requests
 	setSelector(nil)
 	until("a restore brings them back", func(n Counts) bool { return n.Running == nodes && n.Requests > before+3*nodes })
+
+	// A new configuration: each agent GETs its own Node ({node}), which
+	// only works if the path names a real one.
+	agents.Set(Work{Path: "/api/v1/nodes/{node}", Rate: 20})
+	before = agents.Counts().Requests
+	until("the agents GET their Nodes", func(n Counts) bool { return n.Requests > before+3*nodes })
+	if n := agents.Counts(); n.Errors != 0 {
+		t.Errorf("GETting their own Nodes failed: %v", n)
+	}
+	// Rate 0: idle. Requests are counted when sent: after a moment, none.
+	agents.Set(Work{})
+	var idle int64
+	until("the agents go idle", func(n Counts) bool {
+		settled := n.Requests == idle
+		idle = n.Requests
+		return settled
+	})
+	time.Sleep(time.Second) // 20 requests per agent, had they gone on
+	if n := agents.Counts(); n.Requests != idle {
+		t.Errorf("idle agents sent %d requests in a second", n.Requests-idle)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,14 +21,22 @@ func SeedConfigMaps(ctx context.Context, cs kubernetes.Interface, namespace stri
 		return fmt.Errorf("creating namespace %s: %w", namespace, err)
 	}
 	payload := strings.Repeat("x", size)
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(seedWorkers)
 	for i := range count {
-		cm := &corev1.ConfigMap{
-			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("background-%05d", i), Labels: map[string]string{"loadshed.io/replay": "background"}},
-			Data:       map[string]string{"payload": payload},
-		}
-		if _, err := cs.CoreV1().ConfigMaps(namespace).Create(ctx, cm, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("creating ConfigMap %s: %w", cm.Name, err)
-		}
+		g.Go(func() error {
+			cm := &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("background-%05d", i), Labels: map[string]string{"loadshed.io/replay": "background"}},
+				Data:       map[string]string{"payload": payload},
+			}
+			if _, err := cs.CoreV1().ConfigMaps(namespace).Create(ctx, cm, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+				return fmt.Errorf("creating ConfigMap %s: %w", cm.Name, err)
+			}
+			return nil
+		})
 	}
-	return nil
+	return g.Wait()
 }
+
+// seedWorkers is how many ConfigMaps SeedConfigMaps creates at once.
+const seedWorkers = 16

@@ -3,7 +3,7 @@ package replay
 import (
 	"context"
 	"fmt"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,6 +22,8 @@ type Second struct {
 	Errors   int
 	// P99 is the 99th percentile latency of the second's requests.
 	P99 time.Duration
+	// Latencies are every request's, sorted.
+	Latencies []time.Duration
 }
 
 // Recorder keeps, per second since it started, each request's latency and
@@ -49,6 +51,22 @@ func (r *Recorder) Observe(began time.Time, took time.Duration, err error) {
 	}
 }
 
+// Second returns what was seen in second s.
+func (r *Recorder) Second(s int) Second {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return summarize(r.lat[s], r.errs[s])
+}
+
+func summarize(lats []time.Duration, errs int) Second {
+	if len(lats) == 0 {
+		return Second{}
+	}
+	sorted := append([]time.Duration(nil), lats...)
+	slices.Sort(sorted)
+	return Second{Requests: len(lats), Errors: errs, P99: percentile(sorted, 99), Latencies: sorted}
+}
+
 // Seconds returns what was seen in each second from 0 to the last one.
 func (r *Recorder) Seconds() []Second {
 	r.mu.Lock()
@@ -59,10 +77,7 @@ func (r *Recorder) Seconds() []Second {
 	}
 	out := make([]Second, last+1)
 	for s, lats := range r.lat {
-		sorted := append([]time.Duration(nil), lats...)
-		sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
-		idx := (len(sorted)*99 + 99) / 100
-		out[s] = Second{Requests: len(lats), Errors: r.errs[s], P99: sorted[min(idx, len(sorted))-1]}
+		out[s] = summarize(lats, r.errs[s])
 	}
 	return out
 }
@@ -81,11 +96,38 @@ func clientAs(ctx context.Context, admin kubernetes.Interface, base *rest.Config
 	return kubernetes.NewForConfig(cfg)
 }
 
+// Pace is how an innocent client sends its requests.
+type Pace struct {
+	// Period is the time between two rounds of requests.
+	Period time.Duration
+	// Timeout is how long a request may take before the client gives up
+	// and counts it as failed, as a client with a deadline would (for DNS,
+	// a stale answer); 0 for no limit.
+	Timeout time.Duration
+}
+
+// timed runs one request with the pace's timeout and records it; it
+// reports false when ctx is done.
+func (p Pace) timed(ctx context.Context, rec *Recorder, req func(context.Context) error) (bool, error) {
+	reqCtx, cancel := ctx, context.CancelFunc(func() {})
+	if p.Timeout > 0 {
+		reqCtx, cancel = context.WithTimeout(ctx, p.Timeout)
+	}
+	defer cancel()
+	began := time.Now()
+	err := req(reqCtx)
+	if ctx.Err() != nil {
+		return false, err
+	}
+	rec.Observe(began, time.Since(began), err)
+	return true, err
+}
+
 // RunDNSLike behaves like CoreDNS: it lists EndpointSlices cluster-wide
 // every period (as its informer's relist would) and keeps a watch open,
 // recording each LIST, as a kube-system ServiceAccount. It runs until ctx
 // is done.
-func RunDNSLike(ctx context.Context, admin kubernetes.Interface, base *rest.Config, sa string, period time.Duration, rec *Recorder) error {
+func RunDNSLike(ctx context.Context, admin kubernetes.Interface, base *rest.Config, sa string, pace Pace, rec *Recorder) error {
 	cs, err := clientAs(ctx, admin, base, metav1.NamespaceSystem, sa)
 	if err != nil {
 		return err
@@ -101,15 +143,16 @@ func RunDNSLike(ctx context.Context, admin kubernetes.Interface, base *rest.Conf
 			}
 		}
 	}()
-	tick := time.NewTicker(period)
+	tick := time.NewTicker(pace.Period)
 	defer tick.Stop()
 	for {
-		began := time.Now()
-		_, err := cs.DiscoveryV1().EndpointSlices("").List(ctx, metav1.ListOptions{})
-		if ctx.Err() != nil {
+		ok, _ := pace.timed(ctx, rec, func(ctx context.Context) error {
+			_, err := cs.DiscoveryV1().EndpointSlices("").List(ctx, metav1.ListOptions{})
+			return err
+		})
+		if !ok {
 			return nil
 		}
-		rec.Observe(began, time.Since(began), err)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -122,7 +165,7 @@ func RunDNSLike(ctx context.Context, admin kubernetes.Interface, base *rest.Conf
 // every period it GETs a ConfigMap it owns and UPDATEs it, recording both,
 // as the ServiceAccount namespace/sa. It runs until ctx is done.
 func RunControllerLike(ctx context.Context, admin kubernetes.Interface, base *rest.Config, namespace, sa string,
-	period time.Duration, rec *Recorder) error {
+	pace Pace, rec *Recorder) error {
 	cs, err := clientAs(ctx, admin, base, namespace, sa)
 	if err != nil {
 		return err
@@ -132,23 +175,25 @@ func RunControllerLike(ctx context.Context, admin kubernetes.Interface, base *re
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating the controller's ConfigMap: %w", err)
 	}
-	tick := time.NewTicker(period)
+	tick := time.NewTicker(pace.Period)
 	defer tick.Stop()
 	for n := 0; ; n++ {
-		began := time.Now()
-		cm, err := cs.CoreV1().ConfigMaps(namespace).Get(ctx, name, metav1.GetOptions{})
-		if ctx.Err() != nil {
+		var cm *corev1.ConfigMap
+		ok, err := pace.timed(ctx, rec, func(ctx context.Context) (err error) {
+			cm, err = cs.CoreV1().ConfigMaps(namespace).Get(ctx, name, metav1.GetOptions{})
+			return err
+		})
+		if !ok {
 			return nil
 		}
-		rec.Observe(began, time.Since(began), err)
 		if err == nil {
 			cm.Data = map[string]string{"generation": fmt.Sprint(n)}
-			began = time.Now()
-			_, err = cs.CoreV1().ConfigMaps(namespace).Update(ctx, cm, metav1.UpdateOptions{})
-			if ctx.Err() != nil {
+			if ok, _ := pace.timed(ctx, rec, func(ctx context.Context) error {
+				_, err := cs.CoreV1().ConfigMaps(namespace).Update(ctx, cm, metav1.UpdateOptions{})
+				return err
+			}); !ok {
 				return nil
 			}
-			rec.Observe(began, time.Since(began), err)
 		}
 		select {
 		case <-ctx.Done():
@@ -156,4 +201,14 @@ func RunControllerLike(ctx context.Context, admin kubernetes.Interface, base *re
 		case <-tick.C:
 		}
 	}
+}
+
+// percentile returns the p-th percentile of sorted durations (nearest
+// rank), 0 for none.
+func percentile(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	idx := (len(sorted)*p + 99) / 100
+	return sorted[max(min(idx, len(sorted)), 1)-1]
 }

@@ -67,9 +67,11 @@ func TestInnocentClientsMeasureTheirRequests(t *testing.T) {
 	defer cancel()
 	dns, ctl := NewRecorder(time.Now()), NewRecorder(time.Now())
 	errs := make(chan error, 2)
-	go func() { errs <- RunDNSLike(runCtx, cs, c.Config, "coredns", 100*time.Millisecond, dns) }()
 	go func() {
-		errs <- RunControllerLike(runCtx, cs, c.Config, "shop", "controller", 100*time.Millisecond, ctl)
+		errs <- RunDNSLike(runCtx, cs, c.Config, "coredns", Pace{Period: 100 * time.Millisecond, Timeout: 5 * time.Second}, dns)
+	}()
+	go func() {
+		errs <- RunControllerLike(runCtx, cs, c.Config, "shop", "controller", Pace{Period: 100 * time.Millisecond}, ctl)
 	}()
 	for range 2 {
 		if err := <-errs; err != nil {

@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -37,7 +39,7 @@ type OperatorOptions struct {
 // operator as its own process, authenticated as its ServiceAccount with a
 // TokenRequest token: exactly the permissions it ships with. Call stop to
 // end it.
-func StartOperator(ctx context.Context, admin client.Client, base *rest.Config, opts OperatorOptions) (stop func(), err error) {
+func StartOperator(ctx context.Context, admin client.Client, base *rest.Config, opts OperatorOptions) (*Operator, error) {
 	bin := filepath.Join(opts.Dir, "loadshed-operator")
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/manager")
 	build.Dir = opts.Root
@@ -75,10 +77,40 @@ func StartOperator(ctx context.Context, admin client.Client, base *rest.Config, 
 		_ = log.Close()
 		return nil, fmt.Errorf("starting the operator: %w", err)
 	}
-	return func() {
-		localcluster.StopProcess(cmd)
-		_ = log.Close()
-	}, nil
+	return &Operator{cmd: cmd, log: log, Log: log.Name()}, nil
+}
+
+// Operator is the operator's running process.
+type Operator struct {
+	// Log is the path of its log.
+	Log string
+	cmd *exec.Cmd
+	log *os.File
+}
+
+// Stop ends the process.
+func (o *Operator) Stop() {
+	localcluster.StopProcess(o.cmd)
+	_ = o.log.Close()
+}
+
+// PeakRSS is the most memory the running process has held so far (VmHWM,
+// from /proc: Linux only).
+func (o *Operator) PeakRSS() (int64, error) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", o.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("reading VmHWM %q: %w", v, err)
+			}
+			return kb * 1024, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", o.cmd.Process.Pid)
 }
 
 // writeKubeconfig writes a kubeconfig for base's server and CA with a token.

@@ -34,12 +34,12 @@ func TestTheOperatorRunsAsItsOwnProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	stop, err := StartOperator(ctx, admin, c.Config, OperatorOptions{Root: root, Namespace: "loadshed-system",
+	op, err := StartOperator(ctx, admin, c.Config, OperatorOptions{Root: root, Namespace: "loadshed-system",
 		ServiceAccount: "loadshed-controller-manager", Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer stop()
+	defer op.Stop()
 
 	p := &v1alpha1.LoadShedPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: "replay"},
@@ -68,4 +68,7 @@ func TestTheOperatorRunsAsItsOwnProcess(t *testing.T) {
 		t.Fatalf("the operator process did not evaluate the policy (worst signal %q)", last)
 	}
 	t.Logf("the operator process evaluates the policy: %s", last)
+	if rss, err := op.PeakRSS(); err != nil || rss < 1<<20 {
+		t.Errorf("peak RSS %d bytes, %v: want a real figure", rss, err)
+	}
 }
