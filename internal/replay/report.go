@@ -6,7 +6,9 @@ import (
 	"html/template"
 	"io"
 	"math"
-	"sort"
+	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +27,9 @@ type Sample struct {
 	InnocentRequests int
 	InnocentErrors   int
 	InnocentP99      time.Duration
+	// InnocentLatencies are the second's innocent requests' latencies,
+	// for the score's p99 over the whole flood.
+	InnocentLatencies []time.Duration
 	// Paused and Throttled count what loadshed has in place.
 	Paused, Throttled int
 }
@@ -43,16 +48,37 @@ type Scenario struct {
 	Events  []Event
 	// FloodStart is when the flood began.
 	FloodStart time.Duration
+	// Operator is what the operator cost, nil when it did not run.
+	Operator *OperatorStats
+}
+
+// OperatorStats are the operator's own costs in a scenario.
+type OperatorStats struct {
+	// Requests is how many API requests it made (as APF counted them for
+	// its self-protection FlowSchema).
+	Requests float64
+	// PeakRSS is its peak resident memory in bytes.
+	PeakRSS int64
 }
 
 // Score sums up a scenario.
 type Score struct {
-	// TimeToMitigate is from the flood's start to the first pause, -1 if none.
+	// TimeToThrottle is from the flood's start to the first throttle, and
+	// TimeToMitigate to the first pause; -1 if none.
+	TimeToThrottle time.Duration
 	TimeToMitigate time.Duration
-	// FloodP99 and FloodSuccess are the innocent clients' p99 latency and
-	// success rate while the flood lasted (from its start to the fix).
+	// PeakInflight is the most in-flight requests the API server had during
+	// the flood.
+	PeakInflight float64
+	// FloodP99 and FloodSuccess are the innocent clients' p99 latency (over
+	// every request) and success rate while the flood lasted (from its
+	// start to the fix).
 	FloodP99     time.Duration
 	FloodSuccess float64
+	// FloodRate is the innocent clients' requests per second while the
+	// flood lasted: they send one at a time, so a slow API server shows
+	// here first.
+	FloodRate float64
 	// TimeToRecover is from the flood's start until the innocent p99 stays
 	// under the recovery latency, -1 if never.
 	TimeToRecover   time.Duration
@@ -64,8 +90,11 @@ const recovered = time.Second
 
 // ScoreOf computes a scenario's score.
 func ScoreOf(s Scenario) Score {
-	sc := Score{TimeToMitigate: -1, TimeToRecover: -1}
+	sc := Score{TimeToThrottle: -1, TimeToMitigate: -1, TimeToRecover: -1}
 	for _, e := range s.Events {
+		if e.Reason == "Throttled" && sc.TimeToThrottle < 0 && e.At >= s.FloodStart {
+			sc.TimeToThrottle = e.At - s.FloodStart
+		}
 		if e.Reason == "Paused" && sc.TimeToMitigate < 0 && e.At >= s.FloodStart {
 			sc.TimeToMitigate = e.At - s.FloodStart
 		}
@@ -74,18 +103,18 @@ func ScoreOf(s Scenario) Score {
 		}
 	}
 	var lats []time.Duration
-	requests, errors := 0, 0
+	requests, errors, seconds := 0, 0, 0
 	lastBad := time.Duration(-1)
 	for _, x := range s.Samples {
 		if x.At < s.FloodStart {
 			continue
 		}
-		if x.Phase == "flood" || x.Phase == "relapse" {
+		if x.Phase == PhaseFlood || x.Phase == PhaseRelapse {
+			sc.PeakInflight = max(sc.PeakInflight, x.Inflight)
 			requests += x.InnocentRequests
 			errors += x.InnocentErrors
-			if x.InnocentRequests > 0 {
-				lats = append(lats, x.InnocentP99)
-			}
+			seconds++
+			lats = append(lats, x.InnocentLatencies...)
 		}
 		if x.InnocentP99 >= recovered || (x.InnocentRequests > 0 && x.InnocentErrors == x.InnocentRequests) {
 			lastBad = x.At
@@ -93,11 +122,10 @@ func ScoreOf(s Scenario) Score {
 	}
 	if requests > 0 {
 		sc.FloodSuccess = float64(requests-errors) / float64(requests)
+		sc.FloodRate = float64(requests) / float64(seconds)
 	}
-	if len(lats) > 0 {
-		sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
-		sc.FloodP99 = lats[(len(lats)*99+99)/100-1]
-	}
+	slices.Sort(lats)
+	sc.FloodP99 = percentile(lats, 99)
 	if len(s.Samples) > 0 {
 		sc.TimeToRecover = 0
 		if lastBad >= 0 {
@@ -144,12 +172,74 @@ func ScoreTable(scenarios []Scenario) string {
 		}
 		return d.Round(time.Second).String()
 	}
+	row("time to throttle (flood to throttle)", func(s Score) string { return dur(s.TimeToThrottle) })
 	row("time to mitigate (flood to pause)", func(s Score) string { return dur(s.TimeToMitigate) })
+	row("peak in-flight requests during the flood", func(s Score) string { return fmt.Sprintf("%.0f", s.PeakInflight) })
 	row("innocent p99 during the flood", func(s Score) string { return s.FloodP99.Round(time.Millisecond).String() })
 	row("innocent success rate during the flood", func(s Score) string { return fmt.Sprintf("%.1f%%", s.FloodSuccess*100) })
+	row("innocent requests/s during the flood", func(s Score) string { return fmt.Sprintf("%.1f", s.FloodRate) })
 	row("time to recover (p99 under 1s)", func(s Score) string { return dur(s.TimeToRecover) })
 	row("restore attempts", func(s Score) string { return strconv.Itoa(s.RestoreAttempts) })
+	op := func(name string, f func(*OperatorStats) string) {
+		fmt.Fprintf(&b, "%-40s", name)
+		for _, s := range scenarios {
+			v := "-"
+			if s.Operator != nil {
+				v = f(s.Operator)
+			}
+			fmt.Fprintf(&b, "%14s", v)
+		}
+		b.WriteString("\n")
+	}
+	op("operator's API requests", func(o *OperatorStats) string { return fmt.Sprintf("%.0f", o.Requests) })
+	op("operator's peak memory (RSS)", func(o *OperatorStats) string { return fmt.Sprintf("%.0f MiB", float64(o.PeakRSS)/(1<<20)) })
 	return b.String()
+}
+
+// Timeline formats each scenario's events (the flood, the fix and what the
+// operator did), for the terminal.
+func Timeline(scenarios []Scenario) string {
+	var b strings.Builder
+	for _, s := range scenarios {
+		fmt.Fprintf(&b, "%s:\n", s.Name)
+		for _, e := range s.Events {
+			fmt.Fprintf(&b, "  t=%4ds  %-16s %s\n", int(e.At/time.Second), e.Reason, e.Note)
+		}
+	}
+	return b.String()
+}
+
+// WriteReport writes the report into dir (created if needed): report.html,
+// the time series as timeline.csv, and the score table and timeline as
+// summary.txt. It returns the HTML page's path.
+func WriteReport(dir string, scenarios []Scenario) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	write := func(name string, fill func(io.Writer) error) error {
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			return err
+		}
+		if err := fill(f); err != nil {
+			_ = f.Close()
+			return fmt.Errorf("writing %s: %w", name, err)
+		}
+		return f.Close()
+	}
+	if err := write("timeline.csv", func(w io.Writer) error { return WriteCSV(w, scenarios) }); err != nil {
+		return "", err
+	}
+	if err := write("summary.txt", func(w io.Writer) error {
+		_, err := io.WriteString(w, ScoreTable(scenarios)+"\n"+Timeline(scenarios))
+		return err
+	}); err != nil {
+		return "", err
+	}
+	if err := write("report.html", func(w io.Writer) error { return WriteHTML(w, scenarios) }); err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "report.html"), nil
 }
 
 // WriteHTML writes a self-contained page: for each scenario, in-flight
@@ -163,15 +253,18 @@ func WriteHTML(w io.Writer, scenarios []Scenario) error {
 		Marks    []mark
 		Width    int
 	}
-	charts := make([]chart, 0, len(scenarios))
+	// The same scales for every scenario, so that they compare at a glance.
+	maxIn, maxP99, last := 1.0, 1.0, 1.0
 	for _, s := range scenarios {
-		c := chart{Name: s.Name, Width: 900}
-		maxIn, maxP99, last := 1.0, 1.0, 1.0
 		for _, x := range s.Samples {
 			maxIn = math.Max(maxIn, x.Inflight)
 			maxP99 = math.Max(maxP99, x.InnocentP99.Seconds())
 			last = math.Max(last, x.At.Seconds())
 		}
+	}
+	charts := make([]chart, 0, len(scenarios))
+	for _, s := range scenarios {
+		c := chart{Name: s.Name, Width: 900}
 		in, p99 := make([]string, 0, len(s.Samples)), make([]string, 0, len(s.Samples))
 		for _, x := range s.Samples {
 			px := x.At.Seconds() / last * float64(c.Width)
@@ -189,9 +282,11 @@ func WriteHTML(w io.Writer, scenarios []Scenario) error {
 		return fmt.Errorf("parsing the report's template: %w", err)
 	}
 	return page.Execute(w, struct {
-		Charts []chart
-		Table  string
-	}{charts, ScoreTable(scenarios)})
+		Charts          []chart
+		MaxIn, MaxP99   string
+		Seconds         int
+		Table, Timeline string
+	}{charts, fmt.Sprintf("%.0f", maxIn), fmt.Sprintf("%.2fs", maxP99), int(last), ScoreTable(scenarios), Timeline(scenarios)})
 }
 
 type mark struct {
@@ -203,7 +298,8 @@ const pageTemplate = `<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>loadshed incident replay</title>
 <style>body{font-family:sans-serif;margin:2em}svg{border:1px solid #ccc;background:#fafafa}pre{background:#f4f4f4;padding:1em}</style>
 </head><body><h1>loadshed incident replay</h1>
-<p>Blue: API server in-flight requests. Red: innocent clients' p99 latency. Grey lines: the operator's actions (hover for details).</p>
+<p>Blue: API server in-flight requests (top of the chart: {{.MaxIn}}). Red: innocent clients' p99 latency (top: {{.MaxP99}}).
+Grey lines: the flood, the fix and the operator's actions (hover for details). Both charts span {{.Seconds}} seconds.</p>
 {{range .Charts}}<h2>{{.Name}}</h2>
 <svg width="{{.Width}}" height="210" xmlns="http://www.w3.org/2000/svg">
 {{range .Marks}}<line x1="{{.X}}" x2="{{.X}}" y1="0" y2="210" stroke="#999" stroke-dasharray="3,3"><title>{{.Label}}</title></line>
@@ -211,5 +307,6 @@ const pageTemplate = `<!DOCTYPE html>
 <polyline fill="none" stroke="#d62728" stroke-width="1.5" points="{{.P99}}"/>
 </svg>{{end}}
 <h2>Score</h2><pre>{{.Table}}</pre>
+<h2>Timeline</h2><pre>{{.Timeline}}</pre>
 </body></html>
 `

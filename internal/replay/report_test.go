@@ -2,6 +2,8 @@ package replay
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,13 +16,15 @@ func timeline(name string, mitigated bool) Scenario {
 	s := Scenario{Name: name, FloodStart: 10 * time.Second}
 	for i := range 60 {
 		at := time.Duration(i) * time.Second
-		x := Sample{At: at, Phase: "quiet", Inflight: 20, InnocentRequests: 10, InnocentP99: 50 * time.Millisecond}
+		x := Sample{At: at, Phase: "quiet", Inflight: 20, InnocentRequests: 10, InnocentP99: 50 * time.Millisecond,
+			InnocentLatencies: latencies(10, 50*time.Millisecond)}
 		switch {
 		case i >= 10 && i < 40:
 			x.Phase = "flood"
 			bad := !mitigated || i < 17
 			if bad {
 				x.Inflight, x.InnocentErrors, x.InnocentP99 = 600, 5, 3*time.Second
+				x.InnocentLatencies = latencies(10, 3*time.Second)
 			}
 		case i >= 40:
 			x.Phase = "fixed"
@@ -33,6 +37,14 @@ func timeline(name string, mitigated bool) Scenario {
 			{At: 45 * time.Second, Reason: "RestoreStarted", Note: "telemetry/agent"}}
 	}
 	return s
+}
+
+func latencies(n int, d time.Duration) []time.Duration {
+	out := make([]time.Duration, n)
+	for i := range out {
+		out[i] = d
+	}
+	return out
 }
 
 func TestScoreOf(t *testing.T) {
@@ -48,6 +60,16 @@ func TestScoreOf(t *testing.T) {
 	}
 	if base.FloodP99 != 3*time.Second || shed.RestoreAttempts != 1 {
 		t.Errorf("baseline p99 %v, loadshed restores %d", base.FloodP99, shed.RestoreAttempts)
+	}
+	// 7 bad seconds of 30: 70 of 300 requests took 3s, more than 1%.
+	if shed.FloodP99 != 3*time.Second {
+		t.Errorf("loadshed p99 %v, want 3s", shed.FloodP99)
+	}
+	if base.TimeToThrottle != -1 || shed.TimeToThrottle != 2*time.Second {
+		t.Errorf("time to throttle: baseline %v, loadshed %v; want never and 2s", base.TimeToThrottle, shed.TimeToThrottle)
+	}
+	if base.PeakInflight != 600 || base.FloodRate != 10 {
+		t.Errorf("baseline peak in-flight %v, innocent rate %v; want 600 and 10/s", base.PeakInflight, base.FloodRate)
 	}
 }
 
@@ -69,8 +91,39 @@ func TestTheReportCarriesEverySecondAndAction(t *testing.T) {
 			t.Errorf("the page lacks %q", want)
 		}
 	}
+	scenarios[1].Operator = &OperatorStats{Requests: 1234, PeakRSS: 48 << 20}
 	table := ScoreTable(scenarios)
+	for _, want := range []string{"1234", "48 MiB"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("the score table lacks the operator's %q:\n%s", want, table)
+		}
+	}
 	if !strings.Contains(table, "never") || !strings.Contains(table, "5s") {
 		t.Errorf("score table:\n%s", table)
+	}
+}
+
+func TestWriteReportWritesThePageTheSeriesAndTheSummary(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	page, err := WriteReport(dir, []Scenario{timeline("baseline", false), timeline("loadshed", true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page != filepath.Join(dir, "report.html") {
+		t.Errorf("page %s", page)
+	}
+	summary, err := os.ReadFile(filepath.Join(dir, "summary.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"time to mitigate", "loadshed:", "t=  15s  Paused"} {
+		if !strings.Contains(string(summary), want) {
+			t.Errorf("summary.txt lacks %q:\n%s", want, summary)
+		}
+	}
+	for _, name := range []string{"report.html", "timeline.csv"} {
+		if st, err := os.Stat(filepath.Join(dir, name)); err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }

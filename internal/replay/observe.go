@@ -1,0 +1,211 @@
+package replay
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/loadshed/loadshed/api/v1alpha1"
+	"github.com/loadshed/loadshed/internal/attribution"
+	"github.com/loadshed/loadshed/internal/metrics/exposition"
+	"github.com/loadshed/loadshed/internal/shed"
+)
+
+// apiMetrics are the figures the replay reads from kube-apiserver's
+// /metrics.
+type apiMetrics struct {
+	// Inflight is the requests being served (read-only and mutating).
+	Inflight float64
+	// OperatorRequests is how many requests APF dispatched for the
+	// operator's own FlowSchema: every request the operator made.
+	OperatorRequests float64
+}
+
+// metricsReader scrapes kube-apiserver's /metrics as the cluster admin
+// (exempt from APF, so it sees the server even when it is saturated).
+type metricsReader struct {
+	http *http.Client
+	url  string
+}
+
+func newMetricsReader(cfg *rest.Config) (*metricsReader, error) {
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &metricsReader{http: hc, url: strings.TrimSuffix(cfg.Host, "/") + "/metrics"}, nil
+}
+
+var scrapedFamilies = exposition.Want("apiserver_current_inflight_requests", "apiserver_flowcontrol_dispatched_requests_total")
+
+func (m *metricsReader) read(ctx context.Context) (apiMetrics, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.url, nil)
+	if err != nil {
+		return apiMetrics{}, err
+	}
+	req.Header.Set("Accept", exposition.AcceptHeader)
+	resp, err := m.http.Do(req)
+	if err != nil {
+		return apiMetrics{}, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return apiMetrics{}, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return apiMetrics{}, err
+	}
+	var out apiMetrics
+	err = exposition.Parse(resp.Header.Get("Content-Type"), body, scrapedFamilies, func(s *exposition.Sample) {
+		switch s.Family {
+		case "apiserver_current_inflight_requests":
+			out.Inflight += s.Value
+		case "apiserver_flowcontrol_dispatched_requests_total":
+			if fs, _ := s.Label("flow_schema"); string(fs) == shed.SelfProtectionName {
+				out.OperatorRequests += s.Value
+			}
+		}
+	})
+	return out, err
+}
+
+// PauseRecord is one pause of the telemetry DaemonSet as its annotations
+// told it: the attempt and how long until its next restore. A first pause
+// has no backoff (its restore waits for the stable window only); each
+// relapse sets one.
+type PauseRecord struct {
+	// At is when the replay saw it.
+	At      time.Duration
+	Attempt int
+	// Backoff is from then to the next restore time it carries.
+	Backoff time.Duration
+}
+
+// clusterState is what loadshed has in place, read from the cluster.
+type clusterState struct {
+	// Paused says whether the telemetry DaemonSet is paused (the paused
+	// node selector key is on its template).
+	Paused bool
+	// Wave is the restore wave in progress, 0 when paused or restored.
+	Wave int
+	// Throttled counts loadshed's throttle FlowSchemas.
+	Throttled int
+	// attempt and nextRestore are the pause's annotations.
+	attempt     int
+	nextRestore time.Time
+}
+
+func readState(ctx context.Context, c client.Client) (clusterState, error) {
+	var st clusterState
+	ds := &appsv1.DaemonSet{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: TelemetryNamespace, Name: TelemetryName}, ds); err != nil {
+		return st, err
+	}
+	_, st.Paused = ds.Spec.Template.Spec.NodeSelector[shed.PausedKey]
+	ann := ds.Annotations
+	st.Wave, _ = strconv.Atoi(ann[shed.AnnotationWave])
+	st.attempt, _ = strconv.Atoi(ann[shed.AnnotationAttempt])
+	st.nextRestore, _ = time.Parse(time.RFC3339, ann[shed.AnnotationNextRestore])
+	fss := &flowcontrolv1.FlowSchemaList{}
+	if err := c.List(ctx, fss, client.MatchingLabels{attribution.LabelRole: shed.RoleThrottle}); err != nil {
+		return st, err
+	}
+	for i := range fss.Items {
+		if attribution.IsOwned(&fss.Items[i]) {
+			st.Throttled++
+		}
+	}
+	return st, nil
+}
+
+// eventWatcher collects the Events the operator records about a policy,
+// each occurrence once (a repeated Event counts again when its series
+// grows).
+type eventWatcher struct {
+	policy string
+	start  time.Time
+	seen   map[string]int32
+}
+
+func newEventWatcher(policy string, start time.Time) *eventWatcher {
+	return &eventWatcher{policy: policy, start: start, seen: map[string]int32{}}
+}
+
+// poll returns the occurrences not returned before, oldest first.
+func (w *eventWatcher) poll(ctx context.Context, c client.Client) ([]Event, error) {
+	list := &eventsv1.EventList{}
+	// Events about cluster-scoped objects are recorded in "default".
+	if err := c.List(ctx, list, client.InNamespace(metav1.NamespaceDefault)); err != nil {
+		return nil, err
+	}
+	var out []Event
+	for i := range list.Items {
+		e := &list.Items[i]
+		if e.Regarding.Kind != "LoadShedPolicy" || e.Regarding.Name != w.policy {
+			continue
+		}
+		count, at := int32(1), e.EventTime.Time
+		if e.Series != nil {
+			count, at = e.Series.Count, e.Series.LastObservedTime.Time
+		}
+		if prev := w.seen[string(e.UID)]; count > prev {
+			w.seen[string(e.UID)] = count
+			out = append(out, Event{At: at.Sub(w.start), Reason: e.Reason, Note: e.Note})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Event) int { return int(a.At - b.At) })
+	return out, nil
+}
+
+// leftovers lists what loadshed still has in the cluster besides its own
+// self-protection FlowSchema: FlowSchemas and PriorityLevelConfigurations
+// it owns, and any trace of a pause on the telemetry DaemonSet.
+func leftovers(ctx context.Context, c client.Client) ([]string, error) {
+	var out []string
+	fss := &flowcontrolv1.FlowSchemaList{}
+	if err := c.List(ctx, fss, client.MatchingLabels{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue}); err != nil {
+		return nil, err
+	}
+	for _, fs := range fss.Items {
+		if fs.Labels[attribution.LabelRole] != shed.RoleSelfProtection {
+			out = append(out, "FlowSchema/"+fs.Name)
+		}
+	}
+	plcs := &flowcontrolv1.PriorityLevelConfigurationList{}
+	if err := c.List(ctx, plcs, client.MatchingLabels{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue}); err != nil {
+		return nil, err
+	}
+	for _, plc := range plcs.Items {
+		out = append(out, "PriorityLevelConfiguration/"+plc.Name)
+	}
+	ds := &appsv1.DaemonSet{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: TelemetryNamespace, Name: TelemetryName}, ds); err != nil {
+		if apierrors.IsNotFound(err) {
+			return out, nil
+		}
+		return nil, err
+	}
+	for k := range ds.Annotations {
+		if strings.HasPrefix(k, v1alpha1.GroupVersion.Group+"/") {
+			out = append(out, "DaemonSet annotation "+k)
+		}
+	}
+	if _, ok := ds.Spec.Template.Spec.NodeSelector[shed.PausedKey]; ok {
+		out = append(out, "DaemonSet node selector "+shed.PausedKey)
+	}
+	return out, nil
+}

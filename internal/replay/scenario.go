@@ -1,0 +1,525 @@
+package replay
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/loadshed/loadshed/api/v1alpha1"
+	"github.com/loadshed/loadshed/internal/localcluster"
+	"github.com/loadshed/loadshed/internal/operator"
+)
+
+// Phases of the timeline.
+const (
+	// PhaseQuiet: the agents behave.
+	PhaseQuiet = "quiet"
+	// PhaseFlood: the bad configuration is out; every agent LISTs
+	// everything.
+	PhaseFlood = "flood"
+	// PhaseRelapse: still misconfigured, after loadshed began a restore.
+	PhaseRelapse = "relapse"
+	// PhaseFixed: the configuration fix is out; the agents behave again.
+	PhaseFixed = "fixed"
+)
+
+// Replay's own timeline events (the operator's are its Event reasons).
+const (
+	EventFloodStarted = "FloodStarted"
+	EventConfigFixed  = "ConfigFixed"
+)
+
+// Config is one scenario: the cluster, the load and the timeline.
+type Config struct {
+	// Name names the scenario in the report.
+	Name string
+	// Assets is the directory of the control plane's binaries; Root the
+	// repository checkout (CRDs, RBAC and cmd/manager come from it).
+	Assets, Root string
+	// Dir receives the components' and the operator's logs.
+	Dir string
+	// Nodes is how many fake Nodes (and telemetry agents) there are.
+	Nodes int
+	// ConfigMaps of ConfigMapBytes each make every cluster-wide LIST
+	// expensive, as a real cluster's objects do.
+	ConfigMaps, ConfigMapBytes int
+	// AgentRate is how many LISTs a misconfigured agent sends per second,
+	// AgentParallel how many it has in flight at most.
+	AgentRate     float64
+	AgentParallel int
+	// Quiet is before the flood; FixAfter from the flood's start to the
+	// configuration fix; Tail from the fix to the end.
+	Quiet, FixAfter, Tail time.Duration
+	// HoldFixForRelapse holds the fix past FixAfter until the operator has
+	// paused the DaemonSet again after a restore, for at most another
+	// FixAfter: a test about the relapse always sees one. The demo keeps
+	// to its set times.
+	HoldFixForRelapse bool
+	// Innocent is how each innocent client sends its requests.
+	Innocent Pace
+	// Policy, when set, is created with the operator running before the
+	// timeline starts; the baseline has none (and no operator).
+	Policy *v1alpha1.LoadShedPolicy
+	// Progress receives a line per second and the operator's actions as
+	// they happen; nil for silence.
+	Progress io.Writer
+	// Keep leaves the cluster (and the operator) running when Run returns;
+	// Result.Stop ends them.
+	Keep bool
+	// OnCluster is called with the admin kubeconfig's path once the
+	// cluster is up.
+	OnCluster func(kubeconfig string)
+}
+
+// Result is a scenario's timeline and what the replay checked on the way.
+type Result struct {
+	Scenario
+	// TemplateBefore is the telemetry DaemonSet's pod template before the
+	// flood; TemplateAfter at the end (after the policy was deleted).
+	TemplateBefore, TemplateAfter corev1.PodTemplateSpec
+	// Pauses are the pauses of the telemetry DaemonSet, in order.
+	Pauses []PauseRecord
+	// Offenders is the policy's status.offenders when it first named them
+	// while triggered or shedding.
+	Offenders []v1alpha1.OffenderStatus
+	// PausedAtEnd says whether the DaemonSet was still paused when the
+	// timeline ended.
+	PausedAtEnd bool
+	// Leftovers is what loadshed left in the cluster after the policy was
+	// deleted.
+	Leftovers []string
+	// Agents is what the telemetry agents did.
+	Agents Counts
+	// Stop ends the cluster and the operator when Config.Keep was set.
+	Stop func()
+}
+
+// Run runs one scenario end to end: it starts a local cluster, builds the
+// world (nodes, background objects, the telemetry DaemonSet), starts the
+// operator and the policy if there is one, plays the timeline while
+// recording a sample per second, then deletes the policy and checks what
+// is left. It stops everything it started unless cfg.Keep.
+func Run(ctx context.Context, cfg Config) (res *Result, err error) {
+	r := &runner{cfg: cfg, res: &Result{Scenario: Scenario{Name: cfg.Name, FloodStart: cfg.Quiet}}}
+	defer func() {
+		if err != nil || !cfg.Keep {
+			r.stopAll()
+		} else {
+			r.res.Stop = r.stopAll
+		}
+	}()
+	if err := r.setUp(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.play(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.tearDown(ctx); err != nil {
+		return nil, err
+	}
+	return r.res, nil
+}
+
+// runner holds one scenario's run.
+type runner struct {
+	cfg     Config
+	res     *Result
+	stops   []func()
+	cluster *localcluster.Cluster
+	admin   client.Client
+	cs      kubernetes.Interface
+	metrics *metricsReader
+	op      *Operator
+	agents  *Agents
+}
+
+func (r *runner) stopAll() {
+	for i := len(r.stops) - 1; i >= 0; i-- {
+		r.stops[i]()
+	}
+	r.stops = nil
+}
+
+func (r *runner) say(format string, args ...any) {
+	if r.cfg.Progress != nil {
+		_, _ = fmt.Fprintf(r.cfg.Progress, "[%-8s] "+format+"\n", append([]any{r.cfg.Name}, args...)...)
+	}
+}
+
+// setUp starts the cluster and builds the world, up to the quiet phase.
+func (r *runner) setUp(ctx context.Context) error {
+	cfg := r.cfg
+	began := time.Now()
+	c, err := localcluster.Start(localcluster.Options{
+		Assets:     cfg.Assets,
+		CRDs:       []string{filepath.Join(cfg.Root, "config", "crd", "bases")},
+		Components: []string{"kube-controller-manager", "kube-scheduler", "kwok"},
+		Logs:       cfg.Dir,
+	})
+	if err != nil {
+		return err
+	}
+	r.cluster = c
+	r.stops = append(r.stops, func() {
+		if err := c.Stop(); err != nil {
+			r.say("stopping the cluster: %v", err)
+		}
+	})
+	if cfg.OnCluster != nil {
+		cfg.OnCluster(c.Kubeconfig())
+	}
+	scheme, err := operator.Scheme()
+	if err != nil {
+		return err
+	}
+	if r.admin, err = client.New(c.Config, client.Options{Scheme: scheme}); err != nil {
+		return err
+	}
+	if r.cs, err = kubernetes.NewForConfig(c.Config); err != nil {
+		return err
+	}
+	if r.metrics, err = newMetricsReader(c.Config); err != nil {
+		return err
+	}
+	r.say("control plane up in %v; adding %d nodes and %d ConfigMaps of %d bytes",
+		time.Since(began).Round(100*time.Millisecond), cfg.Nodes, cfg.ConfigMaps, cfg.ConfigMapBytes)
+	if err := c.AddNodes(ctx, cfg.Nodes); err != nil {
+		return fmt.Errorf("adding nodes: %w", err)
+	}
+	if err := SeedConfigMaps(ctx, r.cs, backgroundNamespace, cfg.ConfigMaps, cfg.ConfigMapBytes); err != nil {
+		return err
+	}
+	if err := createAll(ctx, r.admin, worldObjects()); err != nil {
+		return err
+	}
+	if err := r.waitFor(ctx, fmt.Sprintf("%d telemetry pods Running", cfg.Nodes), 3*time.Minute, r.agentPodsRunning); err != nil {
+		return err
+	}
+	ds, err := r.cs.AppsV1().DaemonSets(TelemetryNamespace).Get(ctx, TelemetryName, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	r.res.TemplateBefore = *ds.Spec.Template.DeepCopy()
+	if cfg.Policy != nil {
+		if err := r.startOperator(ctx); err != nil {
+			return err
+		}
+	}
+	r.agents = NewAgents(r.cs, c.Config, AgentOptions{Namespace: TelemetryNamespace,
+		Selector: metav1.FormatLabelSelector(ds.Spec.Selector), ServiceAccount: TelemetryName,
+		Work: Work{Path: normalPath, Rate: normalRate}, Parallel: cfg.AgentParallel})
+	r.say("world ready in %v: %d nodes, a telemetry agent on each", time.Since(began).Round(100*time.Millisecond), cfg.Nodes)
+	return nil
+}
+
+func (r *runner) agentPodsRunning(ctx context.Context) (bool, error) {
+	pods, err := r.cs.CoreV1().Pods(TelemetryNamespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return false, nil
+	}
+	running := 0
+	for _, p := range pods.Items {
+		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+			running++
+		}
+	}
+	return running >= r.cfg.Nodes, nil
+}
+
+func (r *runner) waitFor(ctx context.Context, what string, timeout time.Duration, cond wait.ConditionWithContextFunc) error {
+	if err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, timeout, true, cond); err != nil {
+		return fmt.Errorf("waiting for %s: %w", what, err)
+	}
+	return nil
+}
+
+// startOperator runs the operator as its own process and creates the
+// policy, and waits until the policy reads the API server's metrics.
+func (r *runner) startOperator(ctx context.Context) error {
+	op, err := StartOperator(ctx, r.admin, r.cluster.Config, OperatorOptions{Root: r.cfg.Root,
+		Namespace: OperatorNamespace, ServiceAccount: OperatorServiceAccount, Dir: r.cfg.Dir})
+	if err != nil {
+		return err
+	}
+	r.op = op
+	r.stops = append(r.stops, op.Stop)
+	if err := r.admin.Create(ctx, r.cfg.Policy.DeepCopy()); err != nil {
+		return fmt.Errorf("creating policy %s: %w", r.cfg.Policy.Name, err)
+	}
+	return r.waitFor(ctx, "the operator to read the API server's metrics", 2*time.Minute, func(ctx context.Context) (bool, error) {
+		p := &v1alpha1.LoadShedPolicy{}
+		if err := r.admin.Get(ctx, client.ObjectKeyFromObject(r.cfg.Policy), p); err != nil {
+			return false, nil
+		}
+		return meta.IsStatusConditionTrue(p.Status.Conditions, v1alpha1.ConditionReady) &&
+			meta.IsStatusConditionTrue(p.Status.Conditions, v1alpha1.ConditionMetricsAvailable), nil
+	})
+}
+
+// snapshot is the latest of what the observer read.
+type snapshot struct {
+	mu       sync.Mutex
+	metrics  apiMetrics
+	state    clusterState
+	worst    string
+	relapsed bool
+	repaused bool
+}
+
+// observe reads the API server's metrics, loadshed's objects, the policy
+// and its Events every second until ctx is done.
+func (r *runner) observe(ctx context.Context, start time.Time, snap *snapshot) {
+	var events *eventWatcher
+	if r.cfg.Policy != nil {
+		events = newEventWatcher(r.cfg.Policy.Name, start)
+	}
+	go r.observeMetrics(ctx, snap)
+	var lastNext time.Time
+	wasPaused := false
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		readCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, sErr := readState(readCtx, r.admin)
+		var evs []Event
+		var p *v1alpha1.LoadShedPolicy
+		if events != nil {
+			evs, _ = events.poll(readCtx, r.admin)
+			p = &v1alpha1.LoadShedPolicy{}
+			if err := r.admin.Get(readCtx, client.ObjectKeyFromObject(r.cfg.Policy), p); err != nil {
+				p = nil
+			}
+		}
+		cancel()
+		snap.mu.Lock()
+		if sErr == nil {
+			snap.state = st
+			// A pause begins when the DaemonSet becomes paused, or when a
+			// relapse sets a new next restore time.
+			paused := st.Paused && st.Wave == 0
+			if paused && (!wasPaused || !st.nextRestore.Equal(lastNext)) {
+				rec := PauseRecord{At: time.Since(start), Attempt: st.attempt}
+				if !st.nextRestore.IsZero() {
+					rec.Backoff = max(time.Until(st.nextRestore).Round(time.Second), 0)
+				}
+				r.res.Pauses = append(r.res.Pauses, rec)
+			}
+			wasPaused, lastNext = paused, st.nextRestore
+		}
+		if p != nil {
+			snap.worst = p.Status.WorstSignal
+			if len(r.res.Offenders) == 0 && len(p.Status.Offenders) > 0 &&
+				(p.Status.Phase == v1alpha1.PhaseTriggered || p.Status.Phase == v1alpha1.PhaseShedding) {
+				r.res.Offenders = p.Status.Offenders
+			}
+		}
+		for _, e := range evs {
+			switch e.Reason {
+			case "RestoreStarted":
+				snap.relapsed = true
+			case "Repaused":
+				snap.repaused = true
+			}
+			r.res.Events = append(r.res.Events, e)
+			r.say("t=%4ds %-16s %s", int(e.At/time.Second), e.Reason, e.Note)
+		}
+		snap.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// observeMetrics reads the API server's metrics about every second until
+// ctx is done. An overloaded API server may take several seconds to answer:
+// the last value read stands until then.
+func (r *runner) observeMetrics(ctx context.Context, snap *snapshot) {
+	for ctx.Err() == nil {
+		next := time.Now().Add(time.Second)
+		readCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		m, err := r.metrics.read(readCtx)
+		cancel()
+		if err == nil {
+			snap.mu.Lock()
+			snap.metrics = m
+			snap.mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Until(next)):
+		}
+	}
+}
+
+// play runs the timeline: quiet, flood (and relapse), fixed.
+func (r *runner) play(ctx context.Context) error {
+	cfg := r.cfg
+	start := time.Now()
+	rec := NewRecorder(start)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	wg.Go(func() { r.agents.Run(runCtx) })
+	innocentErrs := make(chan error, 2)
+	wg.Go(func() {
+		innocentErrs <- RunDNSLike(runCtx, r.cs, r.cluster.Config, dnsServiceAccount, cfg.Innocent, rec)
+	})
+	wg.Go(func() {
+		innocentErrs <- RunControllerLike(runCtx, r.cs, r.cluster.Config, shopNamespace, controllerServiceAccount, cfg.Innocent, rec)
+	})
+	snap := &snapshot{}
+	wg.Go(func() { r.observe(runCtx, start, snap) })
+
+	fixAt := cfg.Quiet + cfg.FixAfter
+	var fixedAt time.Duration
+	flooding, fixed := false, false
+	for s := 0; ; s++ {
+		at := time.Duration(s) * time.Second
+		if fixed && at >= fixedAt+cfg.Tail {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-innocentErrs:
+			if err != nil {
+				return fmt.Errorf("an innocent client failed to start: %w", err)
+			}
+		case <-time.After(time.Until(start.Add(at))):
+		}
+		if !flooding && at >= cfg.Quiet {
+			flooding = true
+			if err := r.configure(ctx, modeMisconfigure, Work{Path: floodPath, Rate: cfg.AgentRate}); err != nil {
+				return err
+			}
+			r.addEvent(snap, at, EventFloodStarted, fmt.Sprintf("the agents' new configuration lists every ConfigMap %.1f times a second", cfg.AgentRate))
+		}
+		snap.mu.Lock()
+		repaused := snap.repaused
+		snap.mu.Unlock()
+		if !fixed && at >= fixAt && (!cfg.HoldFixForRelapse || repaused || at >= fixAt+cfg.FixAfter) {
+			fixed, fixedAt = true, at
+			if err := r.configure(ctx, modeNormal, Work{Path: normalPath, Rate: normalRate}); err != nil {
+				return err
+			}
+			r.addEvent(snap, at, EventConfigFixed, "the configuration fix is out: the agents read their own Node only")
+		}
+		snap.mu.Lock()
+		sample := Sample{At: at, Inflight: snap.metrics.Inflight, Paused: b2i(snap.state.Paused), Throttled: snap.state.Throttled}
+		relapsed, worst := snap.relapsed, snap.worst
+		snap.mu.Unlock()
+		switch {
+		case fixed:
+			sample.Phase = PhaseFixed
+		case flooding && relapsed:
+			sample.Phase = PhaseRelapse
+		case flooding:
+			sample.Phase = PhaseFlood
+		default:
+			sample.Phase = PhaseQuiet
+		}
+		r.res.Samples = append(r.res.Samples, sample)
+		prev := Second{}
+		if s > 0 {
+			prev = rec.Second(s - 1)
+		}
+		n := r.agents.Counts()
+		r.say("t=%4ds %-7s inflight %4.0f  innocent p99 %6s err %d/%-3d  paused %d throttled %d  agents %d  %s",
+			s, sample.Phase, sample.Inflight, prev.P99.Round(time.Millisecond), prev.Errors, prev.Requests,
+			sample.Paused, sample.Throttled, n.Running, worst)
+	}
+	cancel()
+	wg.Wait()
+	r.res.Agents = r.agents.Counts()
+	for i, sec := range rec.Seconds() {
+		if i < len(r.res.Samples) {
+			x := &r.res.Samples[i]
+			x.InnocentRequests, x.InnocentErrors, x.InnocentP99, x.InnocentLatencies = sec.Requests, sec.Errors, sec.P99, sec.Latencies
+		}
+	}
+	r.res.PausedAtEnd = snap.state.Paused
+	return nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (r *runner) addEvent(snap *snapshot, at time.Duration, reason, note string) {
+	snap.mu.Lock()
+	defer snap.mu.Unlock()
+	r.res.Events = append(r.res.Events, Event{At: at, Reason: reason, Note: note})
+	r.say("t=%4ds %-16s %s", int(at/time.Second), reason, note)
+}
+
+// configure rolls a configuration out to the agents: the ConfigMap they
+// mount says it for whoever looks with kubectl, and the agents (which have
+// no kubelet to sync the volume) are told directly.
+func (r *runner) configure(ctx context.Context, mode string, w Work) error {
+	cm, err := r.cs.CoreV1().ConfigMaps(TelemetryNamespace).Get(ctx, telemetryConfig, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("reading the agents' configuration: %w", err)
+	}
+	cm.Data = map[string]string{"mode": mode}
+	if _, err := r.cs.CoreV1().ConfigMaps(TelemetryNamespace).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("rolling out the agents' configuration: %w", err)
+	}
+	r.agents.Set(w)
+	return nil
+}
+
+// tearDown records the operator's figures, deletes the policy, waits for
+// its finalizer to undo everything, and records what is left.
+func (r *runner) tearDown(ctx context.Context) error {
+	if r.op != nil {
+		stats := &OperatorStats{}
+		if m, err := r.metrics.read(ctx); err == nil {
+			stats.Requests = m.OperatorRequests
+		}
+		if rss, err := r.op.PeakRSS(); err == nil {
+			stats.PeakRSS = rss
+		}
+		r.res.Operator = stats
+		p := r.cfg.Policy.DeepCopy()
+		if err := r.admin.Delete(ctx, p); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting the policy: %w", err)
+		}
+		err := r.waitFor(ctx, "the policy's finalizer", 2*time.Minute, func(ctx context.Context) (bool, error) {
+			err := r.admin.Get(ctx, client.ObjectKeyFromObject(p), &v1alpha1.LoadShedPolicy{})
+			return apierrors.IsNotFound(err), nil
+		})
+		if err != nil {
+			return err
+		}
+		r.say("policy deleted")
+	}
+	left, err := leftovers(ctx, r.admin)
+	if err != nil {
+		return err
+	}
+	r.res.Leftovers = left
+	ds, err := r.cs.AppsV1().DaemonSets(TelemetryNamespace).Get(ctx, TelemetryName, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	r.res.TemplateAfter = *ds.Spec.Template.DeepCopy()
+	return nil
+}
