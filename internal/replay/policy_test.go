@@ -38,7 +38,7 @@ func TestFasterCompressesTheSamplePolicysTimeline(t *testing.T) {
 	}
 	want := map[string]time.Duration{
 		"interval": 5 * time.Second, "for": 5 * time.Second, "window": 10 * time.Second, "list window": 10 * time.Second,
-		"after": 10 * time.Second, "stableFor": 20 * time.Second, "probation": 20 * time.Second,
+		"after": 10 * time.Second, "stableFor": 20 * time.Second, "probation": 30 * time.Second,
 		"initial": 10 * time.Second, "max": 5 * time.Minute,
 	}
 	for k, w := range want {
