@@ -120,14 +120,15 @@ func (a *Agents) Run(ctx context.Context) {
 	a.wg.Wait()
 }
 
-// sync starts an agent for a pod that exists and is not terminating, and
+// sync starts an agent for a pod that is Running and not terminating, and
 // stops it otherwise.
 func (a *Agents) sync(ctx context.Context, obj any) {
 	pod, ok := obj.(*corev1.Pod)
 	if !ok {
 		return
 	}
-	if pod.DeletionTimestamp != nil {
+	if pod.DeletionTimestamp != nil || pod.Status.Phase != corev1.PodRunning {
+		// Terminating, not started yet, or done: no agent process runs.
 		a.stop(pod.Name)
 		return
 	}

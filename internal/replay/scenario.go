@@ -367,14 +367,21 @@ func (r *runner) observeMetrics(ctx context.Context, snap *snapshot) {
 // play runs the timeline: quiet, flood (and relapse), fixed.
 func (r *runner) play(ctx context.Context) error {
 	cfg := r.cfg
-	start := time.Now()
-	rec := NewRecorder(start)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	// The timeline starts with every agent running.
 	wg.Go(func() { r.agents.Run(runCtx) })
+	err := r.waitFor(ctx, "an agent per pod", time.Minute, func(context.Context) (bool, error) {
+		return r.agents.Counts().Running >= int64(cfg.Nodes), nil
+	})
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	rec := NewRecorder(start)
 	innocentErrs := make(chan error, 2)
 	wg.Go(func() {
 		innocentErrs <- RunDNSLike(runCtx, r.cs, r.cluster.Config, dnsServiceAccount, cfg.Innocent, rec)
