@@ -40,12 +40,12 @@ func main() {
 	flag.StringVar(&scenarios, "scenarios", "baseline,loadshed", "Scenarios to run, in order: baseline, loadshed.")
 	flag.IntVar(&cfg.Nodes, "nodes", 50, "Fake Nodes, each running one telemetry agent.")
 	flag.IntVar(&cfg.ConfigMaps, "configmaps", 3000, "Background ConfigMaps that make every cluster-wide LIST expensive.")
-	flag.IntVar(&cfg.ConfigMapBytes, "configmap-bytes", 4096, "Size of each background ConfigMap.")
+	flag.IntVar(&cfg.ConfigMapBytes, "configmap-bytes", 16384, "Size of each background ConfigMap.")
 	flag.Float64Var(&cfg.AgentRate, "agent-rate", 1, "LISTs per second of each misconfigured agent.")
-	flag.IntVar(&cfg.AgentParallel, "agent-parallel", 16, "LISTs each misconfigured agent has in flight at most.")
+	flag.IntVar(&cfg.AgentParallel, "agent-parallel", 4, "LISTs each misconfigured agent has in flight at most.")
 	flag.DurationVar(&cfg.Quiet, "quiet", 30*time.Second, "Quiet time before the flood.")
 	flag.DurationVar(&cfg.FixAfter, "fix-after", 4*time.Minute, "Time from the flood's start to the configuration fix.")
-	flag.DurationVar(&cfg.Tail, "tail", 3*time.Minute, "Time from the fix to the end.")
+	flag.DurationVar(&cfg.Tail, "tail", 4*time.Minute, "Time from the fix to the end.")
 	flag.DurationVar(&cfg.Innocent.Period, "innocent-period", 200*time.Millisecond,
 		"Time between two rounds of requests of each innocent client.")
 	flag.DurationVar(&cfg.Innocent.Timeout, "innocent-timeout", 5*time.Second,
