@@ -6,9 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 
+	"github.com/prometheus/procfs"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -95,22 +94,17 @@ func (o *Operator) Stop() {
 }
 
 // PeakRSS is the most memory the running process has held so far (VmHWM,
-// from /proc: Linux only).
+// from /proc through procfs: Linux only).
 func (o *Operator) PeakRSS() (int64, error) {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", o.cmd.Process.Pid))
+	proc, err := procfs.NewProc(o.cmd.Process.Pid)
 	if err != nil {
 		return 0, err
 	}
-	for line := range strings.SplitSeq(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("reading VmHWM %q: %w", v, err)
-			}
-			return kb * 1024, nil
-		}
+	status, err := proc.NewStatus()
+	if err != nil {
+		return 0, err
 	}
-	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", o.cmd.Process.Pid)
+	return int64(status.VmHWM), nil
 }
 
 // writeKubeconfig writes a kubeconfig for base's server and CA with a token.
