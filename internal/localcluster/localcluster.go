@@ -218,6 +218,21 @@ func (c *Cluster) AddNodes(ctx context.Context, n int) error {
 	})
 }
 
+// RunningPods counts the pods in namespace that are Running and not being
+// deleted, and all of its pods.
+func RunningPods(ctx context.Context, cs kubernetes.Interface, namespace string) (running, total int, err error) {
+	pods, err := cs.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, p := range pods.Items {
+		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+			running++
+		}
+	}
+	return running, len(pods.Items), nil
+}
+
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

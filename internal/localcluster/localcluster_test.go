@@ -26,17 +26,11 @@ func assets(t *testing.T) string {
 
 func runningPods(ctx context.Context, cs *kubernetes.Clientset, want int) func(context.Context) (bool, error) {
 	return func(context.Context) (bool, error) {
-		pods, err := cs.CoreV1().Pods("telemetry").List(ctx, metav1.ListOptions{})
+		running, total, err := RunningPods(ctx, cs, "telemetry")
 		if err != nil {
 			return false, nil
 		}
-		running := 0
-		for _, p := range pods.Items {
-			if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
-				running++
-			}
-		}
-		return running == want && len(pods.Items) == want, nil
+		return running == want && total == want, nil
 	}
 }
 

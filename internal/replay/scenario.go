@@ -224,15 +224,9 @@ func (r *runner) setUp(ctx context.Context) error {
 }
 
 func (r *runner) agentPodsRunning(ctx context.Context) (bool, error) {
-	pods, err := r.cs.CoreV1().Pods(TelemetryNamespace).List(ctx, metav1.ListOptions{})
+	running, _, err := localcluster.RunningPods(ctx, r.cs, TelemetryNamespace)
 	if err != nil {
 		return false, nil
-	}
-	running := 0
-	for _, p := range pods.Items {
-		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
-			running++
-		}
 	}
 	return running >= r.cfg.Nodes, nil
 }
