@@ -18,7 +18,7 @@ const (
 
 // Signal names a built-in signal of the catalogue. The names are API:
 // docs/signals.md gives the exact expression behind each one.
-// +kubebuilder:validation:Enum=inflightRequests;inqueueRequests;rejectedRequestsPerSecond;mutatingLatencyP99;readLatencyP99;listLatencyP99;requestsPerSecond;listRequestsPerSecond;seatUtilization;etcdLatencyP99;terminatedRequestsPerSecond;scrapeLatency
+// +kubebuilder:validation:Enum=inflightRequests;inqueueRequests;rejectedRequestsPerSecond;mutatingLatencyP99;readLatencyP99;listLatencyP99;requestsPerSecond;listRequestsPerSecond;seatUtilization;etcdLatencyP99;terminatedRequestsPerSecond;scrapeLatency;singleObjectDurationP99;listDurationP99;queueWaitP99;timedOutRequestsPerSecond
 type Signal string
 
 // The built-in signals.
@@ -52,6 +52,22 @@ const (
 	SignalTerminatedRequestsPerSecond Signal = "terminatedRequestsPerSecond"
 	// SignalScrapeLatency is how long, in seconds, the slowest scrape of the last round took.
 	SignalScrapeLatency Signal = "scrapeLatency"
+	// SignalSingleObjectDurationP99 is the p99 in seconds of single-object
+	// calls (GET of one object, and every mutating call) from the moment the
+	// API server received them to the response (apiserver_request_duration_seconds):
+	// what a client waits, time in APF queues and webhooks included. It is
+	// the quantity of Kubernetes' API call latency SLO (p99 at most 1s).
+	SignalSingleObjectDurationP99 Signal = "singleObjectDurationP99"
+	// SignalListDurationP99 is the same for namespace and cluster LISTs.
+	SignalListDurationP99 Signal = "listDurationP99"
+	// SignalQueueWaitP99 is the p99 in seconds of the time requests waited in
+	// API Priority and Fairness queues
+	// (apiserver_flowcontrol_request_wait_duration_seconds), the worst
+	// priority level; matchers on priority_level name the levels to watch.
+	SignalQueueWaitP99 Signal = "queueWaitP99"
+	// SignalTimedOutRequestsPerSecond is the rate of requests that timed out
+	// in the API servers (apiserver_request_total with code 504), summed over instances.
+	SignalTimedOutRequestsPerSecond Signal = "timedOutRequestsPerSecond"
 )
 
 // Aggregation combines the series of a metric (across labels and instances) into one value.
@@ -705,7 +721,9 @@ type OffenderStatus struct {
 	// rejectedPerSecond requests of this ServiceAccount rejected by APF.
 	// +optional
 	RejectedPerSecond string `json:"rejectedPerSecond,omitempty"`
-	// requestSharePercent is its share of all dispatched requests.
+	// requestSharePercent is its share of all requests APF saw, dispatched
+	// or rejected: what it asks for, so a throttled client that keeps trying
+	// keeps its share.
 	// +optional
 	RequestSharePercent int32 `json:"requestSharePercent,omitempty"`
 	// seatSharePercent is its share of the executing seats.

@@ -32,6 +32,8 @@ const (
 	Histogram
 	// Grouped keeps the sum of matching samples per value of one label.
 	Grouped
+	// GroupedHistogram keeps a histogram per value of one label.
+	GroupedHistogram
 )
 
 // Accumulator says which samples of a family to fold, and how.
@@ -39,7 +41,8 @@ type Accumulator struct {
 	Family   string
 	Matchers []policy.Matcher
 	Kind     AccumKind
-	// GroupBy is the label that Grouped accumulators group by.
+	// GroupBy is the label that Grouped and GroupedHistogram accumulators
+	// group by.
 	GroupBy string
 }
 
@@ -61,6 +64,8 @@ func (a Accumulator) Key() string {
 		b.WriteString(" histogram")
 	case Grouped:
 		b.WriteString(" by " + a.GroupBy)
+	case GroupedHistogram:
+		b.WriteString(" histogram by " + a.GroupBy)
 	}
 	return b.String()
 }
@@ -76,6 +81,9 @@ type Result struct {
 	Buckets map[float64]float64
 	// Groups maps a label value to the sum of matching samples.
 	Groups map[string]float64
+	// GroupBuckets maps a label value to its histogram: bucket upper bound
+	// to the sum of matching buckets.
+	GroupBuckets map[string]map[float64]float64
 }
 
 // Folder folds one instance's samples into results, for a set of accumulators.
@@ -121,6 +129,20 @@ func (f *Folder) Add(s *exposition.Sample) {
 				r.Buckets = map[float64]float64{}
 			}
 			r.Buckets[s.Le] += s.Value
+		case GroupedHistogram:
+			if s.Suffix != exposition.SuffixBucket {
+				continue
+			}
+			v, _ := s.Label(a.GroupBy)
+			if r.GroupBuckets == nil {
+				r.GroupBuckets = map[string]map[float64]float64{}
+			}
+			g := r.GroupBuckets[string(v)]
+			if g == nil {
+				g = map[float64]float64{}
+				r.GroupBuckets[string(v)] = g
+			}
+			g[s.Le] += s.Value
 		case Grouped:
 			if s.Suffix != exposition.SuffixNone {
 				continue

@@ -18,6 +18,8 @@ const (
 	FamilyExecutingSeats = "apiserver_flowcontrol_current_executing_seats"
 	FamilyNominalSeats   = "apiserver_flowcontrol_nominal_limit_seats"
 	FamilyRequestSLI     = "apiserver_request_sli_duration_seconds"
+	FamilyRequestDur     = "apiserver_request_duration_seconds"
+	FamilyRequestWait    = "apiserver_flowcontrol_request_wait_duration_seconds"
 	FamilyRequests       = "apiserver_request_total"
 	FamilyEtcdDuration   = "etcd_request_duration_seconds"
 	FamilyTerminations   = "apiserver_request_terminations_total"
@@ -31,6 +33,8 @@ const (
 	labelScope         = "scope"
 	labelFlowSchema    = "flow_schema"
 	labelPriorityLevel = "priority_level"
+	labelSubresource   = "subresource"
+	labelCode          = "code"
 )
 
 var (
@@ -39,6 +43,14 @@ var (
 	resourceScope = matcherSpec{labelScope, v1alpha1.MatchEqual, "resource"}
 	listVerb      = matcherSpec{labelVerb, v1alpha1.MatchEqual, "LIST"}
 	listScopes    = matcherSpec{labelScope, v1alpha1.MatchRegexp, "namespace|cluster"}
+	// Single-object calls: a GET names one object (a LIST is verb LIST),
+	// and every mutating call counts. Resource requests have a scope;
+	// non-resource ones (/metrics, /healthz) have none and are left out,
+	// as are the streaming subresources, whose duration is the stream's.
+	singleObjectVerbs = matcherSpec{labelVerb, v1alpha1.MatchRegexp, "GET|POST|PUT|PATCH|DELETE|APPLY"}
+	resourceScopes    = matcherSpec{labelScope, v1alpha1.MatchRegexp, "resource|namespace|cluster"}
+	notStreaming      = matcherSpec{labelSubresource, v1alpha1.MatchNotRegexp, "log|exec|attach|portforward|proxy"}
+	timedOut          = matcherSpec{labelCode, v1alpha1.MatchEqual, "504"}
 )
 
 // matcherSpec is a catalogue matcher, compiled when a query is built.
@@ -56,6 +68,9 @@ type definition struct {
 	within   v1alpha1.Aggregation
 	across   v1alpha1.Aggregation
 	quantile float64
+	// groupBy, for a quantile, takes it per value of this label and keeps
+	// the worst.
+	groupBy string
 }
 
 var catalogue = map[v1alpha1.Signal]definition{
@@ -82,6 +97,14 @@ var catalogue = map[v1alpha1.Signal]definition{
 	v1alpha1.SignalTerminatedRequestsPerSecond: {kind: Rate, family: FamilyTerminations,
 		across: v1alpha1.AggregationSum},
 	v1alpha1.SignalScrapeLatency: {kind: ScrapeLatency, across: v1alpha1.AggregationMax},
+	v1alpha1.SignalSingleObjectDurationP99: {kind: Quantile, family: FamilyRequestDur, quantile: 0.99,
+		matchers: []matcherSpec{singleObjectVerbs, resourceScopes, notStreaming}, across: v1alpha1.AggregationMax},
+	v1alpha1.SignalListDurationP99: {kind: Quantile, family: FamilyRequestDur, quantile: 0.99,
+		matchers: []matcherSpec{listVerb, listScopes}, across: v1alpha1.AggregationMax},
+	v1alpha1.SignalQueueWaitP99: {kind: Quantile, family: FamilyRequestWait, quantile: 0.99,
+		groupBy: labelPriorityLevel, across: v1alpha1.AggregationMax},
+	v1alpha1.SignalTimedOutRequestsPerSecond: {kind: Rate, family: FamilyRequests,
+		matchers: []matcherSpec{timedOut}, across: v1alpha1.AggregationSum},
 }
 
 // ForTrigger returns the query behind a trigger's signal or metric. A
@@ -121,6 +144,9 @@ func ForTrigger(t *policy.Trigger) (Query, error) {
 	switch d.kind {
 	case Quantile:
 		q.Accum = Accumulator{Family: d.family, Matchers: ms, Kind: Histogram}
+		if d.groupBy != "" {
+			q.Accum.Kind, q.Accum.GroupBy = GroupedHistogram, d.groupBy
+		}
 	case SeatUtilization:
 		q.Accum = Accumulator{Family: FamilyExecutingSeats, Matchers: ms, Kind: Grouped, GroupBy: labelPriorityLevel}
 		q.Nominal = Accumulator{Family: FamilyNominalSeats, Matchers: ms, Kind: Grouped, GroupBy: labelPriorityLevel}
@@ -147,6 +173,10 @@ func (q Query) PromQL() string {
 		outer := string(q.Across)
 		if q.Across == v1alpha1.AggregationSum {
 			by, outer = "le", ""
+		}
+		if q.Accum.Kind == GroupedHistogram {
+			by = q.Accum.GroupBy + ", " + by
+			outer = "max"
 		}
 		return fmt.Sprintf("%s(histogram_quantile(%s, sum by (%s) (rate(%s[%s]))))",
 			outer, strconv.FormatFloat(q.Quantile, 'g', -1, 64), by, sel(q.Accum.Family+"_bucket"), w)

@@ -1,10 +1,6 @@
 package signals
 
 import (
-	"bytes"
-	"compress/gzip"
-	"io"
-	"os"
 	"testing"
 	"time"
 
@@ -30,18 +26,7 @@ func BenchmarkIngestFold(b *testing.B) {
 		{"recorded-text", "apiserver.txt.gz", "text/plain; version=0.0.4"},
 		{"recorded-protobuf", "apiserver.pb.gz", "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"},
 	} {
-		raw, err := os.ReadFile("../metrics/testdata/" + tc.file)
-		if err != nil {
-			b.Fatal(err)
-		}
-		zr, err := gzip.NewReader(bytes.NewReader(raw))
-		if err != nil {
-			b.Fatal(err)
-		}
-		data, err := io.ReadAll(zr)
-		if err != nil {
-			b.Fatal(err)
-		}
+		data := recorded(b, tc.file)
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(data)))

@@ -166,19 +166,36 @@ func (q Query) rate(rounds []*Round, i int, inst string) (float64, bool) {
 	return inc / ts[len(ts)-1].Sub(ts[0]).Seconds(), true
 }
 
-// quantile is the q-quantile of the instance's histogram increase over the window.
+// quantile is the q-quantile of the instance's histogram increase over the
+// window. A histogram grouped by a label gives the worst group's quantile.
 func (q Query) quantile(rounds []*Round, i int, inst string) (float64, bool) {
 	_, rs := q.windowed(rounds, i, inst)
 	if len(rs) < 2 {
 		return 0, false
 	}
+	if q.Accum.Kind == GroupedHistogram {
+		worst := 0.0
+		for group := range rs[len(rs)-1].GroupBuckets {
+			inc := map[float64]float64{}
+			for k := 1; k < len(rs); k++ {
+				addIncrease(inc, rs[k-1].GroupBuckets[group], rs[k].GroupBuckets[group])
+			}
+			worst = math.Max(worst, histogramQuantile(q.Quantile, inc))
+		}
+		return worst, true
+	}
 	inc := map[float64]float64{}
 	for k := 1; k < len(rs); k++ {
-		for le, v := range rs[k].Buckets {
-			inc[le] += increase(rs[k-1].Buckets[le], v)
-		}
+		addIncrease(inc, rs[k-1].Buckets, rs[k].Buckets)
 	}
 	return histogramQuantile(q.Quantile, inc), true
+}
+
+// addIncrease adds each bucket's increase from prev to cur into inc.
+func addIncrease(inc, prev, cur map[float64]float64) {
+	for le, v := range cur {
+		inc[le] += increase(prev[le], v)
+	}
 }
 
 func increase(prev, cur float64) float64 {

@@ -1,7 +1,9 @@
 package signals
 
 import (
+	"fmt"
 	"math"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -170,6 +172,94 @@ func TestCataloguePromQL(t *testing.T) {
 	for sig := range catalogue {
 		if query(t, sig, time.Minute).PromQL() == "" {
 			t.Errorf("%s has no PromQL", sig)
+		}
+	}
+}
+
+func TestQueueWaitIsTheWorstPriorityLevelsQuantile(t *testing.T) {
+	q := query(t, v1alpha1.SignalQueueWaitP99, time.Minute)
+	if q.Accum.Kind != GroupedHistogram || q.Accum.GroupBy != "priority_level" {
+		t.Fatalf("queue wait accumulates %+v, want a histogram per priority level", q.Accum)
+	}
+	a := "https://10.0.0.1:6443"
+	inf := math.Inf(1)
+	before := map[string]map[float64]float64{
+		"workload-high": {0.1: 500, 1: 500, inf: 500},
+		"workload-low":  {0.1: 100, 1: 100, inf: 100},
+	}
+	after := map[string]map[float64]float64{
+		// 1,000 more requests, all quick: p99 under 0.1s.
+		"workload-high": {0.1: 1500, 1: 1500, inf: 1500},
+		// 10 more, 5 of them waited past 1s. Pooled with workload-high, p99
+		// would still be under 1s; per level, workload-low's is past it.
+		"workload-low": {0.1: 105, 1: 105, inf: 110},
+	}
+	rounds := []*Round{
+		{T: t0, Instances: map[string]map[string]Result{a: {q.Accum.Key(): {Series: 6, GroupBuckets: before}}}},
+		{T: t0.Add(10 * time.Second), Instances: map[string]map[string]Result{a: {q.Accum.Key(): {Series: 6, GroupBuckets: after}}}},
+	}
+	v, ok, _ := newest(t, q, rounds)
+	if !ok || v != 1 {
+		t.Errorf("queue wait p99 = %v (ok %v), want 1: workload-low's, past its largest finite bound", v, ok)
+	}
+}
+
+func TestAGroupThatAppearsMidWindowCountsFromZero(t *testing.T) {
+	q := query(t, v1alpha1.SignalQueueWaitP99, time.Minute)
+	a := "https://10.0.0.1:6443"
+	inf := math.Inf(1)
+	rounds := []*Round{
+		{T: t0, Instances: map[string]map[string]Result{a: {q.Accum.Key(): {Series: 3,
+			GroupBuckets: map[string]map[float64]float64{"global-default": {0.5: 10, 2: 10, inf: 10}}}}}},
+		// A throttle level appears: its first requests all waited over 0.5s.
+		{T: t0.Add(10 * time.Second), Instances: map[string]map[string]Result{a: {q.Accum.Key(): {Series: 6,
+			GroupBuckets: map[string]map[float64]float64{
+				"global-default": {0.5: 20, 2: 20, inf: 20},
+				"loadshed-x":     {0.5: 0, 2: 4, inf: 4},
+			}}}}},
+	}
+	v, ok, _ := newest(t, q, rounds)
+	if want := 0.5 + 1.5*0.99*4/4; !ok || math.Abs(v-want) > 1e-9 {
+		t.Errorf("queue wait p99 = %v (ok %v), want %v: the new level's waits count", v, ok, want)
+	}
+}
+
+func TestNewCataloguePromQL(t *testing.T) {
+	tests := map[v1alpha1.Signal]string{
+		v1alpha1.SignalSingleObjectDurationP99: `max(histogram_quantile(0.99, sum by (instance, le) (rate(apiserver_request_duration_seconds_bucket` +
+			`{verb=~"GET|POST|PUT|PATCH|DELETE|APPLY", scope=~"resource|namespace|cluster", subresource!~"log|exec|attach|portforward|proxy"}[30s]))))`,
+		v1alpha1.SignalListDurationP99: `max(histogram_quantile(0.99, sum by (instance, le) ` +
+			`(rate(apiserver_request_duration_seconds_bucket{verb="LIST", scope=~"namespace|cluster"}[30s]))))`,
+		v1alpha1.SignalQueueWaitP99: `max(histogram_quantile(0.99, sum by (priority_level, instance, le) ` +
+			`(rate(apiserver_flowcontrol_request_wait_duration_seconds_bucket[30s]))))`,
+		v1alpha1.SignalTimedOutRequestsPerSecond: `sum(sum by (instance) (rate(apiserver_request_total{code="504"}[30s])))`,
+	}
+	for sig, want := range tests {
+		if got := query(t, sig, 30*time.Second).PromQL(); got != want {
+			t.Errorf("%s: PromQL = %s\nwant %s", sig, got, want)
+		}
+	}
+}
+
+// TestDocsListEveryCatalogueSignal keeps docs/signals.md's table true: each
+// signal's row shows the PromQL the code runs (window 1m).
+func TestDocsListEveryCatalogueSignal(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/signals.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for sig := range catalogue {
+		row := fmt.Sprintf("| `%s` |", sig)
+		i := strings.Index(string(doc), row)
+		if i < 0 {
+			t.Errorf("docs/signals.md has no row for %s", sig)
+			continue
+		}
+		line := string(doc[i:])
+		line = line[:strings.IndexByte(line, '\n')]
+		want := strings.ReplaceAll(query(t, sig, time.Minute).PromQL(), "|", `\|`)
+		if !strings.Contains(line, want) {
+			t.Errorf("docs/signals.md's row for %s does not show its PromQL:\n%s\nwant it to contain\n%s", sig, line, want)
 		}
 	}
 }
