@@ -114,6 +114,24 @@ func TestOffendersRankByRequestsAndShareTheLoad(t *testing.T) {
 	}
 }
 
+func TestAThrottledClientThatKeepsTryingKeepsItsShare(t *testing.T) {
+	dispatched, rejected := signals.DispatchedByFlowSchema.Key(), signals.RejectedByFlowSchema.Key()
+	round := func(s int, attr, throttleOK, throttleRejected, others float64) *signals.Round {
+		return &signals.Round{T: t0.Add(time.Duration(s) * time.Second), Instances: map[string]map[string]signals.Result{"a": {
+			dispatched: {Groups: map[string]float64{"loadshed-attr-telemetry.agent": attr, "loadshed-throttle-telemetry.agent": throttleOK, "service-accounts": others}},
+			rejected:   {Groups: map[string]float64{"loadshed-throttle-telemetry.agent": throttleRejected}},
+		}}}
+	}
+	// Over 10s the throttle lets 10 of the agents' requests through and
+	// turns 890 away, while everyone else makes 100.
+	rounds := []*signals.Round{round(0, 0, 0, 0, 0), round(10, 0, 10, 890, 100)}
+	got := Offenders(rounds, []Attributed{{ServiceAccount: "telemetry/agent",
+		FlowSchemas: []string{"loadshed-attr-telemetry.agent", "loadshed-throttle-telemetry.agent"}}}, time.Minute)
+	if o := got[0]; o.RequestsPerSecond != 1 || o.RejectedPerSecond != 89 || math.Abs(o.RequestShare-0.9) > 1e-9 {
+		t.Errorf("throttled offender = %+v; want 1/s dispatched, 89/s rejected, 90%% of what was asked", o)
+	}
+}
+
 func TestRetentionCoversTheLongestForAndWindow(t *testing.T) {
 	cfg := config()
 	if got, want := Retention(cfg), 20*time.Second+time.Minute+2*MaxGap(cfg); got != want {

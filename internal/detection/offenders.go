@@ -23,7 +23,9 @@ type Offender struct {
 	Attributed
 	RequestsPerSecond float64
 	RejectedPerSecond float64
-	// RequestShare is its share (0 to 1) of all requests dispatched by APF.
+	// RequestShare is its share (0 to 1) of all requests APF saw, dispatched
+	// or rejected: what the client asks for, not what it is let through, so
+	// a throttled client that keeps trying stays on top.
 	RequestShare float64
 	// SeatShare is its share (0 to 1) of the seats executing now.
 	SeatShare float64
@@ -39,7 +41,7 @@ func Offenders(rounds []*signals.Round, attributed []Attributed, window time.Dur
 	dispatched := signals.GroupedRates(rounds, signals.DispatchedByFlowSchema, window)
 	rejected := signals.GroupedRates(rounds, signals.RejectedByFlowSchema, window)
 	seats := signals.GroupedLatest(rounds, signals.SeatsByFlowSchema)
-	totalRate, totalSeats := sum(dispatched), sum(seats)
+	totalRate, totalSeats := sum(dispatched)+sum(rejected), sum(seats)
 
 	out := make([]Offender, 0, len(attributed))
 	for _, a := range attributed {
@@ -51,7 +53,7 @@ func Offenders(rounds []*signals.Round, attributed []Attributed, window time.Dur
 			ownSeats += seats[fs]
 		}
 		if totalRate > 0 {
-			o.RequestShare = o.RequestsPerSecond / totalRate
+			o.RequestShare = (o.RequestsPerSecond + o.RejectedPerSecond) / totalRate
 		}
 		if totalSeats > 0 {
 			o.SeatShare = ownSeats / totalSeats
