@@ -120,7 +120,8 @@ func planInput(state *reconcileState, cur *inPlace) plan.Input {
 		}
 	}
 	for _, o := range state.offenders {
-		po := plan.Offender{ServiceAccount: o.ServiceAccount, Share: o.RequestShare, RequestsPerSecond: o.RequestsPerSecond}
+		po := plan.Offender{ServiceAccount: o.ServiceAccount, Share: o.RequestShare, SeatShare: o.SeatShare,
+			RequestsPerSecond: o.RequestsPerSecond}
 		for _, ds := range o.DaemonSets {
 			po.DaemonSets = append(po.DaemonSets, plan.DaemonSet{Key: ds})
 		}

@@ -464,8 +464,9 @@ type DaemonSetReference struct {
 
 // Actions says what is done while a trigger fires.
 type Actions struct {
-	// minSharePercent is the share of all attributed requests, in percent,
-	// above which a DaemonSet's ServiceAccount counts as an offender.
+	// minSharePercent is the share, in percent, of all requests APF saw
+	// (dispatched or rejected), or of the seats executing, from which a
+	// DaemonSet's ServiceAccount counts as an offender.
 	// +optional
 	// +kubebuilder:default=20
 	// +kubebuilder:validation:Minimum=1

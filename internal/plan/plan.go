@@ -29,10 +29,28 @@ type DaemonSet struct {
 type Offender struct {
 	// ServiceAccount is "namespace/name".
 	ServiceAccount string
-	// Share is its share (0 to 1) of all requests.
-	Share             float64
+	// Share is its share (0 to 1) of all requests, dispatched or rejected.
+	Share float64
+	// SeatShare is its share (0 to 1) of the seats executing. A LIST of
+	// thousands of objects holds many seats for seconds, a GET one seat for
+	// milliseconds: a flood of expensive requests is on top by seats long
+	// before it is by count, and while the API server is stalled its
+	// requests wait in queues, where no rate counts them yet.
+	SeatShare         float64
 	RequestsPerSecond float64
 	DaemonSets        []DaemonSet
+}
+
+// onTop reports whether the offender carries at least share of the load,
+// by requests or by seats.
+func (o Offender) onTop(share float64) bool {
+	return o.Share >= share || o.SeatShare >= share
+}
+
+// load describes the offender's load for reasons.
+func (o Offender) load() string {
+	return fmt.Sprintf("%.0f%% of all requests (%.1f/s) and %.0f%% of the seats in use",
+		o.Share*100, o.RequestsPerSecond, o.SeatShare*100)
 }
 
 // Pause is a DaemonSet this policy paused, as recorded on the DaemonSet.
@@ -185,14 +203,14 @@ func decideFiring(in Input, p *Plan) {
 	}
 
 	for _, o := range in.Offenders {
-		if o.Share < cfg.MinShare {
+		if !o.onTop(cfg.MinShare) {
 			continue
 		}
 		if cfg.Throttle.Enabled {
 			if _, ok := p.Throttled[o.ServiceAccount]; !ok {
 				p.Throttled[o.ServiceAccount] = in.Now
 				p.Actions = append(p.Actions, Action{Kind: Throttled, Target: o.ServiceAccount,
-					Reason: fmt.Sprintf("it makes %.0f%% of all requests (%.1f/s)", o.Share*100, o.RequestsPerSecond)})
+					Reason: "it makes " + o.load()})
 			}
 		}
 		if !cfg.Pause.Enabled {
@@ -228,7 +246,7 @@ func pauseOne(in Input, p *Plan, o Offender, ds DaemonSet) {
 		return
 	}
 	p.Paused[ds.Key] = Pause{Since: in.Now, Load: o.RequestsPerSecond}
-	reason := fmt.Sprintf("its ServiceAccount %s makes %.0f%% of all requests (%.1f/s)", o.ServiceAccount, o.Share*100, o.RequestsPerSecond)
+	reason := fmt.Sprintf("its ServiceAccount %s makes %s", o.ServiceAccount, o.load())
 	if in.Config.Throttle.Enabled && in.Config.Pause.After > 0 {
 		reason += fmt.Sprintf(" after %v of throttling", in.Config.Pause.After)
 	}

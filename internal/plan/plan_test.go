@@ -65,6 +65,13 @@ func TestDecide(t *testing.T) {
 			wantActions: "",
 		},
 		{
+			name: "a few requests that hold most of the seats make an offender",
+			in: Input{Now: at(0), Firing: true, Offenders: []Offender{
+				{ServiceAccount: "telemetry/agent", Share: 0.05, SeatShare: 0.9, RequestsPerSecond: 5, DaemonSets: []DaemonSet{{Key: "telemetry/agent"}}}}},
+			wantActions: "Throttled telemetry/agent",
+			wantThrottl: []string{"telemetry/agent"},
+		},
+		{
 			name: "a throttled offender is paused once throttling had pause.after to work",
 			in: Input{Now: at(60), Firing: true, Offenders: []Offender{telemetry(0.7)},
 				Throttled: map[string]time.Time{"telemetry/agent": at(0)}},
