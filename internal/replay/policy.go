@@ -34,7 +34,8 @@ func SamplePolicy(root string) (*v1alpha1.LoadShedPolicy, error) {
 // Faster returns a copy of p whose timeline runs factor times faster: the
 // evaluation interval, every trigger's for and window, the pause delay,
 // the restore's stable window, probation and backoff are divided by factor
-// (defaults included), the interval never below the scrape timeout.
+// (defaults included), the interval never below the scrape timeout, and
+// every window at least two intervals (a rate needs two readings in it).
 // Thresholds, and the scrape timeout, which is about the API server rather
 // than the timeline, are kept. A replay of minutes
 // thus shows what the policy does over tens of minutes.
@@ -62,7 +63,8 @@ func Faster(p *v1alpha1.LoadShedPolicy, factor float64) *v1alpha1.LoadShedPolicy
 	for i := range s.Triggers {
 		scale(&s.Triggers[i].For, policy.DefaultFor)
 		scale(&s.Triggers[i].Window, policy.DefaultWindow)
-		s.Triggers[i].Window.Duration = max(s.Triggers[i].Window.Duration, s.Interval.Duration)
+		// A rate or quantile needs two readings within its window.
+		s.Triggers[i].Window.Duration = max(s.Triggers[i].Window.Duration, 2*s.Interval.Duration)
 	}
 	scale(&s.Actions.Pause.After, policy.DefaultPauseAfter)
 	scale(&s.Restore.StableFor, policy.DefaultStableFor)

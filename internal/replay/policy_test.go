@@ -25,11 +25,12 @@ func TestFasterCompressesTheSamplePolicysTimeline(t *testing.T) {
 	fast := Faster(sample, 6)
 	s := fast.Spec
 	got := map[string]time.Duration{
-		// 10s / 6 is under the 5s scrape timeout: the interval stays at 5s.
-		"interval":    s.Interval.Duration,
-		"for":         s.Triggers[0].For.Duration,
-		"window":      s.Triggers[0].Window.Duration, // the default minute
-		"list window": s.Triggers[1].Window.Duration,
+		// 5s / 6 is under the 5s scrape timeout: the interval stays at 5s.
+		"interval": s.Interval.Duration,
+		"for":      s.Triggers[0].For.Duration,
+		// 30s / 6 is under two intervals: a quantile needs two readings.
+		"window":      s.Triggers[0].Window.Duration,
+		"list window": s.Triggers[3].Window.Duration,
 		"after":       s.Actions.Pause.After.Duration,
 		"stableFor":   s.Restore.StableFor.Duration,
 		"probation":   s.Restore.Probation.Duration,
@@ -37,8 +38,8 @@ func TestFasterCompressesTheSamplePolicysTimeline(t *testing.T) {
 		"max":         s.Restore.Backoff.Max.Duration,
 	}
 	want := map[string]time.Duration{
-		"interval": 5 * time.Second, "for": 5 * time.Second, "window": 10 * time.Second, "list window": 10 * time.Second,
-		"after": 10 * time.Second, "stableFor": 20 * time.Second, "probation": 30 * time.Second,
+		"interval": 5 * time.Second, "for": 1700 * time.Millisecond, "window": 10 * time.Second, "list window": 10 * time.Second,
+		"after": 7500 * time.Millisecond, "stableFor": 20 * time.Second, "probation": 30 * time.Second,
 		"initial": 10 * time.Second, "max": 5 * time.Minute,
 	}
 	for k, w := range want {
@@ -51,7 +52,7 @@ func TestFasterCompressesTheSamplePolicysTimeline(t *testing.T) {
 			t.Errorf("trigger %s: threshold changed", s.Triggers[i].Name)
 		}
 	}
-	if sample.Spec.Interval.Duration != 10*time.Second {
+	if sample.Spec.Interval.Duration != 5*time.Second {
 		t.Error("Faster changed the policy it was given")
 	}
 }
