@@ -101,7 +101,7 @@ func TestOffendersRankByRequestsAndShareTheLoad(t *testing.T) {
 			seats: {Groups: map[string]float64{"loadshed-attr-telemetry.agent": floodSeats, "exempt": 1}},
 		}}}
 	}
-	rounds := []*signals.Round{round(0, 0, 0, 0, 0), round(10, 900, 50, 50, 3)}
+	rounds := []*signals.Round{round(0, 0, 0, 0, 3), round(10, 900, 50, 50, 3)}
 	got := Offenders(rounds, []Attributed{
 		{ServiceAccount: "payments/web", FlowSchemas: []string{"loadshed-attr-payments.web"}, DaemonSets: []string{"payments/web"}},
 		{ServiceAccount: "telemetry/agent", FlowSchemas: []string{"loadshed-attr-telemetry.agent", "loadshed-throttle-telemetry.agent"}, DaemonSets: []string{"telemetry/agent", "telemetry/agent-v2"}},
@@ -136,5 +136,24 @@ func TestRetentionCoversTheLongestForAndWindow(t *testing.T) {
 	cfg := config()
 	if got, want := Retention(cfg), 20*time.Second+time.Minute+2*MaxGap(cfg); got != want {
 		t.Errorf("Retention = %v, want %v", got, want)
+	}
+}
+
+func TestAGetCaughtInFlightInAQuietClusterHoldsNoSeatShare(t *testing.T) {
+	seats := signals.SeatsByFlowSchema.Key()
+	round := func(s int, agent float64) *signals.Round {
+		return &signals.Round{T: t0.Add(time.Duration(s) * time.Second), Instances: map[string]map[string]signals.Result{"a": {
+			seats: {Groups: map[string]float64{"loadshed-attr-telemetry.agent": agent, "exempt": 1, "workload-high": 1}}}}}
+	}
+	// Twelve readings of a quiet cluster; in the newest one, one of the
+	// agents' GETs was executing beside the two other seats in use.
+	var rounds []*signals.Round
+	for s := 0; s < 60; s += 5 {
+		rounds = append(rounds, round(s, 0))
+	}
+	rounds = append(rounds, round(60, 1))
+	got := Offenders(rounds, []Attributed{{ServiceAccount: "telemetry/agent", FlowSchemas: []string{"loadshed-attr-telemetry.agent"}}}, time.Minute)
+	if share := got[0].SeatShare; share > 0.05 {
+		t.Errorf("seat share = %v; want the window's (1 seat in 13 readings of about 2), not the instant's third", share)
 	}
 }

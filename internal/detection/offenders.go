@@ -27,7 +27,9 @@ type Offender struct {
 	// or rejected: what the client asks for, not what it is let through, so
 	// a throttled client that keeps trying stays on top.
 	RequestShare float64
-	// SeatShare is its share (0 to 1) of the seats executing now.
+	// SeatShare is its share (0 to 1) of the seats executing, averaged over
+	// the window: at one instant of a quiet cluster, one GET caught in
+	// flight among three seats in use would be a third.
 	SeatShare float64
 }
 
@@ -40,7 +42,7 @@ func (o Offender) Shared() bool { return len(o.DaemonSets) > 1 }
 func Offenders(rounds []*signals.Round, attributed []Attributed, window time.Duration) []Offender {
 	dispatched := signals.GroupedRates(rounds, signals.DispatchedByFlowSchema, window)
 	rejected := signals.GroupedRates(rounds, signals.RejectedByFlowSchema, window)
-	seats := signals.GroupedLatest(rounds, signals.SeatsByFlowSchema)
+	seats := signals.GroupedMeans(rounds, signals.SeatsByFlowSchema, window)
 	totalRate, totalSeats := sum(dispatched)+sum(rejected), sum(seats)
 
 	out := make([]Offender, 0, len(attributed))

@@ -30,7 +30,7 @@ func TestFasterCompressesTheSamplePolicysTimeline(t *testing.T) {
 		"for":      s.Triggers[0].For.Duration,
 		// 30s / 6 is under two intervals: a quantile needs two readings.
 		"window":      s.Triggers[0].Window.Duration,
-		"list window": s.Triggers[3].Window.Duration,
+		"list window": s.Triggers[4].Window.Duration,
 		"after":       s.Actions.Pause.After.Duration,
 		"stableFor":   s.Restore.StableFor.Duration,
 		"probation":   s.Restore.Probation.Duration,

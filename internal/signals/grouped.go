@@ -56,17 +56,28 @@ func GroupedRates(rounds []*Round, a Accumulator, window time.Duration) map[stri
 	return out
 }
 
-// GroupedLatest returns, per group, the newest round's values summed across instances.
-func GroupedLatest(rounds []*Round, a Accumulator) map[string]float64 {
+// GroupedMeans returns, per group, the mean over the rounds in the window
+// ending at the newest round of the values summed across instances: a
+// gauge's level over the window, not at one instant. A round where a group
+// has no value counts as 0 for it.
+func GroupedMeans(rounds []*Round, a Accumulator, window time.Duration) map[string]float64 {
 	out := map[string]float64{}
 	if len(rounds) == 0 {
 		return out
 	}
 	key := a.Key()
-	for _, results := range rounds[len(rounds)-1].Instances {
-		for group, v := range results[key].Groups {
-			out[group] += v
+	from := rounds[len(rounds)-1].T.Add(-window)
+	n := 0
+	for j := len(rounds) - 1; j >= 0 && !rounds[j].T.Before(from); j-- {
+		n++
+		for _, results := range rounds[j].Instances {
+			for group, v := range results[key].Groups {
+				out[group] += v
+			}
 		}
+	}
+	for group := range out {
+		out[group] /= float64(n)
 	}
 	return out
 }
