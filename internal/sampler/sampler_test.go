@@ -195,8 +195,8 @@ func TestASlowScrapeTimesOutAndIsReported(t *testing.T) {
 	if len(r.Instances) != 0 || !strings.Contains(st.Failed[sc.host], "timed out after 200ms") {
 		t.Errorf("a slow scrape gave instances %v, failures %v; want a timeout", r.Instances, st.Failed)
 	}
-	if r.ScrapeSeconds < 0.2 {
-		t.Errorf("the round's scrape latency is %vs, want at least the timeout", r.ScrapeSeconds)
+	if r.ScrapeSeconds < 0.2 || !r.TimedOut {
+		t.Errorf("the round's scrape latency is %vs (timed out: %v), want at least the timeout, marked as such", r.ScrapeSeconds, r.TimedOut)
 	}
 }
 

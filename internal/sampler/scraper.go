@@ -145,6 +145,9 @@ func (s *scraper) round(ctx context.Context, start time.Time, accums []signals.A
 	return r, st
 }
 
+// errTimedOut is the error of a scrape that ran into its timeout.
+var errTimedOut = errors.New("timed out")
+
 // scrapeAll scrapes the targets concurrently into r.
 func (s *scraper) scrapeAll(ctx context.Context, c *http.Client, targets []string, accums []signals.Accumulator,
 	timeout time.Duration, r *signals.Round) {
@@ -160,6 +163,7 @@ func (s *scraper) scrapeAll(ctx context.Context, c *http.Client, targets []strin
 			r.ScrapeSeconds = max(r.ScrapeSeconds, took)
 			if err != nil {
 				r.Failed[target] = err.Error()
+				r.TimedOut = r.TimedOut || errors.Is(err, errTimedOut)
 				return
 			}
 			r.Instances[target] = results
@@ -181,7 +185,7 @@ func (s *scraper) scrape(ctx context.Context, c *http.Client, base string, accum
 	resp, err := c.Do(req)
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, fmt.Errorf("timed out after %v", timeout)
+			return nil, fmt.Errorf("%w after %v", errTimedOut, timeout)
 		}
 		return nil, err
 	}
@@ -195,7 +199,7 @@ func (s *scraper) scrape(ctx context.Context, c *http.Client, base string, accum
 	buf.Reset()
 	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, maxBody)); err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, fmt.Errorf("timed out after %v", timeout)
+			return nil, fmt.Errorf("%w after %v", errTimedOut, timeout)
 		}
 		return nil, fmt.Errorf("reading %s/metrics: %w", base, err)
 	}

@@ -23,6 +23,10 @@ type Round struct {
 	// ScrapeSeconds is the duration of the slowest scrape of the round,
 	// failed ones included (a scrape that times out took the timeout).
 	ScrapeSeconds float64
+	// TimedOut says that a scrape of the round ran into its timeout: the
+	// round's scrape latency is then known (at least the timeout) even when
+	// no instance could be read.
+	TimedOut bool
 }
 
 // Kind is how a query derives a value.
@@ -87,11 +91,13 @@ func (q Query) Points(rounds []*Round) (points []trigger.Point, message string) 
 // valueAt computes the value at rounds[i].
 func (q Query) valueAt(rounds []*Round, i int) (float64, bool, string) {
 	r := rounds[i]
+	if q.Kind == ScrapeLatency && (len(r.Instances) > 0 || r.TimedOut) {
+		// A stalled API server answers no scrape: its timing out is the
+		// reading, exactly when no other signal can be read.
+		return r.ScrapeSeconds, true, ""
+	}
 	if len(r.Instances) == 0 {
 		return 0, false, describeFailure(r)
-	}
-	if q.Kind == ScrapeLatency {
-		return r.ScrapeSeconds, true, ""
 	}
 	var values []float64
 	matched := false

@@ -263,3 +263,19 @@ func TestDocsListEveryCatalogueSignal(t *testing.T) {
 		}
 	}
 }
+
+func TestScrapeLatencyIsReadWhenEveryScrapeTimedOut(t *testing.T) {
+	q := query(t, v1alpha1.SignalScrapeLatency, time.Minute)
+	stalled := &Round{T: t0, Instances: map[string]map[string]Result{}, ScrapeSeconds: 5, TimedOut: true,
+		Failed: map[string]string{"https://10.0.0.1:6443": "timed out after 5s"}}
+	if v, ok, _ := newest(t, q, []*Round{stalled}); !ok || v != 5 {
+		t.Errorf("scrape latency of a stalled API server = %v (ok %v), want 5, the timeout", v, ok)
+	}
+	// Refused at once (an API server that is down) says nothing about its
+	// latency: missing, never healthy.
+	down := &Round{T: t0, Instances: map[string]map[string]Result{}, ScrapeSeconds: 0.001,
+		Failed: map[string]string{"https://10.0.0.1:6443": "connection refused"}}
+	if v, ok, _ := newest(t, q, []*Round{down}); ok {
+		t.Errorf("scrape latency of an API server that refused the connection = %v, OK; want missing", v)
+	}
+}
