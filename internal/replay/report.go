@@ -12,13 +12,16 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/loadshed/loadshed/internal/plan"
 )
 
 // Sample is one second of a scenario's timeline.
 type Sample struct {
 	// At is the time since the scenario began.
 	At time.Duration
-	// Phase of the timeline: quiet, flood, relapse, fixed.
+	// Phase of the timeline: quiet, flood, relapse, fixed; or quiet,
+	// burst, tail.
 	Phase string
 	// Inflight is the API server's in-flight requests.
 	Inflight float64
@@ -32,6 +35,11 @@ type Sample struct {
 	InnocentLatencies []time.Duration
 	// Paused and Throttled count what loadshed has in place.
 	Paused, Throttled int
+	// AgentLists are the LISTs the telemetry agents sent in the second, and
+	// AgentBytes the response bytes they read in it.
+	AgentLists, AgentBytes int64
+	// AgentsRunning is how many agents ran as the second began.
+	AgentsRunning int
 }
 
 // Event is something the operator did, at a time of the timeline.
@@ -43,10 +51,13 @@ type Event struct {
 
 // Scenario is one run of the timeline.
 type Scenario struct {
-	Name    string
+	Name string
+	// Burst names the benign burst the scenario played instead of the
+	// flood; empty in the flood's scenarios.
+	Burst   string
 	Samples []Sample
 	Events  []Event
-	// FloodStart is when the flood began.
+	// FloodStart is when the flood (or the burst) began.
 	FloodStart time.Duration
 	// Operator is what the operator cost, nil when it did not run.
 	Operator *OperatorStats
@@ -61,12 +72,24 @@ type OperatorStats struct {
 	PeakRSS int64
 }
 
-// Score sums up a scenario.
+// The operator's actions, as the reasons of its Events.
+const (
+	actionThrottled      = string(plan.Throttled)
+	actionPaused         = string(plan.Paused)
+	actionRepaused       = string(plan.Repaused)
+	actionRestoreStarted = string(plan.RestoreStarted)
+)
+
+// Score sums up a scenario. The figures "during the flood" are read over
+// the flood and relapse phases, or over the burst in a benign scenario.
 type Score struct {
 	// TimeToThrottle is from the flood's start to the first throttle, and
 	// TimeToMitigate to the first pause; -1 if none.
 	TimeToThrottle time.Duration
 	TimeToMitigate time.Duration
+	// Offered is the agents' offered load early in the flood; its Window
+	// is 0 in a benign scenario.
+	Offered OfferedLoad
 	// PeakInflight is the most in-flight requests the API server had during
 	// the flood.
 	PeakInflight float64
@@ -83,6 +106,10 @@ type Score struct {
 	// under the recovery latency, -1 if never.
 	TimeToRecover   time.Duration
 	RestoreAttempts int
+	// FalseThrottles and FalsePauses count the operator's Throttled and
+	// Paused (or Repaused) events in a benign scenario, where nothing
+	// misbehaves: each is a mistake. -1 in the flood's scenarios.
+	FalseThrottles, FalsePauses int
 }
 
 // recovered is the innocent p99 under which the API counts as recovered.
@@ -90,18 +117,37 @@ const recovered = time.Second
 
 // ScoreOf computes a scenario's score.
 func ScoreOf(s Scenario) Score {
-	sc := Score{TimeToThrottle: -1, TimeToMitigate: -1, TimeToRecover: -1}
+	sc := Score{TimeToThrottle: -1, TimeToMitigate: -1, TimeToRecover: -1, FalseThrottles: -1, FalsePauses: -1}
+	if s.Burst != "" {
+		sc.FalseThrottles, sc.FalsePauses = 0, 0
+	}
 	for _, e := range s.Events {
-		if e.Reason == "Throttled" && sc.TimeToThrottle < 0 && e.At >= s.FloodStart {
+		if e.Reason == actionThrottled && sc.TimeToThrottle < 0 && e.At >= s.FloodStart {
 			sc.TimeToThrottle = e.At - s.FloodStart
 		}
-		if e.Reason == "Paused" && sc.TimeToMitigate < 0 && e.At >= s.FloodStart {
+		if e.Reason == actionPaused && sc.TimeToMitigate < 0 && e.At >= s.FloodStart {
 			sc.TimeToMitigate = e.At - s.FloodStart
 		}
-		if e.Reason == "RestoreStarted" {
+		if e.Reason == actionRestoreStarted {
 			sc.RestoreAttempts++
 		}
+		if s.Burst != "" {
+			switch e.Reason {
+			case actionThrottled:
+				sc.FalseThrottles++
+			case actionPaused, actionRepaused:
+				sc.FalsePauses++
+			}
+		}
 	}
+	sc.Offered = OfferedLoadOf(s)
+	scoreInnocents(s, &sc)
+	return sc
+}
+
+// scoreInnocents reads the in-flight requests and the innocent clients'
+// figures over the flood (or the burst), and the time to recover.
+func scoreInnocents(s Scenario, sc *Score) {
 	var lats []time.Duration
 	requests, errors, seconds := 0, 0, 0
 	lastBad := time.Duration(-1)
@@ -109,7 +155,7 @@ func ScoreOf(s Scenario) Score {
 		if x.At < s.FloodStart {
 			continue
 		}
-		if x.Phase == PhaseFlood || x.Phase == PhaseRelapse {
+		if x.Phase == PhaseFlood || x.Phase == PhaseRelapse || x.Phase == PhaseBurst {
 			sc.PeakInflight = max(sc.PeakInflight, x.Inflight)
 			requests += x.InnocentRequests
 			errors += x.InnocentErrors
@@ -132,69 +178,56 @@ func ScoreOf(s Scenario) Score {
 			sc.TimeToRecover = lastBad + time.Second - s.FloodStart
 		}
 	}
-	return sc
 }
 
 // WriteCSV writes the scenarios' timelines, one row per scenario and second.
 func WriteCSV(w io.Writer, scenarios []Scenario) error {
 	cw := csv.NewWriter(w)
 	_ = cw.Write([]string{"scenario", "second", "phase", "inflight", "innocent_requests", "innocent_errors",
-		"innocent_p99_seconds", "paused", "throttled"})
+		"innocent_p99_seconds", "paused", "throttled", "agents_running", "agent_lists", "agent_bytes"})
 	for _, s := range scenarios {
 		for _, x := range s.Samples {
 			_ = cw.Write([]string{s.Name, strconv.Itoa(int(x.At / time.Second)), x.Phase,
 				strconv.FormatFloat(x.Inflight, 'f', -1, 64), strconv.Itoa(x.InnocentRequests), strconv.Itoa(x.InnocentErrors),
-				strconv.FormatFloat(x.InnocentP99.Seconds(), 'f', 3, 64), strconv.Itoa(x.Paused), strconv.Itoa(x.Throttled)})
+				strconv.FormatFloat(x.InnocentP99.Seconds(), 'f', 3, 64), strconv.Itoa(x.Paused), strconv.Itoa(x.Throttled),
+				strconv.Itoa(x.AgentsRunning), strconv.FormatInt(x.AgentLists, 10), strconv.FormatInt(x.AgentBytes, 10)})
 		}
 	}
 	cw.Flush()
 	return cw.Error()
 }
 
-// ScoreTable formats the scores side by side, for the terminal.
+// ScoreTable formats the scores side by side, for the terminal, and under
+// them whether the flood scenarios saw the same flood (CompareOfferedLoad).
 func ScoreTable(scenarios []Scenario) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-40s", "")
+	fmt.Fprintf(&b, "%-*s", labelWidth, "")
 	for _, s := range scenarios {
-		fmt.Fprintf(&b, "%14s", s.Name)
+		fmt.Fprintf(&b, "%*s", cellWidth, s.Name)
 	}
 	b.WriteString("\n")
-	row := func(name string, f func(Score) string) {
-		fmt.Fprintf(&b, "%-40s", name)
-		for _, s := range scenarios {
-			fmt.Fprintf(&b, "%14s", f(ScoreOf(s)))
+	scores := make([]Score, len(scenarios))
+	for i, s := range scenarios {
+		scores[i] = ScoreOf(s)
+	}
+	for _, r := range scoreRows() {
+		fmt.Fprintf(&b, "%-*s", labelWidth, r.label)
+		for i, s := range scenarios {
+			fmt.Fprintf(&b, "%*s", cellWidth, r.cell(r.value(s, scores[i])))
 		}
 		b.WriteString("\n")
 	}
-	dur := func(d time.Duration) string {
-		if d < 0 {
-			return "never"
-		}
-		return d.Round(time.Second).String()
+	for _, line := range offeredLoadLines(scenarios) {
+		b.WriteString(line + "\n")
 	}
-	row("time to throttle (flood to throttle)", func(s Score) string { return dur(s.TimeToThrottle) })
-	row("time to mitigate (flood to pause)", func(s Score) string { return dur(s.TimeToMitigate) })
-	row("peak in-flight requests during the flood", func(s Score) string { return fmt.Sprintf("%.0f", s.PeakInflight) })
-	row("innocent p99 during the flood", func(s Score) string { return s.FloodP99.Round(time.Millisecond).String() })
-	row("innocent success rate during the flood", func(s Score) string { return fmt.Sprintf("%.1f%%", s.FloodSuccess*100) })
-	row("innocent requests/s during the flood", func(s Score) string { return fmt.Sprintf("%.1f", s.FloodRate) })
-	row("time to recover (p99 under 1s)", func(s Score) string { return dur(s.TimeToRecover) })
-	row("restore attempts", func(s Score) string { return strconv.Itoa(s.RestoreAttempts) })
-	op := func(name string, f func(*OperatorStats) string) {
-		fmt.Fprintf(&b, "%-40s", name)
-		for _, s := range scenarios {
-			v := "-"
-			if s.Operator != nil {
-				v = f(s.Operator)
-			}
-			fmt.Fprintf(&b, "%14s", v)
-		}
-		b.WriteString("\n")
-	}
-	op("operator's API requests", func(o *OperatorStats) string { return fmt.Sprintf("%.0f", o.Requests) })
-	op("operator's peak memory (RSS)", func(o *OperatorStats) string { return fmt.Sprintf("%.0f MiB", float64(o.PeakRSS)/(1<<20)) })
 	return b.String()
 }
+
+// The score table's columns.
+const (
+	labelWidth = 48
+	cellWidth  = 14
+)
 
 // Timeline formats each scenario's events (the flood, the fix and what the
 // operator did), for the terminal.

@@ -127,3 +127,57 @@ func TestWriteReportWritesThePageTheSeriesAndTheSummary(t *testing.T) {
 		}
 	}
 }
+
+func TestFalseActionsAreCountedInBenignScenariosOnly(t *testing.T) {
+	benign := func(events ...Event) Scenario {
+		s := timeline("drain", false)
+		s.Burst, s.Events = "drain", events
+		return s
+	}
+	for _, tc := range []struct {
+		name                    string
+		s                       Scenario
+		wantThrottles, wantPaus int
+	}{
+		{"a flood's actions are not false", timeline("loadshed", true), -1, -1},
+		{"a quiet burst makes no mistake", benign(), 0, 0},
+		{"a throttle and a pause are counted",
+			benign(at(12*time.Second, "Throttled"), at(15*time.Second, "Paused")), 1, 1},
+		{"a pause again after a restore counts as a pause",
+			benign(at(15*time.Second, "Paused"), at(30*time.Second, "RestoreStarted"), at(35*time.Second, "Repaused")), 0, 2},
+		{"what dryRun would have done is not done",
+			benign(at(12*time.Second, "WouldThrottled"), at(15*time.Second, "WouldPaused")), 0, 0},
+		{"other events are not actions",
+			benign(at(12*time.Second, "TriggerFired"), at(15*time.Second, "TriggerCleared")), 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := ScoreOf(tc.s)
+			if sc.FalseThrottles != tc.wantThrottles || sc.FalsePauses != tc.wantPaus {
+				t.Errorf("false throttles %d, false pauses %d; want %d and %d", sc.FalseThrottles, sc.FalsePauses, tc.wantThrottles, tc.wantPaus)
+			}
+		})
+	}
+}
+
+func TestTheScoreTableShowsWhatAppliesToEachScenario(t *testing.T) {
+	drain := timeline("drain", false)
+	drain.Burst = "drain"
+	drain.Events = []Event{at(15*time.Second, "Paused")}
+	table := ScoreTable([]Scenario{timeline("baseline", false), drain})
+	for _, tc := range []struct{ row, want string }{
+		{"time to throttle (flood to throttle)", "never -"},
+		{"false pauses (benign burst)", "- 1"},
+		{"false throttles (benign burst)", "- 0"},
+		{"offered load: agents' LISTs/s", "0.0 -"},
+	} {
+		line := ""
+		for _, l := range strings.Split(table, "\n") {
+			if strings.HasPrefix(l, tc.row) {
+				line = strings.Join(strings.Fields(strings.TrimPrefix(l, tc.row)), " ")
+			}
+		}
+		if line != tc.want {
+			t.Errorf("row %q reads %q, want %q:\n%s", tc.row, line, tc.want, table)
+		}
+	}
+}

@@ -32,6 +32,10 @@ const (
 	PhaseRelapse = "relapse"
 	// PhaseFixed: the configuration fix is out; the agents behave again.
 	PhaseFixed = "fixed"
+	// PhaseBurst: a benign burst of load is under way; the agents behave.
+	PhaseBurst = "burst"
+	// PhaseTail: after a benign burst.
+	PhaseTail = "tail"
 )
 
 // Replay's own timeline events (the operator's are its Event reasons).
