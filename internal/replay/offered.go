@@ -116,6 +116,10 @@ func relativeDifference(a, b float64) float64 {
 	return math.Abs(a-b) / hi
 }
 
+// invalidComparison begins the line under a score table that says two
+// scenarios did not see the same flood.
+const invalidComparison = "INVALID COMPARISON"
+
 // offeredLoadLines say, under a score table, whether every flood scenario
 // saw the same flood as the first one.
 func offeredLoadLines(scenarios []Scenario) []string {
@@ -131,7 +135,8 @@ func offeredLoadLines(scenarios []Scenario) []string {
 			continue
 		}
 		if err := CompareOfferedLoad(*ref, *s); err != nil {
-			lines = append(lines, fmt.Sprintf("INVALID COMPARISON: %s and %s did not see the same flood: %v", ref.Name, s.Name, err))
+			lines = append(lines, fmt.Sprintf("%s: %s and %s did not see the same flood, their scores do not compare: %v",
+				invalidComparison, ref.Name, s.Name, err))
 		} else {
 			lines = append(lines, fmt.Sprintf("offered load: %s saw the same flood as %s (within %.0f%%)", s.Name, ref.Name, OfferedLoadTolerance*100))
 		}

@@ -180,17 +180,20 @@ func scoreInnocents(s Scenario, sc *Score) {
 	}
 }
 
-// WriteCSV writes the scenarios' timelines, one row per scenario and second.
-func WriteCSV(w io.Writer, scenarios []Scenario) error {
+// WriteCSV writes the timelines of runs (runs[i] are the scenarios of the
+// i-th run), one row per run, scenario and second.
+func WriteCSV(w io.Writer, runs [][]Scenario) error {
 	cw := csv.NewWriter(w)
-	_ = cw.Write([]string{"scenario", "second", "phase", "inflight", "innocent_requests", "innocent_errors",
+	_ = cw.Write([]string{"run", "scenario", "second", "phase", "inflight", "innocent_requests", "innocent_errors",
 		"innocent_p99_seconds", "paused", "throttled", "agents_running", "agent_lists", "agent_bytes"})
-	for _, s := range scenarios {
-		for _, x := range s.Samples {
-			_ = cw.Write([]string{s.Name, strconv.Itoa(int(x.At / time.Second)), x.Phase,
-				strconv.FormatFloat(x.Inflight, 'f', -1, 64), strconv.Itoa(x.InnocentRequests), strconv.Itoa(x.InnocentErrors),
-				strconv.FormatFloat(x.InnocentP99.Seconds(), 'f', 3, 64), strconv.Itoa(x.Paused), strconv.Itoa(x.Throttled),
-				strconv.Itoa(x.AgentsRunning), strconv.FormatInt(x.AgentLists, 10), strconv.FormatInt(x.AgentBytes, 10)})
+	for i, run := range runs {
+		for _, s := range run {
+			for _, x := range s.Samples {
+				_ = cw.Write([]string{strconv.Itoa(i + 1), s.Name, strconv.Itoa(int(x.At / time.Second)), x.Phase,
+					strconv.FormatFloat(x.Inflight, 'f', -1, 64), strconv.Itoa(x.InnocentRequests), strconv.Itoa(x.InnocentErrors),
+					strconv.FormatFloat(x.InnocentP99.Seconds(), 'f', 3, 64), strconv.Itoa(x.Paused), strconv.Itoa(x.Throttled),
+					strconv.Itoa(x.AgentsRunning), strconv.FormatInt(x.AgentLists, 10), strconv.FormatInt(x.AgentBytes, 10)})
+			}
 		}
 	}
 	cw.Flush()
@@ -242,10 +245,26 @@ func Timeline(scenarios []Scenario) string {
 	return b.String()
 }
 
-// WriteReport writes the report into dir (created if needed): report.html,
-// the time series as timeline.csv, and the score table and timeline as
-// summary.txt. It returns the HTML page's path.
-func WriteReport(dir string, scenarios []Scenario) (string, error) {
+// Summary is a run's score table and timeline; for repeated runs (runs[i]
+// are the scenarios of the i-th run), each run's, then the table across
+// them (AggregateTable).
+func Summary(runs [][]Scenario) string {
+	if len(runs) == 1 {
+		return ScoreTable(runs[0]) + "\n" + Timeline(runs[0])
+	}
+	var b strings.Builder
+	for i, run := range runs {
+		fmt.Fprintf(&b, "Run %d of %d:\n%s\n%s\n", i+1, len(runs), ScoreTable(run), Timeline(run))
+	}
+	fmt.Fprintf(&b, "Across the %d runs:\n%s", len(runs), AggregateTable(runs))
+	return b.String()
+}
+
+// WriteReport writes the report of runs (runs[i] are the scenarios of the
+// i-th run) into dir (created if needed): report.html, the time series as
+// timeline.csv, and the Summary as summary.txt. It returns the HTML page's
+// path.
+func WriteReport(dir string, runs [][]Scenario) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
@@ -260,66 +279,81 @@ func WriteReport(dir string, scenarios []Scenario) (string, error) {
 		}
 		return f.Close()
 	}
-	if err := write("timeline.csv", func(w io.Writer) error { return WriteCSV(w, scenarios) }); err != nil {
+	if err := write("timeline.csv", func(w io.Writer) error { return WriteCSV(w, runs) }); err != nil {
 		return "", err
 	}
 	if err := write("summary.txt", func(w io.Writer) error {
-		_, err := io.WriteString(w, ScoreTable(scenarios)+"\n"+Timeline(scenarios))
+		_, err := io.WriteString(w, Summary(runs))
 		return err
 	}); err != nil {
 		return "", err
 	}
-	if err := write("report.html", func(w io.Writer) error { return WriteHTML(w, scenarios) }); err != nil {
+	if err := write("report.html", func(w io.Writer) error { return WriteHTML(w, runs) }); err != nil {
 		return "", err
 	}
 	return filepath.Join(dir, "report.html"), nil
 }
 
-// WriteHTML writes a self-contained page: for each scenario, in-flight
-// requests and the innocent p99 over time as inline SVG, with the
-// operator's actions marked, and the score table.
-func WriteHTML(w io.Writer, scenarios []Scenario) error {
-	type chart struct {
-		Name     string
-		Inflight string
-		P99      string
-		Marks    []mark
-		Width    int
-	}
+// chart is one scenario's charts on the page.
+type chart struct {
+	Name     string
+	Inflight string
+	P99      string
+	Marks    []mark
+	Width    int
+}
+
+// WriteHTML writes a self-contained page: for each scenario of each run,
+// in-flight requests and the innocent p99 over time as inline SVG, with
+// the operator's actions marked, and the Summary.
+func WriteHTML(w io.Writer, runs [][]Scenario) error {
 	// The same scales for every scenario, so that they compare at a glance.
 	maxIn, maxP99, last := 1.0, 1.0, 1.0
-	for _, s := range scenarios {
-		for _, x := range s.Samples {
-			maxIn = math.Max(maxIn, x.Inflight)
-			maxP99 = math.Max(maxP99, x.InnocentP99.Seconds())
-			last = math.Max(last, x.At.Seconds())
+	for _, run := range runs {
+		for _, s := range run {
+			for _, x := range s.Samples {
+				maxIn = math.Max(maxIn, x.Inflight)
+				maxP99 = math.Max(maxP99, x.InnocentP99.Seconds())
+				last = math.Max(last, x.At.Seconds())
+			}
 		}
 	}
-	charts := make([]chart, 0, len(scenarios))
-	for _, s := range scenarios {
-		c := chart{Name: s.Name, Width: 900}
-		in, p99 := make([]string, 0, len(s.Samples)), make([]string, 0, len(s.Samples))
-		for _, x := range s.Samples {
-			px := x.At.Seconds() / last * float64(c.Width)
-			in = append(in, fmt.Sprintf("%.1f,%.1f", px, 200-x.Inflight/maxIn*190))
-			p99 = append(p99, fmt.Sprintf("%.1f,%.1f", px, 200-x.InnocentP99.Seconds()/maxP99*190))
+	var charts []chart
+	for i, run := range runs {
+		for _, s := range run {
+			c := chartOf(s, maxIn, maxP99, last)
+			if len(runs) > 1 {
+				c.Name = fmt.Sprintf("%s, run %d", s.Name, i+1)
+			}
+			charts = append(charts, c)
 		}
-		c.Inflight, c.P99 = strings.Join(in, " "), strings.Join(p99, " ")
-		for _, e := range s.Events {
-			c.Marks = append(c.Marks, mark{X: e.At.Seconds() / last * float64(c.Width), Label: e.Reason + ": " + e.Note})
-		}
-		charts = append(charts, c)
 	}
 	page, err := template.New("report").Parse(pageTemplate)
 	if err != nil {
 		return fmt.Errorf("parsing the report's template: %w", err)
 	}
 	return page.Execute(w, struct {
-		Charts          []chart
-		MaxIn, MaxP99   string
-		Seconds         int
-		Table, Timeline string
-	}{charts, fmt.Sprintf("%.0f", maxIn), fmt.Sprintf("%.2fs", maxP99), int(last), ScoreTable(scenarios), Timeline(scenarios)})
+		Charts        []chart
+		MaxIn, MaxP99 string
+		Seconds       int
+		Summary       string
+	}{charts, fmt.Sprintf("%.0f", maxIn), fmt.Sprintf("%.2fs", maxP99), int(last), Summary(runs)})
+}
+
+// chartOf draws a scenario on the given scales.
+func chartOf(s Scenario, maxIn, maxP99, last float64) chart {
+	c := chart{Name: s.Name, Width: 900}
+	in, p99 := make([]string, 0, len(s.Samples)), make([]string, 0, len(s.Samples))
+	for _, x := range s.Samples {
+		px := x.At.Seconds() / last * float64(c.Width)
+		in = append(in, fmt.Sprintf("%.1f,%.1f", px, 200-x.Inflight/maxIn*190))
+		p99 = append(p99, fmt.Sprintf("%.1f,%.1f", px, 200-x.InnocentP99.Seconds()/maxP99*190))
+	}
+	c.Inflight, c.P99 = strings.Join(in, " "), strings.Join(p99, " ")
+	for _, e := range s.Events {
+		c.Marks = append(c.Marks, mark{X: e.At.Seconds() / last * float64(c.Width), Label: e.Reason + ": " + e.Note})
+	}
+	return c
 }
 
 type mark struct {
@@ -332,14 +366,13 @@ const pageTemplate = `<!DOCTYPE html>
 <style>body{font-family:sans-serif;margin:2em}svg{border:1px solid #ccc;background:#fafafa}pre{background:#f4f4f4;padding:1em}</style>
 </head><body><h1>loadshed incident replay</h1>
 <p>Blue: API server in-flight requests (top of the chart: {{.MaxIn}}). Red: innocent clients' p99 latency (top: {{.MaxP99}}).
-Grey lines: the flood, the fix and the operator's actions (hover for details). Both charts span {{.Seconds}} seconds.</p>
+Grey lines: the flood (or the burst), the fix and the operator's actions (hover for details). Every chart spans {{.Seconds}} seconds.</p>
 {{range .Charts}}<h2>{{.Name}}</h2>
 <svg width="{{.Width}}" height="210" xmlns="http://www.w3.org/2000/svg">
 {{range .Marks}}<line x1="{{.X}}" x2="{{.X}}" y1="0" y2="210" stroke="#999" stroke-dasharray="3,3"><title>{{.Label}}</title></line>
 {{end}}<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{{.Inflight}}"/>
 <polyline fill="none" stroke="#d62728" stroke-width="1.5" points="{{.P99}}"/>
 </svg>{{end}}
-<h2>Score</h2><pre>{{.Table}}</pre>
-<h2>Timeline</h2><pre>{{.Timeline}}</pre>
+<h2>Score and timeline</h2><pre>{{.Summary}}</pre>
 </body></html>
 `

@@ -76,13 +76,13 @@ func TestScoreOf(t *testing.T) {
 func TestTheReportCarriesEverySecondAndAction(t *testing.T) {
 	scenarios := []Scenario{timeline("baseline", false), timeline("loadshed", true)}
 	var csvOut, html bytes.Buffer
-	if err := WriteCSV(&csvOut, scenarios); err != nil {
+	if err := WriteCSV(&csvOut, [][]Scenario{scenarios}); err != nil {
 		t.Fatal(err)
 	}
 	if lines := strings.Count(csvOut.String(), "\n"); lines != 1+2*60 {
 		t.Errorf("the CSV has %d lines, want a header and 120 rows", lines)
 	}
-	if err := WriteHTML(&html, scenarios); err != nil {
+	if err := WriteHTML(&html, [][]Scenario{scenarios}); err != nil {
 		t.Fatal(err)
 	}
 	page := html.String()
@@ -105,7 +105,7 @@ func TestTheReportCarriesEverySecondAndAction(t *testing.T) {
 
 func TestWriteReportWritesThePageTheSeriesAndTheSummary(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "run")
-	page, err := WriteReport(dir, []Scenario{timeline("baseline", false), timeline("loadshed", true)})
+	page, err := WriteReport(dir, [][]Scenario{{timeline("baseline", false), timeline("loadshed", true)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,6 +178,32 @@ func TestTheScoreTableShowsWhatAppliesToEachScenario(t *testing.T) {
 		}
 		if line != tc.want {
 			t.Errorf("row %q reads %q, want %q:\n%s", tc.row, line, tc.want, table)
+		}
+	}
+}
+
+func TestTheReportOfRepeatedRunsHasEachRunAndTheTableAcrossThem(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	runs := [][]Scenario{
+		{timeline("baseline", false), timeline("loadshed", true)},
+		{timeline("baseline", false), timeline("loadshed", true)},
+	}
+	if _, err := WriteReport(dir, runs); err != nil {
+		t.Fatal(err)
+	}
+	for file, wants := range map[string][]string{
+		"summary.txt":  {"Run 1 of 2:", "Run 2 of 2:", "Across the 2 runs:", "runs in which loadshed paused"},
+		"report.html":  {"<h2>baseline, run 1</h2>", "<h2>loadshed, run 2</h2>", "median (min–max) of 2 runs"},
+		"timeline.csv": {"run,scenario,second", "\n2,loadshed,59,"},
+	} {
+		got, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range wants {
+			if !strings.Contains(string(got), want) {
+				t.Errorf("%s lacks %q", file, want)
+			}
 		}
 	}
 }
