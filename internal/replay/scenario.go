@@ -81,7 +81,8 @@ type Config struct {
 	// quiet phase, its phase lasts until it is done but at least BurstFor,
 	// and Tail follows it. FixAfter and HoldFixForRelapse do not apply.
 	Burst Burst
-	// BurstFor is the burst phase's least length.
+	// BurstFor is the burst phase's least length; DefaultBurstFor when
+	// unset.
 	BurstFor time.Duration
 	// CPUNoise is how many cores' worth of CPU a competing process burns
 	// during the timeline (1.0 is one core); 0 for none.
@@ -126,6 +127,9 @@ type Result struct {
 // recording a sample per second, then deletes the policy and checks what
 // is left. It stops everything it started unless cfg.Keep.
 func Run(ctx context.Context, cfg Config) (res *Result, err error) {
+	if cfg.BurstFor <= 0 {
+		cfg.BurstFor = DefaultBurstFor
+	}
 	r := &runner{cfg: cfg, res: &Result{Scenario: Scenario{Name: cfg.Name, FloodStart: cfg.Quiet}}}
 	if cfg.Burst != nil {
 		r.res.Burst = cfg.Burst.Name()

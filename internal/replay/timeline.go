@@ -80,6 +80,12 @@ const (
 	EventBurstEnded   = "BurstEnded"
 )
 
+// DefaultBurstFor is a benign burst's least length by default: ample time
+// for the sample policy, six times faster (a trigger fires after 5s over
+// a window of 10s, and a pause comes 10s after the throttle), to act on a
+// burst it mistook for a flood.
+const DefaultBurstFor = time.Minute
+
 // burstLimit bounds a burst's Run, as a multiple of Config.BurstFor.
 const burstLimit = 4
 
