@@ -1,7 +1,9 @@
 // Command loadshed-replay replays the incident of 2024-12-11 on a local
 // control plane, once with the API server's defaults only (baseline) and
-// once with loadshed and its sample policy, and scores both. `make demo`
-// runs it. It only turns flags into internal/replay's options.
+// once with loadshed and its sample policy, and scores both; or any other
+// scenarios (--scenarios), such as benign bursts of load, any number of
+// times (--repeat). `make demo` runs it. It only turns flags into
+// internal/replay's options.
 package main
 
 import (
@@ -26,92 +28,152 @@ import (
 
 func main() {
 	var (
-		cfg       replay.Config
-		assets    string
-		results   string
-		scenarios string
-		timeScale float64
+		cfg  replay.Config
+		opts options
 	)
-	flag.StringVar(&assets, "assets", os.Getenv("KUBEBUILDER_ASSETS"),
+	flag.StringVar(&opts.assets, "assets", os.Getenv("KUBEBUILDER_ASSETS"),
 		"Directory of the control plane's binaries (`make controlplane` prints it).")
 	flag.StringVar(&cfg.Root, "root", ".",
 		"The repository checkout: CRDs, RBAC, the sample policy and cmd/manager come from it.")
-	flag.StringVar(&results, "results", "results", "Directory the report is written under (one subdirectory per run).")
-	flag.StringVar(&scenarios, "scenarios", "baseline,loadshed", "Scenarios to run, in order: baseline, loadshed.")
+	flag.StringVar(&opts.results, "results", "results", "Directory the report is written under (one subdirectory per run).")
+	flag.StringVar(&opts.scenarios, "scenarios", "baseline,loadshed",
+		"Scenarios to run, in order, comma-separated: "+strings.Join(replay.ScenarioNames(), ", ")+".")
+	flag.IntVar(&opts.repeat, "repeat", 1,
+		"Run the scenarios this many times (one after the other, in turn) and report the median and range of every score.")
 	flag.IntVar(&cfg.Nodes, "nodes", 50, "Fake Nodes, each running one telemetry agent.")
 	flag.IntVar(&cfg.ConfigMaps, "configmaps", 3000, "Background ConfigMaps that make every cluster-wide LIST expensive.")
 	flag.IntVar(&cfg.ConfigMapBytes, "configmap-bytes", 16384, "Size of each background ConfigMap.")
 	flag.Float64Var(&cfg.AgentRate, "agent-rate", 1, "LISTs per second of each misconfigured agent.")
 	flag.IntVar(&cfg.AgentParallel, "agent-parallel", 4, "LISTs each misconfigured agent has in flight at most.")
-	flag.DurationVar(&cfg.Quiet, "quiet", 30*time.Second, "Quiet time before the flood.")
+	flag.DurationVar(&cfg.Quiet, "quiet", 30*time.Second, "Quiet time before the flood (or the burst).")
 	flag.DurationVar(&cfg.FixAfter, "fix-after", 4*time.Minute, "Time from the flood's start to the configuration fix.")
-	flag.DurationVar(&cfg.Tail, "tail", 4*time.Minute, "Time from the fix to the end.")
+	flag.DurationVar(&cfg.Tail, "tail", 4*time.Minute, "Time from the fix (or the burst's end) to the end.")
+	flag.DurationVar(&cfg.BurstFor, "burst-for", time.Minute,
+		"Least length of a benign burst (a burst that loops keeps at it this long; one that is done sooner is followed by its aftermath).")
+	flag.Float64Var(&cfg.CPUNoise, "cpu-noise", 0,
+		"Cores' worth of CPU a competing process burns during each scenario's timeline (e.g. 1.0); 0 for none.")
 	flag.DurationVar(&cfg.Innocent.Period, "innocent-period", 200*time.Millisecond,
 		"Time between two rounds of requests of each innocent client.")
 	flag.DurationVar(&cfg.Innocent.Timeout, "innocent-timeout", 5*time.Second,
 		"An innocent request not answered in this time counts as failed.")
-	flag.Float64Var(&timeScale, "time-scale", 6,
+	flag.Float64Var(&opts.timeScale, "time-scale", 6,
 		"The sample policy's durations (interval, for, windows, restore, backoff) are divided by this.")
 	flag.BoolVar(&cfg.Keep, "keep", false,
 		"Leave each cluster running after its scenario, until Ctrl-C, and print its kubeconfig.")
 	flag.Parse()
 
-	if err := run(cfg, assets, results, scenarios, timeScale); err != nil {
+	if err := run(cfg, opts); err != nil {
 		fmt.Fprintln(os.Stderr, "loadshed-replay:", err)
 		os.Exit(1)
 	}
 }
 
-func run(cfg replay.Config, assets, results, scenarios string, timeScale float64) error {
+// options are the flags that are not the scenarios' Config.
+type options struct {
+	assets, results, scenarios string
+	repeat                     int
+	timeScale                  float64
+}
+
+func run(cfg replay.Config, opts options) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if assets == "" {
+	if opts.assets == "" {
 		return fmt.Errorf("no control plane binaries: pass --assets or set KUBEBUILDER_ASSETS (`make demo` does)")
 	}
-	cfg.Assets = assets
+	if opts.repeat < 1 || (opts.repeat > 1 && cfg.Keep) {
+		return fmt.Errorf("--repeat=%d: want 1 or more, and 1 with --keep", opts.repeat)
+	}
+	cfg.Assets = opts.assets
 	cfg.Progress = os.Stdout
-	sample, err := replay.SamplePolicy(cfg.Root)
+	configs, err := scenarioConfigs(cfg, opts)
 	if err != nil {
 		return err
 	}
-	dir := filepath.Join(results, time.Now().Format("20060102-150405"))
+	dir := filepath.Join(opts.results, time.Now().Format("20060102-150405"))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	// The libraries' own logs (envtest, client-go) go to a file: the
-	// terminal is for the progress lines.
-	logCfg := zap.NewDevelopmentConfig()
-	logCfg.Development = false
-	logCfg.OutputPaths = []string{filepath.Join(dir, "replay.log")}
-	logCfg.ErrorOutputPaths = logCfg.OutputPaths
-	z, err := logCfg.Build()
+	syncLog, err := logTo(filepath.Join(dir, "replay.log"))
 	if err != nil {
-		return fmt.Errorf("opening the replay's log: %w", err)
+		return err
 	}
-	defer func() { _ = z.Sync() }()
-	ctrl.SetLogger(zapr.NewLogger(z))
-	klog.SetLogger(zapr.NewLogger(z))
-	var done []replay.Scenario
+	defer syncLog()
 	var stops []func()
 	defer func() {
 		for _, s := range slices.Backward(stops) {
 			s()
 		}
 	}()
-	for name := range strings.SplitSeq(scenarios, ",") {
-		c := cfg
-		c.Name = name
-		c.Dir = filepath.Join(dir, name)
-		switch name {
-		case "baseline":
-		case "loadshed":
-			c.Policy = replay.Faster(sample, timeScale)
-		default:
-			return fmt.Errorf("unknown scenario %q: want baseline or loadshed", name)
+	runs := make([][]replay.Scenario, 0, opts.repeat)
+	for i := range opts.repeat {
+		runDir := dir
+		if opts.repeat > 1 {
+			runDir = filepath.Join(dir, fmt.Sprintf("run-%d", i+1))
+			fmt.Printf("\nRun %d of %d\n", i+1, opts.repeat)
 		}
-		if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		done, err := runScenarios(ctx, configs, runDir, &stops)
+		if err != nil {
 			return err
 		}
+		runs = append(runs, done)
+	}
+	page, err := replay.WriteReport(dir, runs)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\n%s\nReport: %s (time series in %s, logs beside them)\n",
+		replay.Summary(runs), page, filepath.Join(dir, "timeline.csv"))
+	if cfg.Keep {
+		fmt.Println("The clusters are still running (--keep). Press Ctrl-C to stop them.")
+		<-ctx.Done()
+	}
+	return nil
+}
+
+// scenarioConfigs are the configurations of the scenarios named, in order.
+func scenarioConfigs(cfg replay.Config, opts options) ([]replay.Config, error) {
+	sample, err := replay.SamplePolicy(cfg.Root)
+	if err != nil {
+		return nil, err
+	}
+	var configs []replay.Config
+	for name := range strings.SplitSeq(opts.scenarios, ",") {
+		c, err := replay.ForScenario(cfg, name, sample, opts.timeScale)
+		if err != nil {
+			return nil, err
+		}
+		configs = append(configs, c)
+	}
+	return configs, nil
+}
+
+// logTo sends the libraries' own logs (envtest, client-go) to a file: the
+// terminal is for the progress lines. Call sync at the end.
+func logTo(path string) (sync func(), err error) {
+	logCfg := zap.NewDevelopmentConfig()
+	logCfg.Development = false
+	logCfg.OutputPaths = []string{path}
+	logCfg.ErrorOutputPaths = logCfg.OutputPaths
+	z, err := logCfg.Build()
+	if err != nil {
+		return nil, fmt.Errorf("opening the replay's log: %w", err)
+	}
+	ctrl.SetLogger(zapr.NewLogger(z))
+	klog.SetLogger(zapr.NewLogger(z))
+	return func() { _ = z.Sync() }, nil
+}
+
+// runScenarios runs each scenario once, its logs under dir/<name>; the
+// clusters kept (--keep) add their stop to stops.
+func runScenarios(ctx context.Context, configs []replay.Config, dir string, stops *[]func()) ([]replay.Scenario, error) {
+	var done []replay.Scenario
+	for _, c := range configs {
+		c.Dir = filepath.Join(dir, c.Name)
+		if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+			return nil, err
+		}
+		name := c.Name
 		c.OnCluster = func(kubeconfig string) {
 			if c.Keep {
 				fmt.Printf("[%-8s] the cluster is up: export KUBECONFIG=%s\n", name, kubeconfig)
@@ -119,22 +181,12 @@ func run(cfg replay.Config, assets, results, scenarios string, timeScale float64
 		}
 		res, err := replay.Run(ctx, c)
 		if err != nil {
-			return fmt.Errorf("scenario %s: %w (logs in %s)", name, err, c.Dir)
+			return nil, fmt.Errorf("scenario %s: %w (logs in %s)", name, err, c.Dir)
 		}
 		if res.Stop != nil {
-			stops = append(stops, res.Stop)
+			*stops = append(*stops, res.Stop)
 		}
 		done = append(done, res.Scenario)
 	}
-	page, err := replay.WriteReport(dir, done)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("\nWhat happened:\n%s\nScore:\n%s\nReport: %s (time series in %s, logs beside them)\n",
-		replay.Timeline(done), replay.ScoreTable(done), page, filepath.Join(dir, "timeline.csv"))
-	if cfg.Keep {
-		fmt.Println("The clusters are still running (--keep). Press Ctrl-C to stop them.")
-		<-ctx.Done()
-	}
-	return nil
+	return done, nil
 }

@@ -50,24 +50,43 @@ type Cluster struct {
 	env        *envtest.Environment
 	dir        string
 	kubeconfig string
-	procs      []*exec.Cmd
+	procs      []*component
+}
+
+// component is a process the cluster runs besides etcd and kube-apiserver.
+type component struct {
+	name, bin, log string
+	args           []string
+	cmd            *exec.Cmd
 }
 
 // Start starts the control plane and the components, and waits until
 // kube-apiserver answers. Stop it when done, also on error paths.
+//
+// kube-apiserver keeps its certificates and service-account keys in the
+// cluster's own directory, not in one that envtest makes and removes when
+// the server stops, so that RestartAPIServer brings it back with the same
+// port, serving certificate and keys: clients, and the tokens they hold,
+// go on working.
 func Start(opts Options) (*Cluster, error) {
 	if opts.Assets == "" {
 		return nil, errors.New("the control plane's binaries are not known: run hack/controlplane/ensure.sh")
 	}
-	env := &envtest.Environment{BinaryAssetsDirectory: opts.Assets, CRDDirectoryPaths: opts.CRDs, ErrorIfCRDPathMissing: len(opts.CRDs) > 0}
-	cfg, err := env.Start()
+	dir, err := os.MkdirTemp("", "loadshed-cluster-")
 	if err != nil {
-		return nil, fmt.Errorf("starting etcd and kube-apiserver: %w", err)
-	}
-	c := &Cluster{Config: cfg, env: env}
-	if c.dir, err = os.MkdirTemp("", "loadshed-cluster-"); err != nil {
-		_ = c.Stop()
 		return nil, err
+	}
+	certs := filepath.Join(dir, "kube-apiserver")
+	if err := os.Mkdir(certs, 0o700); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	env := &envtest.Environment{BinaryAssetsDirectory: opts.Assets, CRDDirectoryPaths: opts.CRDs, ErrorIfCRDPathMissing: len(opts.CRDs) > 0}
+	env.ControlPlane.APIServer = &envtest.APIServer{CertDir: certs}
+	c := &Cluster{env: env, dir: dir}
+	if c.Config, err = env.Start(); err != nil {
+		_ = c.Stop()
+		return nil, fmt.Errorf("starting etcd and kube-apiserver: %w", err)
 	}
 	user, err := env.AddUser(envtest.User{Name: "local-admin", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
@@ -84,6 +103,14 @@ func Start(opts Options) (*Cluster, error) {
 		_ = c.Stop()
 		return nil, err
 	}
+	if err := c.startComponents(opts); err != nil {
+		_ = c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) startComponents(opts Options) error {
 	logs := opts.Logs
 	if logs == "" {
 		logs = c.dir
@@ -91,15 +118,15 @@ func Start(opts Options) (*Cluster, error) {
 	for _, name := range opts.Components {
 		args, err := c.argsFor(name, opts.Assets)
 		if err != nil {
-			_ = c.Stop()
-			return nil, err
+			return err
 		}
-		if err := c.run(filepath.Join(opts.Assets, name), args, filepath.Join(logs, name+".log")); err != nil {
-			_ = c.Stop()
-			return nil, err
+		p := &component{name: name, bin: filepath.Join(opts.Assets, name), args: args, log: filepath.Join(logs, name+".log")}
+		if err := p.start(); err != nil {
+			return err
 		}
+		c.procs = append(c.procs, p)
 	}
-	return c, nil
+	return nil
 }
 
 // Kubeconfig is the path of an admin kubeconfig for the cluster.
@@ -133,21 +160,51 @@ func (c *Cluster) argsFor(name, assets string) ([]string, error) {
 	return nil, fmt.Errorf("unknown component %q", name)
 }
 
-func (c *Cluster) run(bin string, args []string, logPath string) error {
-	if _, err := os.Stat(bin); err != nil {
-		return fmt.Errorf("%s is missing (run hack/controlplane/ensure.sh): %w", filepath.Base(bin), err)
+// start starts the component, appending to its log.
+func (p *component) start() error {
+	if _, err := os.Stat(p.bin); err != nil {
+		return fmt.Errorf("%s is missing (run hack/controlplane/ensure.sh): %w", p.name, err)
 	}
-	log, err := os.Create(logPath)
+	log, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(bin, args...)
+	// The process gets its own copy of the log's descriptor.
+	defer func() { _ = log.Close() }()
+	cmd := exec.Command(p.bin, p.args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
-		_ = log.Close()
-		return fmt.Errorf("starting %s: %w", filepath.Base(bin), err)
+		return fmt.Errorf("starting %s: %w", p.name, err)
 	}
-	c.procs = append(c.procs, cmd)
+	p.cmd = cmd
+	return nil
+}
+
+// Restart stops a component (interrupting it, as a rolling update of its
+// Pod would) and starts it again with the same flags. It returns once the
+// new process has started, not once it is ready.
+func (c *Cluster) Restart(name string) error {
+	for _, p := range c.procs {
+		if p.name == name {
+			StopProcess(p.cmd)
+			return p.start()
+		}
+	}
+	return fmt.Errorf("the cluster does not run %s", name)
+}
+
+// RestartAPIServer stops kube-apiserver and starts it again on the same
+// port, with the same etcd, certificates and service-account keys, and
+// waits until it reports healthy. Its clients see their connections
+// dropped and relist; its metrics start again from zero.
+func (c *Cluster) RestartAPIServer() error {
+	s := c.env.ControlPlane.GetAPIServer()
+	if err := s.Stop(); err != nil {
+		return fmt.Errorf("stopping kube-apiserver: %w", err)
+	}
+	if err := s.Start(); err != nil {
+		return fmt.Errorf("starting kube-apiserver again: %w", err)
+	}
 	return nil
 }
 
@@ -155,7 +212,9 @@ func (c *Cluster) run(bin string, args []string, logPath string) error {
 // temporary files.
 func (c *Cluster) Stop() error {
 	for i := len(c.procs) - 1; i >= 0; i-- {
-		StopProcess(c.procs[i])
+		if c.procs[i].cmd != nil {
+			StopProcess(c.procs[i].cmd)
+		}
 	}
 	c.procs = nil
 	err := c.env.Stop()

@@ -8,10 +8,12 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 )
 
@@ -37,7 +39,7 @@ func runningPods(ctx context.Context, cs *kubernetes.Clientset, want int) func(c
 // TestADaemonSetGetsRunningPodsOnFakeNodes: with kube-controller-manager,
 // kube-scheduler and kwok, a DaemonSet's pods reach Running on every fake
 // Node, a node selector no Node matches removes them, and removing it
-// brings them back.
+// brings them back, also after kube-controller-manager restarted.
 func TestADaemonSetGetsRunningPodsOnFakeNodes(t *testing.T) {
 	c, err := Start(Options{Assets: assets(t), Components: []string{"kube-controller-manager", "kube-scheduler", "kwok"}})
 	if err != nil {
@@ -102,6 +104,55 @@ func TestADaemonSetGetsRunningPodsOnFakeNodes(t *testing.T) {
 	}
 	set(map[string]string{"loadshed.io/paused": "test"})
 	poll("every pod gone after a pause", runningPods(ctx, cs, 0))
+	// The restore is up to a kube-controller-manager started again.
+	if err := c.Restart("kube-controller-manager"); err != nil {
+		t.Fatal(err)
+	}
 	set(nil)
 	poll(fmt.Sprintf("%d pods Running again", nodes), runningPods(ctx, cs, nodes))
+}
+
+// TestTheAPIServerRestartsOnItsPortWithItsCertificates: after
+// RestartAPIServer the admin's config (the same port and serving CA) and a
+// ServiceAccount token issued before the restart still work, and what was
+// stored before is still there.
+func TestTheAPIServerRestartsOnItsPortWithItsCertificates(t *testing.T) {
+	c, err := Start(Options{Assets: assets(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := c.Stop(); err != nil {
+			t.Errorf("stopping: %v", err)
+		}
+	}()
+	ctx := context.Background()
+	admin := kubernetes.NewForConfigOrDie(c.Config)
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: metav1.NamespaceDefault, Name: "before"}}
+	if _, err := admin.CoreV1().ServiceAccounts(sa.Namespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := admin.CoreV1().ServiceAccounts(sa.Namespace).CreateToken(ctx, sa.Name, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenCfg := rest.AnonymousClientConfig(c.Config)
+	tokenCfg.BearerToken = tr.Status.Token
+	asSA := kubernetes.NewForConfigOrDie(tokenCfg)
+
+	start := time.Now()
+	if err := c.RestartAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kube-apiserver restarted in %v", time.Since(start).Round(10*time.Millisecond))
+	if _, err := admin.CoreV1().ServiceAccounts(sa.Namespace).Get(ctx, sa.Name, metav1.GetOptions{}); err != nil {
+		t.Errorf("the admin's config after the restart: %v", err)
+	}
+	review, err := asSA.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("a token issued before the restart: %v", err)
+	}
+	if want := "system:serviceaccount:default:before"; review.Status.UserInfo.Username != want {
+		t.Errorf("the token authenticates as %q, want %q", review.Status.UserInfo.Username, want)
+	}
 }

@@ -47,12 +47,20 @@ type Work struct {
 	Path string
 	// Rate is requests per second per agent.
 	Rate float64
+	// List says that Path is a LIST: its requests count in Counts.Lists,
+	// the agents' offered load.
+	List bool
 }
 
 // Counts are what the agents did so far.
 type Counts struct {
-	Running   int64
-	Requests  int64
+	Running  int64
+	Requests int64
+	// Lists are the requests sent while the work was a LIST (each once:
+	// client-go's own retries of a 429 are not counted again); Bytes is
+	// every response body byte read, counted as it arrives.
+	Lists     int64
+	Bytes     int64
 	Errors    int64
 	Throttled int64
 }
@@ -61,7 +69,8 @@ type Counts struct {
 // deleted its agent stops, and when a pod comes back so does its agent.
 // Each agent authenticates as the pod's ServiceAccount with a token bound
 // to the pod (from the TokenRequest API), asks for protobuf and discards
-// the body, so that the API server, not this process, does the work.
+// the body (counting its bytes), so that the API server, not this process,
+// does the work.
 type Agents struct {
 	admin   kubernetes.Interface
 	base    *rest.Config
@@ -71,7 +80,7 @@ type Agents struct {
 	wg      sync.WaitGroup
 	work    atomic.Pointer[Work]
 
-	requests, errors, throttled atomic.Int64
+	requests, lists, bytes, errors, throttled atomic.Int64
 }
 
 // NewAgents returns agents for the pods admin can see; base is the API
@@ -208,6 +217,9 @@ func (a *Agents) agent(ctx context.Context, pod *corev1.Pod) {
 			continue
 		}
 		path := strings.ReplaceAll(w.Path, "{node}", pod.Spec.NodeName)
+		if w.List {
+			a.lists.Add(1)
+		}
 		inflight.Go(func() {
 			defer func() { <-slots }()
 			a.get(ctx, cs, path)
@@ -215,7 +227,8 @@ func (a *Agents) agent(ctx context.Context, pod *corev1.Pod) {
 	}
 }
 
-// get sends one request, reads the body and throws it away.
+// get sends one request, reads the body, counting its bytes, and throws it
+// away.
 func (a *Agents) get(ctx context.Context, cs kubernetes.Interface, path string) {
 	a.requests.Add(1)
 	body, err := cs.CoreV1().RESTClient().Get().AbsPath(path).Stream(ctx)
@@ -225,8 +238,16 @@ func (a *Agents) get(ctx context.Context, cs kubernetes.Interface, path string) 
 		}
 		return
 	}
-	_, _ = io.Copy(io.Discard, body)
+	_, _ = io.Copy(countingWriter{&a.bytes}, body)
 	_ = body.Close()
+}
+
+// countingWriter counts what is written to it and throws it away.
+type countingWriter struct{ n *atomic.Int64 }
+
+func (w countingWriter) Write(p []byte) (int, error) {
+	w.n.Add(int64(len(p)))
+	return len(p), nil
 }
 
 // period is the time between two requests of one agent.
@@ -243,10 +264,12 @@ func (a *Agents) Counts() Counts {
 	a.mu.Lock()
 	running := int64(len(a.running))
 	a.mu.Unlock()
-	return Counts{Running: running, Requests: a.requests.Load(), Errors: a.errors.Load(), Throttled: a.throttled.Load()}
+	return Counts{Running: running, Requests: a.requests.Load(), Lists: a.lists.Load(), Bytes: a.bytes.Load(),
+		Errors: a.errors.Load(), Throttled: a.throttled.Load()}
 }
 
 // String describes counts for logs.
 func (c Counts) String() string {
-	return fmt.Sprintf("%d agents, %d requests, %d errors, %d HTTP 429", c.Running, c.Requests, c.Errors, c.Throttled)
+	return fmt.Sprintf("%d agents, %d requests (%d LISTs), %d bytes read, %d errors, %d HTTP 429",
+		c.Running, c.Requests, c.Lists, c.Bytes, c.Errors, c.Throttled)
 }

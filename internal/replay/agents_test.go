@@ -62,7 +62,7 @@ func TestAgentsFollowTheDaemonSetsPods(t *testing.T) {
 	create(err)
 
 	agents := NewAgents(cs, c.Config, AgentOptions{Namespace: "telemetry", Selector: "app=agent", ServiceAccount: "agent",
-		Work: Work{Path: "/api/v1/pods", Rate: 20}})
+		Work: Work{Path: "/api/v1/pods", Rate: 20, List: true}})
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { agents.Run(runCtx); close(done) }()
@@ -81,6 +81,9 @@ func TestAgentsFollowTheDaemonSetsPods(t *testing.T) {
 	until(fmt.Sprintf("%d agents list pods", nodes), func(n Counts) bool { return n.Running == nodes && n.Requests > 3*nodes })
 	if n := agents.Counts(); n.Errors != 0 {
 		t.Errorf("the agents' requests failed: %v", n)
+	}
+	if n := agents.Counts(); n.Lists == 0 || n.Lists > n.Requests || n.Bytes == 0 {
+		t.Errorf("want every LIST counted and the bytes read: %v", n)
 	}
 
 	setSelector := func(sel map[string]string) {
@@ -106,9 +109,15 @@ func TestAgentsFollowTheDaemonSetsPods(t *testing.T) {
 	// only works if the path names a real one.
 	agents.Set(Work{Path: "/api/v1/nodes/{node}", Rate: 20})
 	before = agents.Counts().Requests
+	lists := agents.Counts().Lists
 	until("the agents GET their Nodes", func(n Counts) bool { return n.Requests > before+3*nodes })
 	if n := agents.Counts(); n.Errors != 0 {
 		t.Errorf("GETting their own Nodes failed: %v", n)
+	}
+	// An agent that read its work just before the change may count one
+	// more LIST.
+	if n := agents.Counts(); n.Lists > lists+nodes {
+		t.Errorf("GETs counted as LISTs: %d LISTs before, %v", lists, n)
 	}
 	// Rate 0: idle. Requests are counted when sent: after a moment, none.
 	agents.Set(Work{})

@@ -34,6 +34,22 @@ type apiMetrics struct {
 	OperatorRequests float64
 }
 
+// counter totals a cumulative metric across its resets: a restarted API
+// server counts from zero again.
+type counter struct{ base, last float64 }
+
+// observe takes a new reading and returns the total so far.
+func (c *counter) observe(v float64) float64 {
+	if v < c.last {
+		c.base += c.last
+	}
+	c.last = v
+	return c.base + v
+}
+
+// total is the total so far.
+func (c *counter) total() float64 { return c.base + c.last }
+
 // metricsReader scrapes kube-apiserver's /metrics as the cluster admin
 // (exempt from APF, so it sees the server even when it is saturated).
 type metricsReader struct {

@@ -76,13 +76,13 @@ func TestScoreOf(t *testing.T) {
 func TestTheReportCarriesEverySecondAndAction(t *testing.T) {
 	scenarios := []Scenario{timeline("baseline", false), timeline("loadshed", true)}
 	var csvOut, html bytes.Buffer
-	if err := WriteCSV(&csvOut, scenarios); err != nil {
+	if err := WriteCSV(&csvOut, [][]Scenario{scenarios}); err != nil {
 		t.Fatal(err)
 	}
 	if lines := strings.Count(csvOut.String(), "\n"); lines != 1+2*60 {
 		t.Errorf("the CSV has %d lines, want a header and 120 rows", lines)
 	}
-	if err := WriteHTML(&html, scenarios); err != nil {
+	if err := WriteHTML(&html, [][]Scenario{scenarios}); err != nil {
 		t.Fatal(err)
 	}
 	page := html.String()
@@ -105,7 +105,7 @@ func TestTheReportCarriesEverySecondAndAction(t *testing.T) {
 
 func TestWriteReportWritesThePageTheSeriesAndTheSummary(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "run")
-	page, err := WriteReport(dir, []Scenario{timeline("baseline", false), timeline("loadshed", true)})
+	page, err := WriteReport(dir, [][]Scenario{{timeline("baseline", false), timeline("loadshed", true)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,6 +124,86 @@ func TestWriteReportWritesThePageTheSeriesAndTheSummary(t *testing.T) {
 	for _, name := range []string{"report.html", "timeline.csv"} {
 		if st, err := os.Stat(filepath.Join(dir, name)); err != nil || st.Size() == 0 {
 			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestFalseActionsAreCountedInBenignScenariosOnly(t *testing.T) {
+	benign := func(events ...Event) Scenario {
+		s := timeline("drain", false)
+		s.Burst, s.Events = "drain", events
+		return s
+	}
+	for _, tc := range []struct {
+		name                    string
+		s                       Scenario
+		wantThrottles, wantPaus int
+	}{
+		{"a flood's actions are not false", timeline("loadshed", true), -1, -1},
+		{"a quiet burst makes no mistake", benign(), 0, 0},
+		{"a throttle and a pause are counted",
+			benign(at(12*time.Second, "Throttled"), at(15*time.Second, "Paused")), 1, 1},
+		{"a pause again after a restore counts as a pause",
+			benign(at(15*time.Second, "Paused"), at(30*time.Second, "RestoreStarted"), at(35*time.Second, "Repaused")), 0, 2},
+		{"what dryRun would have done is not done",
+			benign(at(12*time.Second, "WouldThrottled"), at(15*time.Second, "WouldPaused")), 0, 0},
+		{"other events are not actions",
+			benign(at(12*time.Second, "TriggerFired"), at(15*time.Second, "TriggerCleared")), 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := ScoreOf(tc.s)
+			if sc.FalseThrottles != tc.wantThrottles || sc.FalsePauses != tc.wantPaus {
+				t.Errorf("false throttles %d, false pauses %d; want %d and %d", sc.FalseThrottles, sc.FalsePauses, tc.wantThrottles, tc.wantPaus)
+			}
+		})
+	}
+}
+
+func TestTheScoreTableShowsWhatAppliesToEachScenario(t *testing.T) {
+	drain := timeline("drain", false)
+	drain.Burst = "drain"
+	drain.Events = []Event{at(15*time.Second, "Paused")}
+	table := ScoreTable([]Scenario{timeline("baseline", false), drain})
+	for _, tc := range []struct{ row, want string }{
+		{"time to throttle (flood to throttle)", "never -"},
+		{"false pauses (benign burst)", "- 1"},
+		{"false throttles (benign burst)", "- 0"},
+		{"offered load: agents' LISTs/s", "0.0 -"},
+	} {
+		line := ""
+		for _, l := range strings.Split(table, "\n") {
+			if strings.HasPrefix(l, tc.row) {
+				line = strings.Join(strings.Fields(strings.TrimPrefix(l, tc.row)), " ")
+			}
+		}
+		if line != tc.want {
+			t.Errorf("row %q reads %q, want %q:\n%s", tc.row, line, tc.want, table)
+		}
+	}
+}
+
+func TestTheReportOfRepeatedRunsHasEachRunAndTheTableAcrossThem(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	runs := [][]Scenario{
+		{timeline("baseline", false), timeline("loadshed", true)},
+		{timeline("baseline", false), timeline("loadshed", true)},
+	}
+	if _, err := WriteReport(dir, runs); err != nil {
+		t.Fatal(err)
+	}
+	for file, wants := range map[string][]string{
+		"summary.txt":  {"Run 1 of 2:", "Run 2 of 2:", "Across the 2 runs:", "runs in which loadshed paused"},
+		"report.html":  {"<h2>baseline, run 1</h2>", "<h2>loadshed, run 2</h2>", "median (min–max) of 2 runs"},
+		"timeline.csv": {"run,scenario,second", "\n2,loadshed,59,"},
+	} {
+		got, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range wants {
+			if !strings.Contains(string(got), want) {
+				t.Errorf("%s lacks %q", file, want)
+			}
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
+	"github.com/loadshed/loadshed/internal/cpunoise"
 	"github.com/loadshed/loadshed/internal/localcluster"
 	"github.com/loadshed/loadshed/internal/operator"
 )
@@ -32,6 +33,10 @@ const (
 	PhaseRelapse = "relapse"
 	// PhaseFixed: the configuration fix is out; the agents behave again.
 	PhaseFixed = "fixed"
+	// PhaseBurst: a benign burst of load is under way; the agents behave.
+	PhaseBurst = "burst"
+	// PhaseTail: after a benign burst.
+	PhaseTail = "tail"
 )
 
 // Replay's own timeline events (the operator's are its Event reasons).
@@ -71,6 +76,17 @@ type Config struct {
 	// Policy, when set, is created with the operator running before the
 	// timeline starts; the baseline has none (and no operator).
 	Policy *v1alpha1.LoadShedPolicy
+	// Burst, when set, plays a benign burst of load instead of the flood:
+	// the agents behave all along, the burst starts at the end of the
+	// quiet phase, its phase lasts until it is done but at least BurstFor,
+	// and Tail follows it. FixAfter and HoldFixForRelapse do not apply.
+	Burst Burst
+	// BurstFor is the burst phase's least length; DefaultBurstFor when
+	// unset.
+	BurstFor time.Duration
+	// CPUNoise is how many cores' worth of CPU a competing process burns
+	// during the timeline (1.0 is one core); 0 for none.
+	CPUNoise float64
 	// Progress receives a line per second and the operator's actions as
 	// they happen; nil for silence.
 	Progress io.Writer
@@ -111,7 +127,13 @@ type Result struct {
 // recording a sample per second, then deletes the policy and checks what
 // is left. It stops everything it started unless cfg.Keep.
 func Run(ctx context.Context, cfg Config) (res *Result, err error) {
+	if cfg.BurstFor <= 0 {
+		cfg.BurstFor = DefaultBurstFor
+	}
 	r := &runner{cfg: cfg, res: &Result{Scenario: Scenario{Name: cfg.Name, FloodStart: cfg.Quiet}}}
+	if cfg.Burst != nil {
+		r.res.Burst = cfg.Burst.Name()
+	}
 	defer func() {
 		if err != nil || !cfg.Keep {
 			r.stopAll()
@@ -142,6 +164,12 @@ type runner struct {
 	metrics *metricsReader
 	op      *Operator
 	agents  *Agents
+	// noise is the CPU noise's binary, when there is noise.
+	noise string
+	// opRequests totals the operator's requests across API server restarts.
+	opRequests counter
+	// counted is what the agents had done at the last sample.
+	counted Counts
 }
 
 func (r *runner) stopAll() {
@@ -161,37 +189,10 @@ func (r *runner) say(format string, args ...any) {
 func (r *runner) setUp(ctx context.Context) error {
 	cfg := r.cfg
 	began := time.Now()
-	c, err := localcluster.Start(localcluster.Options{
-		Assets:     cfg.Assets,
-		CRDs:       []string{filepath.Join(cfg.Root, "config", "crd", "bases")},
-		Components: []string{"kube-controller-manager", "kube-scheduler", "kwok"},
-		Logs:       cfg.Dir,
-	})
-	if err != nil {
+	if err := r.startCluster(); err != nil {
 		return err
 	}
-	r.cluster = c
-	r.stops = append(r.stops, func() {
-		if err := c.Stop(); err != nil {
-			r.say("stopping the cluster: %v", err)
-		}
-	})
-	if cfg.OnCluster != nil {
-		cfg.OnCluster(c.Kubeconfig())
-	}
-	scheme, err := operator.Scheme()
-	if err != nil {
-		return err
-	}
-	if r.admin, err = client.New(c.Config, client.Options{Scheme: scheme}); err != nil {
-		return err
-	}
-	if r.cs, err = kubernetes.NewForConfig(c.Config); err != nil {
-		return err
-	}
-	if r.metrics, err = newMetricsReader(c.Config); err != nil {
-		return err
-	}
+	c := r.cluster
 	r.say("control plane up in %v; adding %d nodes and %d ConfigMaps of %d bytes",
 		time.Since(began).Round(100*time.Millisecond), cfg.Nodes, cfg.ConfigMaps, cfg.ConfigMapBytes)
 	if err := c.AddNodes(ctx, cfg.Nodes); err != nil {
@@ -211,6 +212,9 @@ func (r *runner) setUp(ctx context.Context) error {
 		return err
 	}
 	r.res.TemplateBefore = *ds.Spec.Template.DeepCopy()
+	if err := r.prepareExtras(ctx); err != nil {
+		return err
+	}
 	if cfg.Policy != nil {
 		if err := r.startOperator(ctx); err != nil {
 			return err
@@ -221,6 +225,63 @@ func (r *runner) setUp(ctx context.Context) error {
 		Work: Work{Path: normalPath, Rate: normalRate}, Parallel: cfg.AgentParallel})
 	r.say("world ready in %v: %d nodes, a telemetry agent on each", time.Since(began).Round(100*time.Millisecond), cfg.Nodes)
 	return nil
+}
+
+// startCluster starts the cluster and the replay's admin clients.
+func (r *runner) startCluster() error {
+	c, err := localcluster.Start(localcluster.Options{
+		Assets:     r.cfg.Assets,
+		CRDs:       []string{filepath.Join(r.cfg.Root, "config", "crd", "bases")},
+		Components: []string{"kube-controller-manager", "kube-scheduler", "kwok"},
+		Logs:       r.cfg.Dir,
+	})
+	if err != nil {
+		return err
+	}
+	r.cluster = c
+	r.stops = append(r.stops, func() {
+		if err := c.Stop(); err != nil {
+			r.say("stopping the cluster: %v", err)
+		}
+	})
+	if r.cfg.OnCluster != nil {
+		r.cfg.OnCluster(c.Kubeconfig())
+	}
+	scheme, err := operator.Scheme()
+	if err != nil {
+		return err
+	}
+	if r.admin, err = client.New(c.Config, client.Options{Scheme: scheme}); err != nil {
+		return err
+	}
+	if r.cs, err = kubernetes.NewForConfig(c.Config); err != nil {
+		return err
+	}
+	r.metrics, err = newMetricsReader(c.Config)
+	return err
+}
+
+// prepareExtras builds what the burst needs, and the CPU noise's binary.
+func (r *runner) prepareExtras(ctx context.Context) error {
+	if r.cfg.Burst != nil {
+		if err := r.cfg.Burst.Prepare(ctx, r.burstEnv()); err != nil {
+			return fmt.Errorf("preparing the %s burst: %w", r.cfg.Burst.Name(), err)
+		}
+	}
+	if r.cfg.CPUNoise > 0 {
+		bin, err := cpunoise.Build(ctx, r.cfg.Root, r.cfg.Dir)
+		if err != nil {
+			return err
+		}
+		r.noise = bin
+	}
+	return nil
+}
+
+// burstEnv is what the scenario's burst works with.
+func (r *runner) burstEnv() *BurstEnv {
+	return &BurstEnv{Admin: r.cs, Client: r.admin, Base: r.cluster.Config, Cluster: r.cluster,
+		Nodes: r.cfg.Nodes, For: r.cfg.BurstFor, Say: r.say}
 }
 
 func (r *runner) agentPodsRunning(ctx context.Context) (bool, error) {
@@ -278,62 +339,90 @@ func (r *runner) observe(ctx context.Context, start time.Time, snap *snapshot) {
 	if r.cfg.Policy != nil {
 		events = newEventWatcher(r.cfg.Policy.Name, start)
 	}
-	go r.observeMetrics(ctx, snap)
-	var lastNext time.Time
-	wasPaused := false
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { r.observeMetrics(ctx, snap) })
+	var pauses pauseTracker
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		readCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		st, sErr := readState(readCtx, r.admin)
-		var evs []Event
-		var p *v1alpha1.LoadShedPolicy
-		if events != nil {
-			evs, _ = events.poll(readCtx, r.admin)
-			p = &v1alpha1.LoadShedPolicy{}
-			if err := r.admin.Get(readCtx, client.ObjectKeyFromObject(r.cfg.Policy), p); err != nil {
-				p = nil
-			}
-		}
+		o := r.read(readCtx, events)
 		cancel()
 		snap.mu.Lock()
-		if sErr == nil {
-			snap.state = st
-			// A pause begins when the DaemonSet becomes paused, or when a
-			// relapse sets a new next restore time.
-			paused := st.Paused && st.Wave == 0
-			if paused && (!wasPaused || !st.nextRestore.Equal(lastNext)) {
-				rec := PauseRecord{At: time.Since(start), Attempt: st.attempt}
-				if !st.nextRestore.IsZero() {
-					rec.Backoff = max(time.Until(st.nextRestore).Round(time.Second), 0)
-				}
-				r.res.Pauses = append(r.res.Pauses, rec)
-			}
-			wasPaused, lastNext = paused, st.nextRestore
-		}
-		if p != nil {
-			snap.worst = p.Status.WorstSignal
-			if len(r.res.Offenders) == 0 && len(p.Status.Offenders) > 0 &&
-				(p.Status.Phase == v1alpha1.PhaseTriggered || p.Status.Phase == v1alpha1.PhaseShedding) {
-				r.res.Offenders = p.Status.Offenders
-			}
-		}
-		for _, e := range evs {
-			switch e.Reason {
-			case "RestoreStarted":
-				snap.relapsed = true
-			case "Repaused":
-				snap.repaused = true
-			}
-			r.res.Events = append(r.res.Events, e)
-			r.say("t=%4ds %-16s %s", int(e.At/time.Second), e.Reason, e.Note)
-		}
+		r.note(o, snap, &pauses, start)
 		snap.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
+	}
+}
+
+// observation is one read of loadshed's objects, the policy and its
+// Events; what failed to read is left out.
+type observation struct {
+	state   clusterState
+	stateOK bool
+	policy  *v1alpha1.LoadShedPolicy
+	events  []Event
+}
+
+func (r *runner) read(ctx context.Context, events *eventWatcher) observation {
+	var o observation
+	var err error
+	o.state, err = readState(ctx, r.admin)
+	o.stateOK = err == nil
+	if events != nil {
+		o.events, _ = events.poll(ctx, r.admin)
+		p := &v1alpha1.LoadShedPolicy{}
+		if err := r.admin.Get(ctx, client.ObjectKeyFromObject(r.cfg.Policy), p); err == nil {
+			o.policy = p
+		}
+	}
+	return o
+}
+
+// pauseTracker tells a new pause from one already seen.
+type pauseTracker struct {
+	wasPaused bool
+	lastNext  time.Time
+}
+
+// note records an observation into snap and the result; snap is locked.
+func (r *runner) note(o observation, snap *snapshot, pauses *pauseTracker, start time.Time) {
+	if o.stateOK {
+		st := o.state
+		snap.state = st
+		// A pause begins when the DaemonSet becomes paused, or when a
+		// relapse sets a new next restore time.
+		paused := st.Paused && st.Wave == 0
+		if paused && (!pauses.wasPaused || !st.nextRestore.Equal(pauses.lastNext)) {
+			rec := PauseRecord{At: time.Since(start), Attempt: st.attempt}
+			if !st.nextRestore.IsZero() {
+				rec.Backoff = max(time.Until(st.nextRestore).Round(time.Second), 0)
+			}
+			r.res.Pauses = append(r.res.Pauses, rec)
+		}
+		pauses.wasPaused, pauses.lastNext = paused, st.nextRestore
+	}
+	if p := o.policy; p != nil {
+		snap.worst = p.Status.WorstSignal
+		if len(r.res.Offenders) == 0 && len(p.Status.Offenders) > 0 &&
+			(p.Status.Phase == v1alpha1.PhaseTriggered || p.Status.Phase == v1alpha1.PhaseShedding) {
+			r.res.Offenders = p.Status.Offenders
+		}
+	}
+	for _, e := range o.events {
+		switch e.Reason {
+		case actionRestoreStarted:
+			snap.relapsed = true
+		case actionRepaused:
+			snap.repaused = true
+		}
+		r.res.Events = append(r.res.Events, e)
+		r.say("t=%4ds %-16s %s", int(e.At/time.Second), e.Reason, e.Note)
 	}
 }
 
@@ -349,6 +438,7 @@ func (r *runner) observeMetrics(ctx context.Context, snap *snapshot) {
 		if err == nil {
 			snap.mu.Lock()
 			snap.metrics = m
+			r.opRequests.observe(m.OperatorRequests)
 			snap.mu.Unlock()
 		}
 		select {
@@ -358,9 +448,10 @@ func (r *runner) observeMetrics(ctx context.Context, snap *snapshot) {
 	}
 }
 
-// play runs the timeline: quiet, flood (and relapse), fixed.
+// play runs the timeline: quiet, then the flood (and relapse) and the fix,
+// or a burst; then the tail. The agents, the innocent clients, the
+// observer and the CPU noise run all along.
 func (r *runner) play(ctx context.Context) error {
-	cfg := r.cfg
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	runCtx, cancel := context.WithCancel(ctx)
@@ -369,31 +460,47 @@ func (r *runner) play(ctx context.Context) error {
 	// The timeline starts with every agent running.
 	wg.Go(func() { r.agents.Run(runCtx) })
 	err := r.waitFor(ctx, "an agent per pod", time.Minute, func(context.Context) (bool, error) {
-		return r.agents.Counts().Running >= int64(cfg.Nodes), nil
+		return r.agents.Counts().Running >= int64(r.cfg.Nodes), nil
 	})
 	if err != nil {
 		return err
+	}
+	if r.noise != "" {
+		noise, err := cpunoise.Start(runCtx, r.noise, r.cfg.CPUNoise)
+		if err != nil {
+			return err
+		}
+		defer noise.Stop()
 	}
 	start := time.Now()
 	rec := NewRecorder(start)
 	innocentErrs := make(chan error, 2)
 	wg.Go(func() {
-		innocentErrs <- RunDNSLike(runCtx, r.cs, r.cluster.Config, dnsServiceAccount, cfg.Innocent, rec)
+		innocentErrs <- RunDNSLike(runCtx, r.cs, r.cluster.Config, dnsServiceAccount, r.cfg.Innocent, rec)
 	})
 	wg.Go(func() {
-		innocentErrs <- RunControllerLike(runCtx, r.cs, r.cluster.Config, shopNamespace, controllerServiceAccount, cfg.Innocent, rec)
+		innocentErrs <- RunControllerLike(runCtx, r.cs, r.cluster.Config, shopNamespace, controllerServiceAccount, r.cfg.Innocent, rec)
 	})
 	snap := &snapshot{}
 	wg.Go(func() { r.observe(runCtx, start, snap) })
+	ld := r.newLoad(runCtx, snap)
+	defer ld.stop()
+	r.counted = r.agents.Counts()
+	if err := r.tick(ctx, start, ld, snap, rec, innocentErrs); err != nil {
+		return err
+	}
+	ld.stop()
+	cancel()
+	wg.Wait()
+	r.finish(rec, snap)
+	return nil
+}
 
-	fixAt := cfg.Quiet + cfg.FixAfter
-	var fixedAt time.Duration
-	flooding, fixed := false, false
+// tick steps the load and records a sample every second until the load
+// says the timeline is over.
+func (r *runner) tick(ctx context.Context, start time.Time, ld load, snap *snapshot, rec *Recorder, innocentErrs <-chan error) error {
 	for s := 0; ; s++ {
 		at := time.Duration(s) * time.Second
-		if fixed && at >= fixedAt+cfg.Tail {
-			break
-		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -403,50 +510,53 @@ func (r *runner) play(ctx context.Context) error {
 			}
 		case <-time.After(time.Until(start.Add(at))):
 		}
-		if !flooding && at >= cfg.Quiet {
-			flooding = true
-			if err := r.configure(ctx, modeMisconfigure, Work{Path: floodPath, Rate: cfg.AgentRate}); err != nil {
-				return err
-			}
-			r.addEvent(snap, at, EventFloodStarted, fmt.Sprintf("the agents' new configuration lists every ConfigMap %.1f times a second", cfg.AgentRate))
+		phase, done, err := ld.step(ctx, at)
+		if err != nil {
+			return err
 		}
-		snap.mu.Lock()
-		repaused := snap.repaused
-		snap.mu.Unlock()
-		if !fixed && at >= fixAt && (!cfg.HoldFixForRelapse || repaused || at >= fixAt+cfg.FixAfter) {
-			fixed, fixedAt = true, at
-			if err := r.configure(ctx, modeNormal, Work{Path: normalPath, Rate: normalRate}); err != nil {
-				return err
-			}
-			r.addEvent(snap, at, EventConfigFixed, "the configuration fix is out: the agents read their own Node only")
+		if done {
+			return nil
 		}
-		snap.mu.Lock()
-		sample := Sample{At: at, Inflight: snap.metrics.Inflight, Paused: b2i(snap.state.Paused), Throttled: snap.state.Throttled}
-		relapsed, worst := snap.relapsed, snap.worst
-		snap.mu.Unlock()
-		switch {
-		case fixed:
-			sample.Phase = PhaseFixed
-		case flooding && relapsed:
-			sample.Phase = PhaseRelapse
-		case flooding:
-			sample.Phase = PhaseFlood
-		default:
-			sample.Phase = PhaseQuiet
-		}
-		r.res.Samples = append(r.res.Samples, sample)
-		prev := Second{}
-		if s > 0 {
-			prev = rec.Second(s - 1)
-		}
-		n := r.agents.Counts()
-		r.say("t=%4ds %-7s inflight %4.0f  innocent p99 %6s err %d/%-3d  paused %d throttled %d  agents %d  %s",
-			s, sample.Phase, sample.Inflight, prev.P99.Round(time.Millisecond), prev.Errors, prev.Requests,
-			sample.Paused, sample.Throttled, n.Running, worst)
+		r.record(s, phase, snap, rec)
 	}
-	cancel()
-	wg.Wait()
+}
+
+// record appends second s's sample, gives the second before it what the
+// agents did in it, and prints the progress line.
+func (r *runner) record(s int, phase string, snap *snapshot, rec *Recorder) {
+	at := time.Duration(s) * time.Second
+	n := r.agents.Counts()
+	r.countAgents(n)
+	snap.mu.Lock()
+	sample := Sample{At: at, Phase: phase, Inflight: snap.metrics.Inflight, Paused: b2i(snap.state.Paused),
+		Throttled: snap.state.Throttled, AgentsRunning: int(n.Running)}
+	worst := snap.worst
+	snap.mu.Unlock()
+	r.res.Samples = append(r.res.Samples, sample)
+	prev, lists := Second{}, int64(0)
+	if s > 0 {
+		prev = rec.Second(s - 1)
+		lists = r.res.Samples[s-1].AgentLists
+	}
+	r.say("t=%4ds %-7s inflight %4.0f  innocent p99 %6s err %d/%-3d  paused %d throttled %d  agents %d LIST/s %d  %s",
+		s, sample.Phase, sample.Inflight, prev.P99.Round(time.Millisecond), prev.Errors, prev.Requests,
+		sample.Paused, sample.Throttled, n.Running, lists, worst)
+}
+
+// countAgents gives the last sample what the agents did since it began.
+func (r *runner) countAgents(n Counts) {
+	if k := len(r.res.Samples); k > 0 {
+		x := &r.res.Samples[k-1]
+		x.AgentLists, x.AgentBytes = n.Lists-r.counted.Lists, n.Bytes-r.counted.Bytes
+	}
+	r.counted = n
+}
+
+// finish gives the samples the innocent clients' figures and records what
+// the timeline ended with.
+func (r *runner) finish(rec *Recorder, snap *snapshot) {
 	r.res.Agents = r.agents.Counts()
+	r.countAgents(r.res.Agents)
 	for i, sec := range rec.Seconds() {
 		if i < len(r.res.Samples) {
 			x := &r.res.Samples[i]
@@ -454,7 +564,6 @@ func (r *runner) play(ctx context.Context) error {
 		}
 	}
 	r.res.PausedAtEnd = snap.state.Paused
-	return nil
 }
 
 func b2i(b bool) int {
@@ -493,8 +602,9 @@ func (r *runner) tearDown(ctx context.Context) error {
 	if r.op != nil {
 		stats := &OperatorStats{}
 		if m, err := r.metrics.read(ctx); err == nil {
-			stats.Requests = m.OperatorRequests
+			r.opRequests.observe(m.OperatorRequests)
 		}
+		stats.Requests = r.opRequests.total()
 		if rss, err := r.op.PeakRSS(); err == nil {
 			stats.PeakRSS = rss
 		}
