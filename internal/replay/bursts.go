@@ -122,7 +122,7 @@ func (listLoopBurst) Describe(env *BurstEnv) string {
 
 func (listLoopBurst) Prepare(ctx context.Context, env *BurstEnv) error {
 	return createAll(ctx, env.Client, serviceAccountWith(ciNamespace, ciRunner,
-		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}}))
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{verbList}}))
 }
 
 func (listLoopBurst) Run(ctx context.Context, env *BurstEnv) error {
@@ -184,7 +184,7 @@ func (relistBurst) Describe(*BurstEnv) string {
 
 func (relistBurst) Prepare(ctx context.Context, env *BurstEnv) error {
 	return createAll(ctx, env.Client, serviceAccountWith(opsNamespace, opsController,
-		rbacv1.PolicyRule{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"list"}}))
+		rbacv1.PolicyRule{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{verbList}}))
 }
 
 func (relistBurst) Run(ctx context.Context, env *BurstEnv) error {
@@ -228,7 +228,7 @@ func listPaths(d discovery.DiscoveryInterface) ([]string, error) {
 		return nil, fmt.Errorf("discovering the API's kinds: %w", err)
 	}
 	var paths []string
-	for _, l := range discovery.FilteredBy(discovery.SupportsAllVerbs{Verbs: []string{"list"}}, lists) {
+	for _, l := range discovery.FilteredBy(discovery.SupportsAllVerbs{Verbs: []string{verbList}}, lists) {
 		gv, err := schema.ParseGroupVersion(l.GroupVersion)
 		if err != nil {
 			continue

@@ -139,8 +139,8 @@ func (d drainBurst) nodes(env *BurstEnv) int { return max(1, int(float64(env.Nod
 
 func (drainBurst) Prepare(ctx context.Context, env *BurstEnv) error {
 	objs := serviceAccountWith(opsNamespace, opsDrainer,
-		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "patch"}},
-		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list"}},
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{verbGet, "patch"}},
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{verbGet, verbList}},
 		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods/eviction"}, Verbs: []string{"create"}})
 	if err := createAll(ctx, env.Client, objs); err != nil {
 		return err

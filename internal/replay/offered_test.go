@@ -24,9 +24,10 @@ func flooded(name string, lists func(i int) int64, events ...Event) Scenario {
 
 func steady(n int64) func(int) int64 { return func(int) int64 { return n } }
 
-// tiring sends n a second for its first 8 seconds, then half as many: an
+// tiring sends 50 a second for its first 8 seconds, then half as many: an
 // API server that falls behind.
-func tiring(n int64) func(int) int64 {
+func tiring() func(int) int64 {
+	const n = 50
 	return func(i int) int64 {
 		if i < 8 {
 			return n
@@ -55,9 +56,9 @@ func TestOfferedLoadOf(t *testing.T) {
 		{"without an action the window is the flood's first 20 seconds",
 			flooded("baseline", steady(50)), 20 * time.Second, 50},
 		{"a throttle ends the window",
-			flooded("loadshed", tiring(50), at(18*time.Second, "Throttled")), 8 * time.Second, 50},
+			flooded("loadshed", tiring(), at(18*time.Second, "Throttled")), 8 * time.Second, 50},
 		{"a pause ends it too, in whole seconds",
-			flooded("loadshed", tiring(50), at(18600*time.Millisecond, "Paused")), 8 * time.Second, 50},
+			flooded("loadshed", tiring(), at(18600*time.Millisecond, "Paused")), 8 * time.Second, 50},
 		{"what the operator would do in dryRun does not end it",
 			flooded("observe", steady(50), at(18*time.Second, "WouldThrottled")), 20 * time.Second, 50},
 		{"an action before the flood does not count",
@@ -96,7 +97,7 @@ func TestCompareOfferedLoad(t *testing.T) {
 		{"fewer bytes do not either",
 			flooded("baseline", steady(50)), lighter, "bytes read per second over the first 20s of the flood differ by 50%"},
 		{"both are measured over the shorter window: before loadshed throttled",
-			flooded("baseline", tiring(50)), flooded("loadshed", tiring(50), at(18*time.Second, "Throttled")), ""},
+			flooded("baseline", tiring()), flooded("loadshed", tiring(), at(18*time.Second, "Throttled")), ""},
 		{"a shorter window does not hide a difference",
 			flooded("baseline", steady(50)), flooded("loadshed", steady(20), at(18*time.Second, "Throttled")), "over the first 8s of the flood differ by 60%"},
 		{"a benign burst does not compare",

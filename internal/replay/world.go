@@ -31,6 +31,12 @@ const (
 	backgroundNamespace = "background"
 )
 
+// RBAC verbs the replay's ServiceAccounts are given.
+const (
+	verbGet  = "get"
+	verbList = "list"
+)
+
 // The agents' configurations: what the misconfigured agents do (the
 // incident) and what they do before and after it (each agent reads its own
 // Node now and then).
@@ -96,16 +102,16 @@ func worldObjects() []client.Object {
 		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: TelemetryNamespace, Name: telemetryConfig},
 			Data: map[string]string{"mode": modeNormal}},
 		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: shopNamespace, Name: controllerServiceAccount},
-			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "update"}}}},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{verbGet, "update"}}}},
 		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: shopNamespace, Name: controllerServiceAccount},
 			Subjects: subject(shopNamespace, controllerServiceAccount),
 			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: controllerServiceAccount}},
 	}
 	objs = append(objs, clusterRole("replay:telemetry-agent", subject(TelemetryNamespace, TelemetryName),
-		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"list"}},
-		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get"}})...)
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{verbList}},
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{verbGet}})...)
 	objs = append(objs, clusterRole("replay:dns", subject(metav1.NamespaceSystem, dnsServiceAccount),
-		rbacv1.PolicyRule{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"list", "watch"}})...)
+		rbacv1.PolicyRule{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{verbList, "watch"}})...)
 	return append(objs, telemetryDaemonSet())
 }
 
