@@ -27,6 +27,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
+// controlPlaneStopTimeout bounds a graceful stop of etcd and kube-apiserver
+// (a restart included). kube-apiserver waits for the requests in flight;
+// under load that outlasts envtest's default of 20s, after which envtest
+// kills it and reports an error.
+const controlPlaneStopTimeout = 90 * time.Second
+
 // KwokNodeAnnotation marks the Nodes kwok manages.
 const KwokNodeAnnotation = "kwok.x-k8s.io/node"
 
@@ -81,7 +87,8 @@ func Start(opts Options) (*Cluster, error) {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	env := &envtest.Environment{BinaryAssetsDirectory: opts.Assets, CRDDirectoryPaths: opts.CRDs, ErrorIfCRDPathMissing: len(opts.CRDs) > 0}
+	env := &envtest.Environment{BinaryAssetsDirectory: opts.Assets, CRDDirectoryPaths: opts.CRDs, ErrorIfCRDPathMissing: len(opts.CRDs) > 0,
+		ControlPlaneStopTimeout: controlPlaneStopTimeout}
 	env.ControlPlane.APIServer = &envtest.APIServer{CertDir: certs}
 	c := &Cluster{env: env, dir: dir}
 	if c.Config, err = env.Start(); err != nil {
