@@ -127,6 +127,11 @@ func TestTheIncidentReplay(t *testing.T) {
 			t.Errorf("left behind: %v", shed.Leftovers)
 		}
 	})
+	t.Run("both scenarios saw the same flood", func(t *testing.T) {
+		if err := replay.CompareOfferedLoad(baseline.Scenario, shed.Scenario); err != nil {
+			t.Error(err)
+		}
+	})
 	t.Run("innocent clients do at least as well as without loadshed", func(t *testing.T) {
 		b, s := replay.ScoreOf(baseline.Scenario), replay.ScoreOf(shed.Scenario)
 		if s.FloodSuccess < b.FloodSuccess {
@@ -155,4 +160,35 @@ func lastAt(events []replay.Event, reason, target string) time.Duration {
 		}
 	}
 	return -1
+}
+
+// TestABenignBurstIsLeftAlone plays the benign burst the sample policy finds
+// hardest, a kube-apiserver restart: every client relists at once, the API
+// server's counters (and so every rate the operator computes) start from
+// zero, and its scrapes fail while it is down. The same compressed sample
+// policy as the flood's runs; it must neither throttle nor pause anything.
+func TestABenignBurstIsLeftAlone(t *testing.T) {
+	sample, err := replay.SamplePolicy(testenv.RepoRoot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := short(t, replay.BurstAPIServerRestart)
+	base.BurstFor, base.Tail = 45*time.Second, 40*time.Second
+	cfg, err := replay.ForScenario(base, replay.BurstAPIServerRestart, sample, 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := replay.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := []replay.Scenario{res.Scenario}
+	t.Logf("\n%s\n%s", replay.ScoreTable(one), replay.Timeline(one))
+	if sc := replay.ScoreOf(res.Scenario); sc.FalseThrottles != 0 || sc.FalsePauses != 0 {
+		t.Errorf("%d false throttles and %d false pauses in a benign %s; want none",
+			sc.FalseThrottles, sc.FalsePauses, replay.BurstAPIServerRestart)
+	}
+	if res.PausedAtEnd {
+		t.Error("a DaemonSet was paused when the benign burst ended")
+	}
 }
