@@ -35,7 +35,8 @@ func main() {
 		"Directory of the control plane's binaries (`make controlplane` prints it).")
 	flag.StringVar(&cfg.Root, "root", ".",
 		"The repository checkout: CRDs, RBAC, the sample policy and cmd/manager come from it.")
-	flag.StringVar(&opts.results, "results", "results", "Directory the report is written under (one subdirectory per run).")
+	flag.StringVar(&opts.results, "results", "results",
+		"Directory the report is written under (one subdirectory per run).")
 	flag.StringVar(&opts.scenarios, "scenarios", "baseline,loadshed",
 		"Scenarios to run, in order, comma-separated: "+strings.Join(replay.ScenarioNames(), ", ")+".")
 	flag.IntVar(&opts.repeat, "repeat", 1,
@@ -49,7 +50,7 @@ func main() {
 	flag.DurationVar(&cfg.FixAfter, "fix-after", 4*time.Minute, "Time from the flood's start to the configuration fix.")
 	flag.DurationVar(&cfg.Tail, "tail", 4*time.Minute, "Time from the fix (or the burst's end) to the end.")
 	flag.DurationVar(&cfg.BurstFor, "burst-for", time.Minute,
-		"Least length of a benign burst (a burst that loops keeps at it this long; one that is done sooner is followed by its aftermath).")
+		"Least length of a benign burst: one that loops keeps at it this long; one done sooner is followed by its aftermath.")
 	flag.Float64Var(&cfg.CPUNoise, "cpu-noise", 0,
 		"Cores' worth of CPU a competing process burns during each scenario's timeline (e.g. 1.0); 0 for none.")
 	flag.DurationVar(&cfg.Innocent.Period, "innocent-period", 200*time.Millisecond,
@@ -166,7 +167,8 @@ func logTo(path string) (sync func(), err error) {
 
 // runScenarios runs each scenario once, its logs under dir/<name>; the
 // clusters kept (--keep) add their stop to stops.
-func runScenarios(ctx context.Context, configs []replay.Config, dir string, stops *[]func()) ([]replay.Scenario, error) {
+func runScenarios(ctx context.Context, configs []replay.Config, dir string,
+	stops *[]func()) ([]replay.Scenario, error) {
 	var done []replay.Scenario
 	for _, c := range configs {
 		c.Dir = filepath.Join(dir, c.Name)
