@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -50,8 +51,7 @@ func main() {
 	flag.DurationVar(&cfg.FixAfter, "fix-after", 4*time.Minute, "Time from the flood's start to the configuration fix.")
 	flag.DurationVar(&cfg.Tail, "tail", 4*time.Minute, "Time from the fix (or the burst's end) to the end.")
 	flag.DurationVar(&cfg.BurstFor, "burst-for", time.Minute,
-		"Least length of a benign burst (a burst that loops keeps at it this long; "+
-			"one that is done sooner is followed by its aftermath).")
+		"Least length of a benign burst: one that loops keeps at it this long; one done sooner is followed by its aftermath.")
 	flag.Float64Var(&cfg.CPUNoise, "cpu-noise", 0,
 		"Cores' worth of CPU a competing process burns during each scenario's timeline (e.g. 1.0); 0 for none.")
 	flag.DurationVar(&cfg.Innocent.Period, "innocent-period", 200*time.Millisecond,
@@ -107,25 +107,20 @@ func run(cfg replay.Config, opts options) error {
 			s()
 		}
 	}()
-	runs := make([][]replay.Scenario, 0, opts.repeat)
-	for i := range opts.repeat {
-		runDir := dir
-		if opts.repeat > 1 {
-			runDir = filepath.Join(dir, fmt.Sprintf("run-%d", i+1))
-			fmt.Printf("\nRun %d of %d\n", i+1, opts.repeat)
-		}
-		done, err := runScenarios(ctx, configs, runDir, &stops)
-		if err != nil {
-			return err
-		}
-		runs = append(runs, done)
+	runs, failed := repeatScenarios(ctx, configs, dir, opts.repeat, &stops)
+	if len(runs) == 0 {
+		return failed
 	}
+	// What ran is reported also when a scenario failed.
 	page, err := replay.WriteReport(dir, runs)
 	if err != nil {
-		return err
+		return errors.Join(failed, err)
 	}
 	fmt.Printf("\n%s\nReport: %s (time series in %s, logs beside them)\n",
 		replay.Summary(runs), page, filepath.Join(dir, "timeline.csv"))
+	if failed != nil {
+		return failed
+	}
 	if cfg.Keep {
 		fmt.Println("The clusters are still running (--keep). Press Ctrl-C to stop them.")
 		<-ctx.Done()
@@ -166,8 +161,32 @@ func logTo(path string) (sync func(), err error) {
 	return func() { _ = z.Sync() }, nil
 }
 
+// repeatScenarios runs the scenarios repeat times, in turn, each run's logs
+// under dir/run-<k> when there are several. On an error it returns the
+// runs done before it, the last one as far as it went.
+func repeatScenarios(ctx context.Context, configs []replay.Config, dir string, repeat int,
+	stops *[]func()) ([][]replay.Scenario, error) {
+	runs := make([][]replay.Scenario, 0, repeat)
+	for i := range repeat {
+		runDir := dir
+		if repeat > 1 {
+			runDir = filepath.Join(dir, fmt.Sprintf("run-%d", i+1))
+			fmt.Printf("\nRun %d of %d\n", i+1, repeat)
+		}
+		done, err := runScenarios(ctx, configs, runDir, stops)
+		if len(done) > 0 {
+			runs = append(runs, done)
+		}
+		if err != nil {
+			return runs, err
+		}
+	}
+	return runs, nil
+}
+
 // runScenarios runs each scenario once, its logs under dir/<name>; the
-// clusters kept (--keep) add their stop to stops.
+// clusters kept (--keep) add their stop to stops. On an error it returns
+// the scenarios done before it.
 func runScenarios(ctx context.Context, configs []replay.Config, dir string,
 	stops *[]func()) ([]replay.Scenario, error) {
 	var done []replay.Scenario
@@ -184,7 +203,7 @@ func runScenarios(ctx context.Context, configs []replay.Config, dir string,
 		}
 		res, err := replay.Run(ctx, c)
 		if err != nil {
-			return nil, fmt.Errorf("scenario %s: %w (logs in %s)", name, err, c.Dir)
+			return done, fmt.Errorf("scenario %s: %w (logs in %s)", name, err, c.Dir)
 		}
 		if res.Stop != nil {
 			*stops = append(*stops, res.Stop)

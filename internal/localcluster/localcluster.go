@@ -27,12 +27,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
-// controlPlaneStopTimeout bounds a graceful stop of etcd and kube-apiserver
-// (a restart included). kube-apiserver waits for the requests in flight;
-// under load that outlasts envtest's default of 20s, after which envtest
-// kills it and reports an error.
-const controlPlaneStopTimeout = 90 * time.Second
-
 // KwokNodeAnnotation marks the Nodes kwok manages.
 const KwokNodeAnnotation = "kwok.x-k8s.io/node"
 
@@ -57,6 +51,8 @@ type Cluster struct {
 	dir        string
 	kubeconfig string
 	procs      []*component
+	// apiserverLog is kube-apiserver's output.
+	apiserverLog *os.File
 }
 
 // component is a process the cluster runs besides etcd and kube-apiserver.
@@ -87,10 +83,22 @@ func Start(opts Options) (*Cluster, error) {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	env := &envtest.Environment{BinaryAssetsDirectory: opts.Assets, CRDDirectoryPaths: opts.CRDs, ErrorIfCRDPathMissing: len(opts.CRDs) > 0,
-		ControlPlaneStopTimeout: controlPlaneStopTimeout}
-	env.ControlPlane.APIServer = &envtest.APIServer{CertDir: certs}
-	c := &Cluster{env: env, dir: dir}
+	logs := opts.Logs
+	if logs == "" {
+		logs = dir
+	}
+	apiserverLog, err := os.OpenFile(filepath.Join(logs, "kube-apiserver.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	env := &envtest.Environment{BinaryAssetsDirectory: opts.Assets, CRDDirectoryPaths: opts.CRDs, ErrorIfCRDPathMissing: len(opts.CRDs) > 0}
+	env.ControlPlane.APIServer = &envtest.APIServer{CertDir: certs, Out: apiserverLog, Err: apiserverLog}
+	// Without it, a stopping kube-apiserver waits for its clients' watches
+	// (kube-controller-manager's, the scheduler's, kwok's) to end, which
+	// they do not: it is killed after envtest's 20 seconds.
+	env.ControlPlane.APIServer.Configure().Set("shutdown-watch-termination-grace-period", "5s")
+	c := &Cluster{env: env, dir: dir, apiserverLog: apiserverLog}
 	if c.Config, err = env.Start(); err != nil {
 		_ = c.Stop()
 		return nil, fmt.Errorf("starting etcd and kube-apiserver: %w", err)
@@ -110,24 +118,20 @@ func Start(opts Options) (*Cluster, error) {
 		_ = c.Stop()
 		return nil, err
 	}
-	if err := c.startComponents(opts); err != nil {
+	if err := c.startComponents(opts.Components, opts.Assets, logs); err != nil {
 		_ = c.Stop()
 		return nil, err
 	}
 	return c, nil
 }
 
-func (c *Cluster) startComponents(opts Options) error {
-	logs := opts.Logs
-	if logs == "" {
-		logs = c.dir
-	}
-	for _, name := range opts.Components {
-		args, err := c.argsFor(name, opts.Assets)
+func (c *Cluster) startComponents(names []string, assets, logs string) error {
+	for _, name := range names {
+		args, err := c.argsFor(name, assets)
 		if err != nil {
 			return err
 		}
-		p := &component{name: name, bin: filepath.Join(opts.Assets, name), args: args, log: filepath.Join(logs, name+".log")}
+		p := &component{name: name, bin: filepath.Join(assets, name), args: args, log: filepath.Join(logs, name+".log")}
 		if err := p.start(); err != nil {
 			return err
 		}
@@ -204,15 +208,42 @@ func (c *Cluster) Restart(name string) error {
 // port, with the same etcd, certificates and service-account keys, and
 // waits until it reports healthy. Its clients see their connections
 // dropped and relist; its metrics start again from zero.
-func (c *Cluster) RestartAPIServer() error {
+//
+// Stopping is envtest's: SIGTERM, and SIGKILL if the server has not
+// finished its graceful shutdown within 20 seconds, as a kubelet does
+// after a static pod's grace period. It reports how the server stopped.
+func (c *Cluster) RestartAPIServer() (stopped string, err error) {
 	s := c.env.ControlPlane.GetAPIServer()
+	began := time.Now()
+	stopped = "stopped"
 	if err := s.Stop(); err != nil {
-		return fmt.Errorf("stopping kube-apiserver: %w", err)
+		// Killed after the grace period (or gone already): it is down
+		// once its port is free.
+		stopped = fmt.Sprintf("killed (%v)", err)
 	}
+	if err := waitForFreePort(s.Address, s.Port, 15*time.Second); err != nil {
+		return stopped, err
+	}
+	stopped += fmt.Sprintf(" in %v", time.Since(began).Round(100*time.Millisecond))
 	if err := s.Start(); err != nil {
-		return fmt.Errorf("starting kube-apiserver again: %w", err)
+		return stopped, fmt.Errorf("starting kube-apiserver again: %w", err)
 	}
-	return nil
+	return stopped, nil
+}
+
+// waitForFreePort waits until nothing listens on host:port any more.
+func waitForFreePort(host, port string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		l, err := net.Listen("tcp", net.JoinHostPort(host, port))
+		if err == nil {
+			return l.Close()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kube-apiserver's port %s is still taken %v after it was stopped: %w", port, timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // Stop stops the components, then kube-apiserver and etcd, and removes the
@@ -225,6 +256,9 @@ func (c *Cluster) Stop() error {
 	}
 	c.procs = nil
 	err := c.env.Stop()
+	if c.apiserverLog != nil {
+		_ = c.apiserverLog.Close()
+	}
 	if c.dir != "" {
 		_ = os.RemoveAll(c.dir)
 	}

@@ -113,11 +113,11 @@ func TestADaemonSetGetsRunningPodsOnFakeNodes(t *testing.T) {
 }
 
 // TestTheAPIServerRestartsOnItsPortWithItsCertificates: after
-// RestartAPIServer the admin's config (the same port and serving CA) and a
-// ServiceAccount token issued before the restart still work, and what was
-// stored before is still there.
+// RestartAPIServer, with its usual clients connected, the admin's config
+// (the same port and serving CA) and a ServiceAccount token issued before
+// the restart still work, and what was stored before is still there.
 func TestTheAPIServerRestartsOnItsPortWithItsCertificates(t *testing.T) {
-	c, err := Start(Options{Assets: assets(t)})
+	c, err := Start(Options{Assets: assets(t), Components: []string{"kube-controller-manager", "kube-scheduler", "kwok"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,6 +127,9 @@ func TestTheAPIServerRestartsOnItsPortWithItsCertificates(t *testing.T) {
 		}
 	}()
 	ctx := context.Background()
+	if err := c.AddNodes(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
 	admin := kubernetes.NewForConfigOrDie(c.Config)
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: metav1.NamespaceDefault, Name: "before"}}
 	if _, err := admin.CoreV1().ServiceAccounts(sa.Namespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
@@ -141,10 +144,11 @@ func TestTheAPIServerRestartsOnItsPortWithItsCertificates(t *testing.T) {
 	asSA := kubernetes.NewForConfigOrDie(tokenCfg)
 
 	start := time.Now()
-	if err := c.RestartAPIServer(); err != nil {
+	stopped, err := c.RestartAPIServer()
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("kube-apiserver restarted in %v", time.Since(start).Round(10*time.Millisecond))
+	t.Logf("kube-apiserver %s, and answered again %v after the restart began", stopped, time.Since(start).Round(10*time.Millisecond))
 	if _, err := admin.CoreV1().ServiceAccounts(sa.Namespace).Get(ctx, sa.Name, metav1.GetOptions{}); err != nil {
 		t.Errorf("the admin's config after the restart: %v", err)
 	}

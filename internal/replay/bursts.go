@@ -262,9 +262,11 @@ func (restartBurst) Prepare(context.Context, *BurstEnv) error { return nil }
 
 func (restartBurst) Run(_ context.Context, env *BurstEnv) error {
 	began := time.Now()
-	if err := env.Cluster.RestartAPIServer(); err != nil {
+	stopped, err := env.Cluster.RestartAPIServer()
+	if err != nil {
 		return err
 	}
-	env.Say("%s: kube-apiserver answered again %v after it was stopped", BurstAPIServerRestart, time.Since(began).Round(100*time.Millisecond))
+	env.Say("%s: kube-apiserver %s; it answered again %v after the restart began", BurstAPIServerRestart, stopped,
+		time.Since(began).Round(100*time.Millisecond))
 	return nil
 }
