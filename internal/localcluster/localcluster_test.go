@@ -36,20 +36,28 @@ func runningPods(ctx context.Context, cs *kubernetes.Clientset, want int) func(c
 	}
 }
 
+// startWithAll starts a cluster with every component, stopped when the
+// test ends.
+func startWithAll(t *testing.T) *Cluster {
+	t.Helper()
+	c, err := Start(Options{Assets: assets(t), Components: []string{"kube-controller-manager", "kube-scheduler", "kwok"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Errorf("stopping: %v", err)
+		}
+	})
+	return c
+}
+
 // TestADaemonSetGetsRunningPodsOnFakeNodes: with kube-controller-manager,
 // kube-scheduler and kwok, a DaemonSet's pods reach Running on every fake
 // Node, a node selector no Node matches removes them, and removing it
 // brings them back, also after kube-controller-manager restarted.
 func TestADaemonSetGetsRunningPodsOnFakeNodes(t *testing.T) {
-	c, err := Start(Options{Assets: assets(t), Components: []string{"kube-controller-manager", "kube-scheduler", "kwok"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := c.Stop(); err != nil {
-			t.Errorf("stopping: %v", err)
-		}
-	}()
+	c := startWithAll(t)
 	if _, err := os.Stat(c.Kubeconfig()); err != nil {
 		t.Fatalf("no kubeconfig: %v", err)
 	}
@@ -117,15 +125,7 @@ func TestADaemonSetGetsRunningPodsOnFakeNodes(t *testing.T) {
 // (the same port and serving CA) and a ServiceAccount token issued before
 // the restart still work, and what was stored before is still there.
 func TestTheAPIServerRestartsOnItsPortWithItsCertificates(t *testing.T) {
-	c, err := Start(Options{Assets: assets(t), Components: []string{"kube-controller-manager", "kube-scheduler", "kwok"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := c.Stop(); err != nil {
-			t.Errorf("stopping: %v", err)
-		}
-	}()
+	c := startWithAll(t)
 	ctx := context.Background()
 	if err := c.AddNodes(ctx, 3); err != nil {
 		t.Fatal(err)
