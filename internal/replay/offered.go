@@ -73,10 +73,16 @@ func offeredOver(s Scenario, w time.Duration) OfferedLoad {
 }
 
 // CompareOfferedLoad says whether a and b saw the same flood: their agents'
-// LISTs per second and bytes read per second, measured over the shorter of
-// their two windows, within OfferedLoadTolerance of each other. It returns
-// nil when they compare, and an error that says why not otherwise: a
-// scenario without a flood, a flood not measured, or loads too far apart.
+// LISTs per second, measured over the shorter of their two windows, within
+// OfferedLoadTolerance of each other. Bytes read must have been measured in
+// both, but are not compared: they are counted as responses arrive, and
+// over a window of seconds that depends on when the API server finishes
+// LISTs of tens of megabytes, an outcome of the scenario rather than what
+// the agents offered (in one CI run the same flood read 48% fewer bytes in
+// the 12s before loadshed throttled it, while its LISTs per second were
+// within the tolerance). It
+// returns nil when they compare, and an error that says why not otherwise:
+// a scenario without a flood, a flood not measured, or loads too far apart.
 func CompareOfferedLoad(a, b Scenario) error {
 	for _, s := range []Scenario{a, b} {
 		if s.Burst != "" {
@@ -89,17 +95,18 @@ func CompareOfferedLoad(a, b Scenario) error {
 	}
 	la, lb := offeredOver(a, w), offeredOver(b, w)
 	for _, f := range []struct {
-		what   string
-		va, vb float64
+		what     string
+		va, vb   float64
+		compared bool
 	}{
-		{"LISTs per second", la.ListsPerSecond, lb.ListsPerSecond},
-		{"bytes read per second", la.BytesPerSecond, lb.BytesPerSecond},
+		{"LISTs per second", la.ListsPerSecond, lb.ListsPerSecond, true},
+		{"bytes read per second", la.BytesPerSecond, lb.BytesPerSecond, false},
 	} {
 		if f.va == 0 || f.vb == 0 {
 			return fmt.Errorf("the agents' %s over the first %v of the flood: %s %.0f, %s %.0f: a flood was not measured",
 				f.what, w, a.Name, f.va, b.Name, f.vb)
 		}
-		if d := relativeDifference(f.va, f.vb); d > OfferedLoadTolerance {
+		if d := relativeDifference(f.va, f.vb); f.compared && d > OfferedLoadTolerance {
 			return fmt.Errorf("the agents' %s over the first %v of the flood differ by %.0f%% (%s %.4g, %s %.4g), more than %.0f%%",
 				f.what, w, d*100, a.Name, f.va, b.Name, f.vb, OfferedLoadTolerance*100)
 		}
