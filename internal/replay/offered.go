@@ -80,9 +80,9 @@ func offeredOver(s Scenario, w time.Duration) OfferedLoad {
 // LISTs of tens of megabytes, an outcome of the scenario rather than what
 // the agents offered (in one CI run the same flood read 48% fewer bytes in
 // the 12s before loadshed throttled it, while its LISTs per second were
-// within the tolerance). It
-// returns nil when they compare, and an error that says why not otherwise:
-// a scenario without a flood, a flood not measured, or loads too far apart.
+// within the tolerance). It returns nil when they compare, and an error
+// that says why not otherwise: a scenario without a flood, a flood not
+// measured, or loads too far apart.
 func CompareOfferedLoad(a, b Scenario) error {
 	for _, s := range []Scenario{a, b} {
 		if s.Burst != "" {
