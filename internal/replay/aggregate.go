@@ -108,7 +108,7 @@ func AggregateTable(runs [][]Scenario) string {
 	line := func(label string, cell func(name string) string) {
 		fmt.Fprintf(&b, "%-*s", labelWidth, label)
 		for _, name := range names {
-			fmt.Fprintf(&b, "%*s", aggregateCellWidth, cell(name))
+			fmt.Fprintf(&b, "%*s", columnWidth(name, aggregateCellWidth), cell(name))
 		}
 		b.WriteString("\n")
 	}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/loadshed/loadshed/internal/plan"
 )
@@ -204,9 +205,11 @@ func WriteCSV(w io.Writer, runs [][]Scenario) error {
 // them whether the flood scenarios saw the same flood (CompareOfferedLoad).
 func ScoreTable(scenarios []Scenario) string {
 	var b strings.Builder
+	widths := make([]int, len(scenarios))
 	fmt.Fprintf(&b, "%-*s", labelWidth, "")
-	for _, s := range scenarios {
-		fmt.Fprintf(&b, "%*s", cellWidth, s.Name)
+	for i, s := range scenarios {
+		widths[i] = columnWidth(s.Name, cellWidth)
+		fmt.Fprintf(&b, "%*s", widths[i], s.Name)
 	}
 	b.WriteString("\n")
 	scores := make([]Score, len(scenarios))
@@ -216,7 +219,7 @@ func ScoreTable(scenarios []Scenario) string {
 	for _, r := range scoreRows() {
 		fmt.Fprintf(&b, "%-*s", labelWidth, r.label)
 		for i, s := range scenarios {
-			fmt.Fprintf(&b, "%*s", cellWidth, r.cell(r.value(s, scores[i])))
+			fmt.Fprintf(&b, "%*s", widths[i], r.cell(r.value(s, scores[i])))
 		}
 		b.WriteString("\n")
 	}
@@ -224,6 +227,12 @@ func ScoreTable(scenarios []Scenario) string {
 		b.WriteString(line + "\n")
 	}
 	return b.String()
+}
+
+// columnWidth is a column's width: at least least, and room for the name
+// and two spaces.
+func columnWidth(name string, least int) int {
+	return max(least, utf8.RuneCountInString(name)+2)
 }
 
 // The score table's columns.

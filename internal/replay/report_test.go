@@ -159,6 +159,20 @@ func TestFalseActionsAreCountedInBenignScenariosOnly(t *testing.T) {
 	}
 }
 
+func TestTheScoreTablesColumnsStayApart(t *testing.T) {
+	long := timeline("apiserver-restart", false)
+	long.Burst = "apiserver-restart"
+	for _, table := range []string{
+		ScoreTable([]Scenario{timeline("relist", false), long}),
+		AggregateTable([][]Scenario{{timeline("relist", false), long}}),
+	} {
+		header := strings.Fields(strings.Split(table, "\n")[0])
+		if got := header[len(header)-2:]; got[0] != "relist" || got[1] != "apiserver-restart" {
+			t.Errorf("the header's last columns read %q:\n%s", got, table)
+		}
+	}
+}
+
 func TestTheScoreTableShowsWhatAppliesToEachScenario(t *testing.T) {
 	drain := timeline("drain", false)
 	drain.Burst = "drain"
