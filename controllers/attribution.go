@@ -3,129 +3,95 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/attribution"
 	"github.com/loadshed/loadshed/internal/detection"
-	"github.com/loadshed/loadshed/internal/policy"
+	"github.com/loadshed/loadshed/internal/plan"
 	"github.com/loadshed/loadshed/internal/shed"
 )
 
-// +kubebuilder:rbac:groups=apps,resources=daemonsets,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
-// +kubebuilder:rbac:groups=flowcontrol.apiserver.k8s.io,resources=flowschemas,verbs=get;list;watch;create;patch;delete
-
-// selectedDaemonSets returns the DaemonSets a policy may act on, from the
-// cache: selected by its namespace and label selectors, not excluded, not
-// labelled protected, and outside the protected namespaces unless allowed.
-func (r *LoadShedPolicyReconciler) selectedDaemonSets(ctx context.Context, cfg *policy.Config) ([]appsv1.DaemonSet, error) {
-	dsList := &appsv1.DaemonSetList{}
-	if err := r.List(ctx, dsList, client.MatchingLabelsSelector{Selector: cfg.Targets.Selector}); err != nil {
-		return nil, fmt.Errorf("listing DaemonSets: %w", err)
-	}
-	nsLabels := map[string]labels.Set{}
-	if !cfg.Targets.NamespaceSelector.Empty() {
-		nsList := &corev1.NamespaceList{}
-		if err := r.List(ctx, nsList); err != nil {
-			return nil, fmt.Errorf("listing namespaces: %w", err)
-		}
-		for _, ns := range nsList.Items {
-			nsLabels[ns.Name] = ns.Labels
-		}
-	}
-	var out []appsv1.DaemonSet
-	for _, ds := range dsList.Items {
-		if !cfg.Targets.NamespaceSelector.Empty() && !cfg.Targets.NamespaceSelector.Matches(nsLabels[ds.Namespace]) {
-			continue
-		}
-		if cfg.Targets.Exclude[types.NamespacedName{Namespace: ds.Namespace, Name: ds.Name}] {
-			continue
-		}
-		if ds.Labels[v1alpha1.LabelProtected] == "true" {
-			continue
-		}
-		if !cfg.Targets.AllowProtectedNamespaces && (ds.Namespace == metav1.NamespaceSystem || ds.Namespace == r.Namespace) {
-			continue
-		}
-		out = append(out, ds)
-	}
-	return out, nil
-}
-
-// attributedFor groups DaemonSets by the ServiceAccount they run as.
-func attributedFor(dss []appsv1.DaemonSet) map[attribution.ServiceAccount][]string {
-	out := map[attribution.ServiceAccount][]string{}
+// daemonSetsByServiceAccount groups DaemonSets by the ServiceAccount they
+// run as, each group sorted.
+func daemonSetsByServiceAccount(dss []appsv1.DaemonSet) map[types.NamespacedName][]types.NamespacedName {
+	out := map[types.NamespacedName][]types.NamespacedName{}
 	for i := range dss {
-		sa := attribution.ServiceAccountOf(&dss[i])
-		out[sa] = append(out[sa], dss[i].Namespace+"/"+dss[i].Name)
+		sa := types.NamespacedName(attribution.ServiceAccountOf(&dss[i]))
+		out[sa] = append(out[sa], client.ObjectKeyFromObject(&dss[i]))
 	}
 	for sa := range out {
-		sort.Strings(out[sa])
+		slices.SortFunc(out[sa], plan.CompareNames)
 	}
 	return out
 }
 
-// reconcileAttribution keeps an attribution FlowSchema for the
-// ServiceAccount of each DaemonSet the policy selects, and returns them.
+// applyAttribution keeps an attribution FlowSchema for the ServiceAccount of
+// each DaemonSet the policy selects, and returns them, by ServiceAccount.
 // Writes are server-side applies of only the fields loadshed owns, made only
 // when the FlowSchema differs from what it should be.
-func (r *LoadShedPolicyReconciler) reconcileAttribution(ctx context.Context, cfg *policy.Config) ([]detection.Attributed, error) {
-	dss, err := r.selectedDaemonSets(ctx, cfg)
-	if err != nil {
-		return nil, err
+func (r *LoadShedPolicyReconciler) applyAttribution(ctx context.Context, w *world) ([]detection.Attributed, error) {
+	existing := make(map[string]*flowcontrolv1.FlowSchema, len(w.schemas))
+	for i := range w.schemas {
+		existing[w.schemas[i].Name] = &w.schemas[i]
 	}
-	schemas := &flowcontrolv1.FlowSchemaList{}
-	if err := r.List(ctx, schemas); err != nil {
-		return nil, fmt.Errorf("listing FlowSchemas: %w", err)
-	}
-	existing := map[string]*flowcontrolv1.FlowSchema{}
-	for i := range schemas.Items {
-		existing[schemas.Items[i].Name] = &schemas.Items[i]
-	}
-
+	groups := daemonSetsByServiceAccount(w.selected)
 	var out []detection.Attributed
-	for sa, daemonSets := range attributedFor(dss) {
-		matched, ok := attribution.Match(sa, attribution.FloodRequest, schemas.Items)
+	for _, sa := range slices.SortedFunc(maps.Keys(groups), plan.CompareNames) {
+		matched, ok := attribution.Match(attribution.ServiceAccount(sa), attribution.FloodRequest, w.schemas)
 		if !ok {
 			continue // nothing to go ahead of: APF's catch-all would take it
 		}
-		desired, err := attribution.FlowSchemaFor(sa, matched)
+		w.matched[sa] = matched
+		applied, err := r.applyAttributionFor(ctx, attribution.ServiceAccount(sa), matched, existing)
 		if err != nil {
-			ctrl.LoggerFrom(ctx).Info("Could not attribute a ServiceAccount", "serviceAccount", sa.String(), "reason", err.Error())
+			return nil, err
+		}
+		if !applied {
 			continue
 		}
-		name := attribution.Name(sa)
-		if cur := existing[name]; cur != nil && !attribution.IsOwned(cur) {
-			// Never take over a FlowSchema someone else made, even with our name.
-			ctrl.LoggerFrom(ctx).Info("Skipped attribution: a FlowSchema loadshed does not own has its name",
-				"flowSchema", name, "serviceAccount", sa.String())
-			continue
-		}
-		if cur := existing[name]; cur == nil || !attributionUpToDate(cur, matched) {
-			if err := r.Apply(ctx, desired, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
-				return nil, fmt.Errorf("applying attribution FlowSchema %s: %w", name, err)
-			}
-			ctrl.LoggerFrom(ctx).Info("Applied an attribution FlowSchema", "flowSchema", name,
-				"serviceAccount", sa.String(), "attributedFrom", matched.Name)
-		}
-		out = append(out, detection.Attributed{ServiceAccount: sa.String(), DaemonSets: daemonSets,
-			FlowSchemas: []string{name, shed.ThrottleName(sa)}})
+		name := attribution.Name(attribution.ServiceAccount(sa))
+		out = append(out, detection.Attributed{ServiceAccount: sa, DaemonSets: groups[sa],
+			FlowSchemas: []string{name, shed.ThrottleName(attribution.ServiceAccount(sa))}})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ServiceAccount < out[j].ServiceAccount })
 	return out, nil
+}
+
+// applyAttributionFor applies one ServiceAccount's attribution FlowSchema
+// when it is missing or out of date. It returns false when the
+// ServiceAccount cannot be attributed, and says why in the log.
+func (r *LoadShedPolicyReconciler) applyAttributionFor(ctx context.Context, sa attribution.ServiceAccount,
+	matched *flowcontrolv1.FlowSchema, existing map[string]*flowcontrolv1.FlowSchema) (bool, error) {
+	log := ctrl.LoggerFrom(ctx)
+	desired, err := attribution.FlowSchemaFor(sa, matched)
+	if err != nil {
+		log.Info("Could not attribute a ServiceAccount", "serviceAccount", sa.String(), "reason", err.Error())
+		return false, nil
+	}
+	name := attribution.Name(sa)
+	cur := existing[name]
+	switch {
+	case cur != nil && !attribution.IsOwned(cur):
+		// Never take over a FlowSchema someone else made, even with our name.
+		log.Info("Skipped attribution: a FlowSchema loadshed does not own has its name",
+			"flowSchema", name, "serviceAccount", sa.String())
+		return false, nil
+	case cur != nil && attributionUpToDate(cur, matched):
+		return true, nil
+	}
+	if err := r.Apply(ctx, desired, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		return false, fmt.Errorf("applying attribution FlowSchema %s: %w", name, err)
+	}
+	log.Info("Applied an attribution FlowSchema", "flowSchema", name, "serviceAccount", sa.String(), "attributedFrom", matched.Name)
+	return true, nil
 }
 
 // attributionUpToDate reports whether an attribution FlowSchema still goes
@@ -133,50 +99,8 @@ func (r *LoadShedPolicyReconciler) reconcileAttribution(ctx context.Context, cfg
 // priority level with the same distinguisher.
 func attributionUpToDate(cur, matched *flowcontrolv1.FlowSchema) bool {
 	return attribution.IsAttribution(cur) &&
-		cur.Annotations[attribution.AnnotationAttributedFrom] == matched.Name &&
+		cur.Annotations[v1alpha1.AnnotationAttributedFrom] == matched.Name &&
 		cur.Spec.PriorityLevelConfiguration.Name == matched.Spec.PriorityLevelConfiguration.Name &&
 		cur.Spec.MatchingPrecedence == matched.Spec.MatchingPrecedence-1 &&
 		equality.Semantic.DeepEqual(cur.Spec.DistinguisherMethod, matched.Spec.DistinguisherMethod)
-}
-
-// collectAttribution deletes the attribution FlowSchemas that no policy
-// needs any more. except names a policy being deleted.
-func (r *LoadShedPolicyReconciler) collectAttribution(ctx context.Context, except string) error {
-	policies := &v1alpha1.LoadShedPolicyList{}
-	if err := r.List(ctx, policies); err != nil {
-		return fmt.Errorf("listing policies: %w", err)
-	}
-	needed := map[string]bool{}
-	for i := range policies.Items {
-		p := &policies.Items[i]
-		if p.Name == except || !p.DeletionTimestamp.IsZero() {
-			continue
-		}
-		cfg, err := policy.Resolve(&p.Spec)
-		if err != nil {
-			continue
-		}
-		dss, err := r.selectedDaemonSets(ctx, cfg)
-		if err != nil {
-			return err
-		}
-		for sa := range attributedFor(dss) {
-			needed[attribution.Name(sa)] = true
-		}
-	}
-	schemas := &flowcontrolv1.FlowSchemaList{}
-	if err := r.List(ctx, schemas, client.MatchingLabels{attribution.LabelRole: attribution.RoleAttribution}); err != nil {
-		return fmt.Errorf("listing FlowSchemas: %w", err)
-	}
-	for i := range schemas.Items {
-		fs := &schemas.Items[i]
-		if !attribution.IsAttribution(fs) || needed[fs.Name] {
-			continue
-		}
-		if err := r.Delete(ctx, fs); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("deleting attribution FlowSchema %s: %w", fs.Name, err)
-		}
-		ctrl.LoggerFrom(ctx).Info("Deleted an attribution FlowSchema no policy needs", "flowSchema", klog.KObj(fs))
-	}
-	return nil
 }

@@ -1,16 +1,11 @@
 package controllers
 
 import (
-	"context"
 	"fmt"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/detection"
-	"github.com/loadshed/loadshed/internal/metrics/promsource"
 	"github.com/loadshed/loadshed/internal/policy"
 	"github.com/loadshed/loadshed/internal/sampler"
 	"github.com/loadshed/loadshed/internal/signals"
@@ -20,79 +15,35 @@ import (
 // maxOffenders is how many offenders status lists.
 const maxOffenders = 5
 
-// reconcileDetection registers what the policy needs with the sampler, and
-// evaluates its triggers and offenders on the rounds already taken.
-func (r *LoadShedPolicyReconciler) reconcileDetection(ctx context.Context, obj *v1alpha1.LoadShedPolicy, state *reconcileState) error {
-	cfg := state.config
-	queries := map[string]signals.Query{}
-	accums := []signals.Accumulator{
-		signals.DispatchedByFlowSchema, signals.RejectedByFlowSchema, signals.SeatsByFlowSchema,
-	}
-	var prom *sampler.PrometheusInterest
-	if cfg.Source.Type == v1alpha1.SourcePrometheus {
-		pc, err := r.prometheusConfig(ctx, cfg.Source.Prometheus)
-		if err != nil {
-			return err
-		}
-		prom = &sampler.PrometheusInterest{Config: pc, Queries: map[string]string{}}
-	}
-	for i := range cfg.Triggers {
-		t := &cfg.Triggers[i]
-		if t.PromQL != "" {
-			prom.Queries[t.Name] = t.PromQL
-			continue
-		}
-		q, err := signals.ForTrigger(t)
-		if err != nil {
-			return &specError{reason: v1alpha1.ReasonInvalidSpec, err: err}
-		}
-		if prom != nil {
-			prom.Queries[t.Name] = q.PromQL()
-			continue
-		}
-		queries[t.Name] = q
-		accums = append(accums, q.Accumulators()...)
-	}
-
-	attributed, err := r.reconcileAttribution(ctx, cfg)
-	if err != nil {
-		return err
-	}
-
-	r.Sampler.Register(obj.Name, sampler.Interest{
-		Interval:     cfg.Interval,
-		Timeout:      cfg.Source.ScrapeTimeout,
-		Retention:    detection.Retention(cfg),
-		Accumulators: accums,
-		Prometheus:   prom,
-	})
-
+// evaluate registers what the policy needs with the sampler, and evaluates
+// its triggers and offenders on the rounds already taken.
+func (r *LoadShedPolicyReconciler) evaluate(name string, spec *resolvedSpec, previous map[string]trigger.Status,
+	attributed []detection.Attributed, state *reconcileState) {
+	cfg := spec.config
+	r.Sampler.Register(name, spec.interest)
+	prometheus := spec.interest.Prometheus != nil
 	rounds := r.Sampler.Rounds()
 	in := detection.Input{
 		Config:   cfg,
-		Queries:  queries,
+		Queries:  spec.queries,
 		Rounds:   rounds,
-		Previous: previousStates(obj),
+		Previous: previous,
 		Now:      r.Clock.Now(),
 	}
 	var promMessages map[string]string
-	if prom != nil {
-		in.Points, promMessages = r.Sampler.PrometheusPoints(obj.Name)
+	if prometheus {
+		in.Points, promMessages = r.Sampler.PrometheusPoints(name)
 	}
-	state.signals = detection.Evaluate(in)
-	for i := range state.signals {
-		if m := promMessages[state.signals[i].Name]; m != "" {
-			state.signals[i].Message = m
+	state.readings = detection.Evaluate(in)
+	for i := range state.readings {
+		if m := promMessages[state.readings[i].Name]; m != "" {
+			state.readings[i].Message = m
 		}
 	}
-	state.metrics = metricsAvailability(r.Sampler.Status(), rounds, state.signals, prom != nil, in.Now, detection.MaxGap(cfg))
+	state.metrics = metricsAvailability(r.Sampler.Status(), rounds, state.readings, prometheus, in.Now, detection.MaxGap(cfg))
 	offenders := detection.Offenders(rounds, attributed, attributionWindow(cfg))
-	if len(offenders) > maxOffenders {
-		offenders = offenders[:maxOffenders]
-	}
-	state.offenders = offenders
+	state.offenders = offenders[:min(len(offenders), maxOffenders)]
 	state.evaluated = in.Now
-	return nil
 }
 
 // attributionWindow is the window over which offenders' rates are measured:
@@ -107,10 +58,10 @@ func attributionWindow(cfg *policy.Config) time.Duration {
 
 // previousStates reads the triggers' states back from status, so that a
 // firing trigger stays firing across a restart of the operator.
-func previousStates(obj *v1alpha1.LoadShedPolicy) map[string]trigger.State {
-	out := map[string]trigger.State{}
+func previousStates(obj *v1alpha1.LoadShedPolicy) map[string]trigger.Status {
+	out := map[string]trigger.Status{}
 	for _, s := range obj.Status.Signals {
-		out[s.Name] = detection.StateOf(s)
+		out[s.Name] = detection.StatusOf(s)
 	}
 	return out
 }
@@ -122,11 +73,11 @@ type metricsStatus struct {
 	message   string
 }
 
-func metricsAvailability(st sampler.Status, rounds []*signals.Round, sigs []detection.Signal, prometheus bool,
+func metricsAvailability(st sampler.Status, rounds []*signals.Round, readings []detection.Reading, prometheus bool,
 	now time.Time, maxGap time.Duration) metricsStatus {
 	missing := 0
 	var firstMissing string
-	for _, s := range sigs {
+	for _, s := range readings {
 		if !s.OK {
 			missing++
 			if firstMissing == "" {
@@ -145,10 +96,10 @@ func metricsAvailability(st sampler.Status, rounds []*signals.Round, sigs []dete
 			failures(st)}
 	case missing > 0 && prometheus:
 		return metricsStatus{reason: v1alpha1.ReasonQueryFailed,
-			message: fmt.Sprintf("%d of %d signals missing (%s)", missing, len(sigs), firstMissing)}
+			message: fmt.Sprintf("%d of %d signals missing (%s)", missing, len(readings), firstMissing)}
 	case missing > 0:
 		return metricsStatus{reason: v1alpha1.ReasonNoSamples,
-			message: fmt.Sprintf("%d of %d signals missing (%s)", missing, len(sigs), firstMissing)}
+			message: fmt.Sprintf("%d of %d signals missing (%s)", missing, len(readings), firstMissing)}
 	}
 	msg := "Read every signal"
 	if !prometheus {
@@ -163,35 +114,4 @@ func failures(st sampler.Status) string {
 		out += fmt.Sprintf("; %s: %s", target, why)
 	}
 	return out
-}
-
-// prometheusConfig reads the Prometheus source's Secrets from the cache.
-func (r *LoadShedPolicyReconciler) prometheusConfig(ctx context.Context, p *policy.Prometheus) (promsource.Config, error) {
-	pc := promsource.Config{URL: p.URL, Timeout: p.Timeout}
-	if p.CASecret != nil {
-		v, err := r.secretValue(ctx, p.CASecret)
-		if err != nil {
-			return pc, err
-		}
-		pc.CAPEM = v
-	}
-	if p.BearerTokenSecret != nil {
-		v, err := r.secretValue(ctx, p.BearerTokenSecret)
-		if err != nil {
-			return pc, err
-		}
-		pc.BearerToken = string(v)
-	}
-	return pc, nil
-}
-
-func (r *LoadShedPolicyReconciler) secretValue(ctx context.Context, ref *policy.SecretKey) ([]byte, error) {
-	if err := r.checkSecretKey(ctx, ref); err != nil {
-		return nil, err
-	}
-	secret := &corev1.Secret{}
-	if err := r.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: ref.Name}, secret); err != nil {
-		return nil, fmt.Errorf("reading secret %s/%s: %w", r.Namespace, ref.Name, err)
-	}
-	return secret.Data[ref.Key], nil
 }

@@ -18,11 +18,11 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/attribution"
+	"github.com/loadshed/loadshed/test/testutil"
 )
 
 // daemonSetAs creates a namespace, a ServiceAccount that may list pods
@@ -70,13 +70,7 @@ func daemonSetAs(t *testing.T, namespace, name string) {
 // Priority and Fairness classifies its requests as that ServiceAccount's.
 func clientAs(t *testing.T, namespace, name string) *kubernetes.Clientset {
 	t.Helper()
-	cfg := rest.CopyConfig(env.Config)
-	cfg.QPS, cfg.Burst = -1, 0 // no client-side rate limit: the flood is the point
-	cfg.Impersonate = rest.ImpersonationConfig{
-		UserName: fmt.Sprintf("system:serviceaccount:%s:%s", namespace, name),
-		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
+	cs, err := kubernetes.NewForConfig(testutil.AsServiceAccount(env.Config, namespace, name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +230,7 @@ func TestDetectionSeesAFloodAndAttributesIt(t *testing.T) {
 				reasons[e.Reason] = true
 			}
 		}
-		if !reasons["TriggerFired"] || !reasons["TriggerCleared"] {
+		if !reasons[v1alpha1.EventTriggerFired] || !reasons[v1alpha1.EventTriggerCleared] {
 			return fmt.Errorf("events on the policy: %v", reasons)
 		}
 		return nil
@@ -248,7 +242,7 @@ func TestDetectionSeesAFloodAndAttributesIt(t *testing.T) {
 	}
 	eventually(t, func() error {
 		list := &flowcontrolv1.FlowSchemaList{}
-		if err := env.Client.List(ctx, list, client.MatchingLabels{attribution.LabelRole: attribution.RoleAttribution}); err != nil {
+		if err := env.Client.List(ctx, list, client.MatchingLabels{v1alpha1.LabelRole: v1alpha1.RoleAttribution}); err != nil {
 			return err
 		}
 		if len(list.Items) > 0 {

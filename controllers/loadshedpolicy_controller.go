@@ -10,7 +10,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
@@ -18,7 +17,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -54,6 +52,9 @@ type LoadShedPolicyReconciler struct {
 	Recorder events.EventRecorder
 	// Clock is read for every time the reconciler records or compares.
 	Clock clock.PassiveClock
+
+	// shedding counts, for the metrics, the time each policy spends shedding.
+	shedding sheddingClock
 }
 
 // reconcileState is what one loop saw and decided, for the status setters.
@@ -63,7 +64,7 @@ type reconcileState struct {
 	err error
 	// evaluated is when the triggers were evaluated; zero when they were not.
 	evaluated time.Time
-	signals   []detection.Signal
+	readings  []detection.Reading
 	offenders []detection.Offender
 	metrics   metricsStatus
 	// plan is what the planner decided; nil when it did not run.
@@ -72,123 +73,76 @@ type reconcileState struct {
 
 // Reconcile runs one loop for one policy: observe, decide, apply, and write
 // status once at the end.
-func (r *LoadShedPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
-	log := ctrl.LoggerFrom(ctx)
-
+func (r *LoadShedPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	obj := &v1alpha1.LoadShedPolicy{}
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-
 	if !obj.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.reconcileDelete(ctx, obj)
 	}
-
-	if !controllerutil.ContainsFinalizer(obj, v1alpha1.Finalizer) {
-		// Add the finalizer first and alone: what the policy does later must
-		// be undone when it is deleted, even if this process dies in between.
-		patch := client.MergeFrom(obj.DeepCopy())
-		controllerutil.AddFinalizer(obj, v1alpha1.Finalizer)
-		if err := r.Patch(ctx, obj, patch, client.FieldOwner(FieldOwner)); err != nil {
-			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
-		}
-		log.Info("Added finalizer", "policy", klog.KObj(obj))
+	if err := r.ensureFinalizer(ctx, obj); err != nil {
+		return ctrl.Result{}, err
 	}
 
 	base := obj.DeepCopy()
-	state := &reconcileState{}
-	defer func() {
-		setStatus(obj, state)
-		if err := r.Status().Patch(ctx, obj, client.MergeFrom(base), client.FieldOwner(FieldOwner)); err != nil && !apierrors.IsNotFound(err) {
-			retErr = kerrors.NewAggregate([]error{retErr, fmt.Errorf("patching status: %w", err)})
-		}
-	}()
+	state := r.reconcilePolicy(ctx, obj)
+	setStatus(obj, state)
+	statusErr := r.patchStatus(ctx, obj, base)
+	r.observeMetrics(obj.Name, state)
+	return resultFor(state), kerrors.NewAggregate([]error{ignoreSpecErrors(state.err), statusErr})
+}
 
-	state.err = r.reconcileSpec(ctx, obj, state)
-	if state.err != nil || obj.Spec.Suspend {
+// reconcilePolicy resolves the spec and, unless the policy is suspended,
+// runs detection and mitigation.
+func (r *LoadShedPolicyReconciler) reconcilePolicy(ctx context.Context, obj *v1alpha1.LoadShedPolicy) *reconcileState {
+	state := &reconcileState{}
+	spec, err := r.readSpec(ctx, obj)
+	if spec != nil {
+		state.config = spec.config
+	}
+	if err != nil || obj.Spec.Suspend {
 		// Nothing is evaluated: the sampler stops reading for this policy.
 		r.Sampler.Unregister(obj.Name)
-		return resultFor(state), ignoreSpecErrors(state.err)
+		state.err = err
+		return state
+	}
+	state.err = r.reconcileActive(ctx, obj, spec, state)
+	return state
+}
+
+// reconcileActive runs the loop of a policy that is not suspended: it reads
+// the cluster, keeps attribution, evaluates the triggers and offenders, and
+// has the planner decide what to throttle, pause and restore.
+func (r *LoadShedPolicyReconciler) reconcileActive(ctx context.Context, obj *v1alpha1.LoadShedPolicy, spec *resolvedSpec,
+	state *reconcileState) error {
+	w, err := r.observe(ctx, obj.Name, spec.config)
+	if err != nil {
+		return err
+	}
+	attributed, err := r.applyAttribution(ctx, w)
+	if err != nil {
+		return err
 	}
 	previous := previousStates(obj)
-	state.err = r.reconcileDetection(ctx, obj, state)
-	if state.err == nil {
-		r.recordTransitions(obj, previous, state.signals)
-		state.err = r.reconcileMitigation(ctx, obj, state)
-	}
-	if state.err == nil {
-		state.err = r.collectAttribution(ctx, "")
-	}
-	observePolicy(obj.Name, state)
-	if state.plan != nil && !state.config.DryRun {
-		observeShedding(obj.Name, shedding(state), state.evaluated)
-	}
-	return resultFor(state), ignoreSpecErrors(state.err)
+	r.evaluate(obj.Name, spec, previous, attributed, state)
+	r.recordTransitions(obj, previous, state.readings)
+	return r.mitigate(ctx, obj, w, state)
 }
 
-// reconcileSpec resolves the spec and checks what it refers to.
-func (r *LoadShedPolicyReconciler) reconcileSpec(ctx context.Context, obj *v1alpha1.LoadShedPolicy, state *reconcileState) error {
-	cfg, err := policy.Resolve(&obj.Spec)
-	if err != nil {
-		return &specError{reason: v1alpha1.ReasonInvalidSpec, err: err}
+// patchStatus writes the status computed from base's.
+func (r *LoadShedPolicyReconciler) patchStatus(ctx context.Context, obj, base *v1alpha1.LoadShedPolicy) error {
+	err := r.Status().Patch(ctx, obj, client.MergeFrom(base), client.FieldOwner(FieldOwner))
+	if client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("patching status: %w", err)
 	}
-	state.config = cfg
-	if p := cfg.Source.Prometheus; p != nil {
-		for _, ref := range []*policy.SecretKey{p.CASecret, p.BearerTokenSecret} {
-			if ref == nil {
-				continue
-			}
-			if err := r.checkSecretKey(ctx, ref); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// checkSecretKey returns a specError when the Secret or its key is missing.
-func (r *LoadShedPolicyReconciler) checkSecretKey(ctx context.Context, ref *policy.SecretKey) error {
-	secret := &corev1.Secret{}
-	err := r.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: ref.Name}, secret)
-	switch {
-	case apierrors.IsNotFound(err):
-		return &specError{reason: v1alpha1.ReasonSecretNotFound, retry: true,
-			err: fmt.Errorf("secret %s/%s not found", r.Namespace, ref.Name)}
-	case err != nil:
-		return fmt.Errorf("reading secret %s/%s: %w", r.Namespace, ref.Name, err)
-	}
-	if _, ok := secret.Data[ref.Key]; !ok {
-		return &specError{reason: v1alpha1.ReasonSecretNotFound, retry: true,
-			err: fmt.Errorf("secret %s/%s has no key %q", r.Namespace, ref.Name, ref.Key)}
-	}
-	return nil
-}
-
-// reconcileDelete undoes what the policy did, then removes the finalizer.
-func (r *LoadShedPolicyReconciler) reconcileDelete(ctx context.Context, obj *v1alpha1.LoadShedPolicy) error {
-	if !controllerutil.ContainsFinalizer(obj, v1alpha1.Finalizer) {
-		return nil
-	}
-	r.Sampler.Unregister(obj.Name)
-	forgetPolicy(obj.Name)
-	if err := r.undoAll(ctx, obj.Name); err != nil {
-		return err
-	}
-	if err := r.collectAttribution(ctx, obj.Name); err != nil {
-		return err
-	}
-	patch := client.MergeFrom(obj.DeepCopy())
-	controllerutil.RemoveFinalizer(obj, v1alpha1.Finalizer)
-	if err := r.Patch(ctx, obj, patch, client.FieldOwner(FieldOwner)); err != nil {
-		return client.IgnoreNotFound(fmt.Errorf("removing finalizer: %w", err))
-	}
-	ctrl.LoggerFrom(ctx).Info("Removed finalizer", "policy", klog.KObj(obj))
 	return nil
 }
 
 // specError is an error in what the policy says, as opposed to a failure to
-// reach the cluster: it is reported in the Ready condition with its reason,
-// and retried only when retry is set (something it refers to may appear).
+// reach the cluster: it is reported in the Ready and Stalled conditions with
+// its reason, and retried only when retry is set (something it refers to may
+// appear).
 type specError struct {
 	reason string
 	retry  bool
@@ -236,7 +190,7 @@ func (r *LoadShedPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			predicate.AnnotationChangedPredicate{},
 		))).
 		// A Secret a policy refers to may appear or change after the policy.
-		// The cache holds the operator's namespace only (see internal/operator).
+		// The cache holds the operator's namespace only (see controllers/operator).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.policiesForSecret)).
 		// Each round of scrapes wakes the policies that asked for it.
 		WatchesRawSource(source.Channel(r.Sampler.Events(), &handler.EnqueueRequestForObject{})).

@@ -90,6 +90,11 @@ func TestAnInvalidSelectorIsReportedInReady(t *testing.T) {
 	if phase := get(t, "bad-selector").Status.Phase; phase != v1alpha1.PhaseUnknown {
 		t.Errorf("phase = %q, want Unknown", phase)
 	}
+	// kstatus readers (Flux, Argo CD, kubectl wait) see it as stalled.
+	if c := meta.FindStatusCondition(get(t, "bad-selector").Status.Conditions, v1alpha1.ConditionStalled); c == nil ||
+		c.Status != metav1.ConditionTrue || c.Reason != v1alpha1.ReasonInvalidSpec {
+		t.Errorf("Stalled = %+v, want True/%s", c, v1alpha1.ReasonInvalidSpec)
+	}
 }
 
 func TestAMissingSecretIsReportedUntilItAppears(t *testing.T) {
@@ -153,5 +158,46 @@ func TestDeletingAPolicyRemovesItsFinalizer(t *testing.T) {
 			return nil
 		}
 		return fmt.Errorf("the policy is still there: %w", err)
+	})
+}
+
+// TestDeletingAPolicySaysSoAndKeepsOthersFinalizers deletes a policy that
+// another controller also holds with its own finalizer: loadshed writes the
+// Deleting status before it removes its finalizer, and removes only its own.
+func TestDeletingAPolicySaysSoAndKeepsOthersFinalizers(t *testing.T) {
+	const other = "example.com/keep"
+	ctx := context.Background()
+	p := newPolicy("deleting")
+	p.Finalizers = []string{other}
+	create(t, p)
+	t.Cleanup(func() {
+		_ = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cur := &v1alpha1.LoadShedPolicy{}
+			if err := env.Client.Get(ctx, client.ObjectKey{Name: "deleting"}, cur); err != nil {
+				return client.IgnoreNotFound(err)
+			}
+			controllerutil.RemoveFinalizer(cur, other)
+			return env.Client.Update(ctx, cur)
+		})
+	})
+	eventually(t, readyIs(t, "deleting", metav1.ConditionTrue, v1alpha1.ReasonReconciled))
+	if err := env.Client.Delete(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error {
+		got := get(t, "deleting")
+		if controllerutil.ContainsFinalizer(got, v1alpha1.Finalizer) {
+			return fmt.Errorf("loadshed's finalizer is still there: %v", got.Finalizers)
+		}
+		if !controllerutil.ContainsFinalizer(got, other) {
+			return fmt.Errorf("the other finalizer is gone: %v", got.Finalizers)
+		}
+		for _, typ := range []string{v1alpha1.ConditionReady, v1alpha1.ConditionReconciling} {
+			c := meta.FindStatusCondition(got.Status.Conditions, typ)
+			if c == nil || c.Reason != v1alpha1.ReasonDeleting || !strings.HasPrefix(c.Message, "Deleting: ") {
+				return fmt.Errorf("%s is %+v, want reason %s", typ, c, v1alpha1.ReasonDeleting)
+			}
+		}
+		return nil
 	})
 }

@@ -11,6 +11,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/detection"
@@ -30,6 +31,7 @@ func setStatus(obj *v1alpha1.LoadShedPolicy, state *reconcileState) {
 		obj.Status.LastEvaluationTime = &t
 	}
 	setReadyCondition(obj, state)
+	setKstatusConditions(obj, state)
 	setPhase(obj, state)
 	var se *specError
 	if state.err == nil || errors.As(state.err, &se) {
@@ -40,27 +42,27 @@ func setStatus(obj *v1alpha1.LoadShedPolicy, state *reconcileState) {
 }
 
 func setSignals(obj *v1alpha1.LoadShedPolicy, state *reconcileState) {
-	out := make([]v1alpha1.SignalStatus, 0, len(state.signals))
-	for _, s := range state.signals {
+	out := make([]v1alpha1.SignalStatus, 0, len(state.readings))
+	for _, s := range state.readings {
 		st := v1alpha1.SignalStatus{
 			Name:           s.Name,
 			Signal:         s.Signal,
 			Threshold:      detection.FormatValue(s.Threshold),
 			ClearThreshold: detection.FormatValue(s.ClearThreshold),
-			State:          s.State.State,
+			State:          s.Status.State,
 			Message:        s.Message,
 		}
 		if s.OK {
 			st.Value = detection.FormatValue(s.Value)
 		}
-		if !s.State.Since.IsZero() {
-			since := metav1.NewTime(s.State.Since)
+		if !s.Status.Since.IsZero() {
+			since := metav1.NewTime(s.Status.Since)
 			st.Since = &since
 		}
 		out = append(out, st)
 	}
 	obj.Status.Signals = out
-	if _, worst, ok := detection.Worst(state.signals); ok {
+	if _, worst, ok := detection.Worst(state.readings); ok {
 		obj.Status.WorstSignal = worst
 	}
 }
@@ -69,8 +71,8 @@ func setOffenders(obj *v1alpha1.LoadShedPolicy, state *reconcileState) {
 	out := make([]v1alpha1.OffenderStatus, 0, len(state.offenders))
 	for _, o := range state.offenders {
 		out = append(out, v1alpha1.OffenderStatus{
-			ServiceAccount:      o.ServiceAccount,
-			DaemonSets:          o.DaemonSets,
+			ServiceAccount:      o.ServiceAccount.String(),
+			DaemonSets:          namesOf(o.DaemonSets),
 			Shared:              o.Shared(),
 			RequestsPerSecond:   detection.FormatValue(o.RequestsPerSecond),
 			RejectedPerSecond:   detection.FormatValue(o.RejectedPerSecond),
@@ -79,6 +81,15 @@ func setOffenders(obj *v1alpha1.LoadShedPolicy, state *reconcileState) {
 		})
 	}
 	obj.Status.Offenders = out
+}
+
+// namesOf returns "namespace/name" for each.
+func namesOf(keys []types.NamespacedName) []string {
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, k.String())
+	}
+	return out
 }
 
 func percent(share float64) int32 {
@@ -101,7 +112,7 @@ func setMetricsCondition(obj *v1alpha1.LoadShedPolicy, state *reconcileState) {
 
 func setTriggeredCondition(obj *v1alpha1.LoadShedPolicy, state *reconcileState) {
 	var firing []string
-	for _, s := range state.signals {
+	for _, s := range state.readings {
 		if s.Firing() {
 			firing = append(firing, fmt.Sprintf("%s (%s %s > %s)", s.Name, s.Signal, valueOrMissing(s), detection.FormatValue(s.Threshold)))
 		}
@@ -134,7 +145,7 @@ func setReadyCondition(obj *v1alpha1.LoadShedPolicy, state *reconcileState) {
 		cond.Message = truncate(se.Error())
 	case state.err != nil:
 		cond.Status = metav1.ConditionFalse
-		cond.Reason = v1alpha1.ReasonProgressing
+		cond.Reason = v1alpha1.ReasonReconcileFailed
 		cond.Message = truncate("Reconcile failed, will retry: " + state.err.Error())
 	case obj.Spec.Suspend:
 		cond.Status = metav1.ConditionTrue
@@ -148,6 +159,45 @@ func setReadyCondition(obj *v1alpha1.LoadShedPolicy, state *reconcileState) {
 	meta.SetStatusCondition(&obj.Status.Conditions, cond)
 }
 
+// setKstatusConditions sets the kstatus "abnormal-true" conditions, present
+// only while they hold: Stalled for a spec that cannot be acted on until it
+// (or what it refers to) changes, Reconciling while a failed loop is retried.
+func setKstatusConditions(obj *v1alpha1.LoadShedPolicy, state *reconcileState) {
+	var se *specError
+	switch {
+	case errors.As(state.err, &se):
+		meta.RemoveStatusCondition(&obj.Status.Conditions, v1alpha1.ConditionReconciling)
+		meta.SetStatusCondition(&obj.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionStalled,
+			Status: metav1.ConditionTrue, Reason: se.reason, Message: truncate(se.Error()), ObservedGeneration: obj.Generation})
+	case state.err != nil:
+		meta.RemoveStatusCondition(&obj.Status.Conditions, v1alpha1.ConditionStalled)
+		meta.SetStatusCondition(&obj.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReconciling,
+			Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonReconcileFailed,
+			Message: truncate("Retrying: " + state.err.Error()), ObservedGeneration: obj.Generation})
+	default:
+		meta.RemoveStatusCondition(&obj.Status.Conditions, v1alpha1.ConditionStalled)
+		meta.RemoveStatusCondition(&obj.Status.Conditions, v1alpha1.ConditionReconciling)
+	}
+}
+
+// setDeletingStatus is the status of a policy whose finalizer is undoing
+// what it did: what is left to undo, or why undoing failed.
+func setDeletingStatus(obj *v1alpha1.LoadShedPolicy, undoing string, undoErr error) {
+	msg := "Deleting: " + undoing
+	if undoErr != nil {
+		msg = "Deleting: undoing what the policy did failed, will retry: " + undoErr.Error()
+	}
+	for _, t := range []string{v1alpha1.ConditionReady, v1alpha1.ConditionReconciling} {
+		status := metav1.ConditionTrue
+		if t == v1alpha1.ConditionReady {
+			status = metav1.ConditionFalse
+		}
+		meta.SetStatusCondition(&obj.Status.Conditions, metav1.Condition{Type: t, Status: status,
+			Reason: v1alpha1.ReasonDeleting, Message: truncate(msg), ObservedGeneration: obj.Generation})
+	}
+	meta.RemoveStatusCondition(&obj.Status.Conditions, v1alpha1.ConditionStalled)
+}
+
 // setPhase: Suspended for a valid suspended policy; Triggered while a
 // trigger fires (no action is taken yet); Healthy when every trigger is OK;
 // Unknown otherwise (invalid, not evaluated, or a signal missing).
@@ -157,13 +207,13 @@ func setPhase(obj *v1alpha1.LoadShedPolicy, state *reconcileState) {
 		obj.Status.Phase = v1alpha1.PhaseSuspended
 	case state.err != nil || state.evaluated.IsZero():
 		obj.Status.Phase = v1alpha1.PhaseUnknown
-	case shedding(state) && detection.Firing(state.signals):
+	case shedding(state) && detection.Firing(state.readings):
 		obj.Status.Phase = v1alpha1.PhaseShedding
 	case shedding(state):
 		obj.Status.Phase = v1alpha1.PhaseRestoring
-	case detection.Firing(state.signals):
+	case detection.Firing(state.readings):
 		obj.Status.Phase = v1alpha1.PhaseTriggered
-	case detection.AllClear(state.signals):
+	case detection.AllClear(state.readings):
 		obj.Status.Phase = v1alpha1.PhaseHealthy
 	default:
 		obj.Status.Phase = v1alpha1.PhaseUnknown
@@ -192,32 +242,7 @@ func setActions(obj *v1alpha1.LoadShedPolicy, state *reconcileState) {
 	if p == nil {
 		return
 	}
-	prefix := ""
-	if state.config.DryRun {
-		prefix = "dryRun, not applied: "
-	}
-	var actions []v1alpha1.ActionStatus
-	for _, sa := range slices.Sorted(maps.Keys(p.Throttled)) {
-		since := metav1.NewTime(p.Throttled[sa])
-		actions = append(actions, v1alpha1.ActionStatus{Kind: v1alpha1.ActionThrottle, Target: sa, Since: &since,
-			Message: prefix + "routed to the throttling priority level"})
-	}
-	for _, ds := range slices.Sorted(maps.Keys(p.Paused)) {
-		rec := p.Paused[ds]
-		since := metav1.NewTime(rec.Since)
-		a := v1alpha1.ActionStatus{Kind: v1alpha1.ActionPause, Target: ds, Since: &since,
-			Attempt: int32(rec.Attempt), Wave: int32(rec.Wave)}
-		if next := restoreDue(state, rec); !next.IsZero() {
-			t := metav1.NewTime(next)
-			a.NextRestoreTime = &t
-		}
-		a.Message = prefix + "paused"
-		if rec.Wave > 0 {
-			a.Message = fmt.Sprintf("%srestoring: wave %d of %d (%d%% of its nodes)", prefix, rec.Wave,
-				len(state.config.Restore.WavePercents), state.config.Restore.WavePercents[rec.Wave-1])
-		}
-		actions = append(actions, a)
-	}
+	actions := actionStatuses(state)
 	obj.Status.Actions = actions
 	if state.config.DryRun {
 		obj.Status.PausedCount, obj.Status.ThrottledCount = 0, 0
@@ -229,10 +254,51 @@ func setActions(obj *v1alpha1.LoadShedPolicy, state *reconcileState) {
 		t := metav1.NewTime(p.NextRestore)
 		obj.Status.NextRestoreTime = &t
 	}
+	meta.SetStatusCondition(&obj.Status.Conditions, sheddingCondition(obj, state, len(actions) > 0))
+}
 
+// dryRunPrefix starts the messages of what a policy in dryRun would keep in place.
+func dryRunPrefix(state *reconcileState) string {
+	if state.config.DryRun {
+		return "dryRun, not applied: "
+	}
+	return ""
+}
+
+// actionStatuses lists the throttles, then the pauses, of the plan.
+func actionStatuses(state *reconcileState) []v1alpha1.ActionStatus {
+	p, prefix := state.plan, dryRunPrefix(state)
+	actions := make([]v1alpha1.ActionStatus, 0, len(p.Throttled)+len(p.Paused))
+	for _, sa := range slices.SortedFunc(maps.Keys(p.Throttled), plan.CompareNames) {
+		since := metav1.NewTime(p.Throttled[sa])
+		actions = append(actions, v1alpha1.ActionStatus{Kind: v1alpha1.ActionThrottle, Target: sa.String(), Since: &since,
+			Message: prefix + "routed to the throttling priority level"})
+	}
+	for _, ds := range slices.SortedFunc(maps.Keys(p.Paused), plan.CompareNames) {
+		rec := p.Paused[ds]
+		since := metav1.NewTime(rec.Since)
+		a := v1alpha1.ActionStatus{Kind: v1alpha1.ActionPause, Target: ds.String(), Since: &since,
+			Attempt: int32(rec.Attempt), Wave: int32(rec.Wave), Message: prefix + "paused"}
+		if next := restoreDue(state, rec); !next.IsZero() {
+			t := metav1.NewTime(next)
+			a.NextRestoreTime = &t
+		}
+		if rec.Wave > 0 {
+			a.Message = fmt.Sprintf("%srestoring: wave %d of %d (%d%% of its nodes)", prefix, rec.Wave,
+				len(state.config.Restore.WavePercents), state.config.Restore.WavePercents[rec.Wave-1])
+		}
+		actions = append(actions, a)
+	}
+	return actions
+}
+
+// sheddingCondition says what is in place, what the plan may not do, and
+// which pauses someone else removed.
+func sheddingCondition(obj *v1alpha1.LoadShedPolicy, state *reconcileState, some bool) metav1.Condition {
+	p, prefix := state.plan, dryRunPrefix(state)
 	cond := metav1.Condition{Type: v1alpha1.ConditionShedding, Status: metav1.ConditionFalse,
 		Reason: v1alpha1.ReasonNothingShed, Message: "Nothing is throttled or paused", ObservedGeneration: obj.Generation}
-	if len(actions) > 0 {
+	if some {
 		cond.Status = metav1.ConditionTrue
 		cond.Reason = v1alpha1.ReasonActionsInPlace
 		cond.Message = fmt.Sprintf("%s%d ServiceAccounts throttled, %d DaemonSets paused or restoring", prefix, len(p.Throttled), len(p.Paused))
@@ -243,13 +309,13 @@ func setActions(obj *v1alpha1.LoadShedPolicy, state *reconcileState) {
 	if len(p.Blocked) > 0 {
 		cond.Message += "; " + strings.Join(p.Blocked, "; ")
 	}
-	if overridden := append(append([]string(nil), p.PutBack...), p.Held...); len(overridden) > 0 {
+	if overridden := append(slices.Clone(p.PutBack), p.Held...); len(overridden) > 0 {
 		cond.Reason = v1alpha1.ReasonPauseOverridden
-		cond.Message += "; someone removed the pause of " + strings.Join(overridden, ", ") +
+		cond.Message += "; someone removed the pause of " + strings.Join(namesOf(overridden), ", ") +
 			" (put back at most once per backoff step)"
 	}
 	cond.Message = truncate(cond.Message)
-	meta.SetStatusCondition(&obj.Status.Conditions, cond)
+	return cond
 }
 
 // restoreDue is when a paused DaemonSet's next restore step may come.

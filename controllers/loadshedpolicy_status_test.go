@@ -2,10 +2,13 @@ package controllers
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/policy"
@@ -48,7 +51,7 @@ func TestSetStatus(t *testing.T) {
 			name:           "a failed loop leaves observedGeneration where it was",
 			err:            errors.New("connection refused"),
 			wantReady:      metav1.ConditionFalse,
-			wantReason:     v1alpha1.ReasonProgressing,
+			wantReason:     v1alpha1.ReasonReconcileFailed,
 			wantPhase:      v1alpha1.PhaseUnknown,
 			wantObservedAt: 2,
 		},
@@ -90,6 +93,85 @@ func TestSetStatus(t *testing.T) {
 				t.Errorf("observedGeneration = %d, want %d", obj.Status.ObservedGeneration, tt.wantObservedAt)
 			}
 		})
+	}
+}
+
+// TestKstatusConditions checks the conditions Flux, Argo CD and kubectl wait
+// read: Stalled while the spec cannot be acted on, Reconciling while a failed
+// loop is retried or the policy is being deleted, neither otherwise.
+func TestKstatusConditions(t *testing.T) {
+	invalid := &specError{reason: v1alpha1.ReasonInvalidSpec, err: errors.New("spec.targets.selector: bad")}
+	tests := []struct {
+		name            string
+		steps           []func(*v1alpha1.LoadShedPolicy)
+		wantStalled     string // the reason, "" for absent
+		wantReconciling string
+		wantReady       string
+	}{
+		{"a healthy loop has neither",
+			[]func(*v1alpha1.LoadShedPolicy){loop(nil)}, "", "", v1alpha1.ReasonReconciled},
+		{"an invalid spec is stalled",
+			[]func(*v1alpha1.LoadShedPolicy){loop(invalid)}, v1alpha1.ReasonInvalidSpec, "", v1alpha1.ReasonInvalidSpec},
+		{"a missing Secret is stalled",
+			[]func(*v1alpha1.LoadShedPolicy){loop(&specError{reason: v1alpha1.ReasonSecretNotFound, retry: true, err: errors.New("x")})},
+			v1alpha1.ReasonSecretNotFound, "", v1alpha1.ReasonSecretNotFound},
+		{"a failed loop is reconciling",
+			[]func(*v1alpha1.LoadShedPolicy){loop(errors.New("connection refused"))}, "", v1alpha1.ReasonReconcileFailed, v1alpha1.ReasonReconcileFailed},
+		{"a fixed spec is no longer stalled",
+			[]func(*v1alpha1.LoadShedPolicy){loop(invalid), loop(nil)}, "", "", v1alpha1.ReasonReconciled},
+		{"a loop that succeeds again is no longer reconciling",
+			[]func(*v1alpha1.LoadShedPolicy){loop(errors.New("timeout")), loop(nil)}, "", "", v1alpha1.ReasonReconciled},
+		{"a policy being deleted is reconciling and not ready",
+			[]func(*v1alpha1.LoadShedPolicy){loop(invalid), func(o *v1alpha1.LoadShedPolicy) { setDeletingStatus(o, "1 DaemonSet to restore", nil) }},
+			"", v1alpha1.ReasonDeleting, v1alpha1.ReasonDeleting},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			obj := &v1alpha1.LoadShedPolicy{}
+			obj.Generation = 1
+			for _, step := range tt.steps {
+				step(obj)
+			}
+			for _, c := range []struct{ typ, want string }{
+				{v1alpha1.ConditionStalled, tt.wantStalled},
+				{v1alpha1.ConditionReconciling, tt.wantReconciling},
+				{v1alpha1.ConditionReady, tt.wantReady},
+			} {
+				got := meta.FindStatusCondition(obj.Status.Conditions, c.typ)
+				switch {
+				case c.want == "" && got != nil:
+					t.Errorf("%s is present: %+v", c.typ, *got)
+				case c.want != "" && got == nil:
+					t.Errorf("%s is absent, want reason %s", c.typ, c.want)
+				case c.want != "" && got.Reason != c.want:
+					t.Errorf("%s has reason %s, want %s", c.typ, got.Reason, c.want)
+				case c.want != "" && c.typ != v1alpha1.ConditionReady && got.Status != metav1.ConditionTrue:
+					t.Errorf("%s is %s, want True while present", c.typ, got.Status)
+				}
+			}
+		})
+	}
+}
+
+// loop is one reconcile loop that ended with err.
+func loop(err error) func(*v1alpha1.LoadShedPolicy) {
+	return func(obj *v1alpha1.LoadShedPolicy) { setStatus(obj, &reconcileState{err: err}) }
+}
+
+func TestTheDeletingStatusSaysWhatIsUndoneOrWhyItFailed(t *testing.T) {
+	obj := &v1alpha1.LoadShedPolicy{}
+	setDeletingStatus(obj, describeUndo(&inPlace{paused: map[types.NamespacedName]*appsv1.DaemonSet{{Namespace: "a", Name: "b"}: {}}}), nil)
+	if c := meta.FindStatusCondition(obj.Status.Conditions, v1alpha1.ConditionReady); c == nil ||
+		c.Message != "Deleting: 1 DaemonSet to restore" {
+		t.Errorf("Ready = %+v, want it to say what is undone", c)
+	}
+	setDeletingStatus(obj, "", errors.New("the API server is gone"))
+	if c := meta.FindStatusCondition(obj.Status.Conditions, v1alpha1.ConditionReady); c == nil ||
+		c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "the API server is gone") {
+		t.Errorf("Ready = %+v, want False with the error", c)
+	}
+	if got := describeUndo(&inPlace{}); got != "nothing to undo" {
+		t.Errorf("an empty undo reads %q", got)
 	}
 }
 

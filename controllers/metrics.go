@@ -16,8 +16,14 @@ const (
 	labelPolicy         = "policy"
 	labelTrigger        = "trigger"
 	labelServiceAccount = "service_account"
+	labelKind           = "kind"
+	labelDryRun         = "dry_run"
 )
 
+// The controller's metrics. They are registered once with
+// controller-runtime's registry, which the manager serves on /metrics, as
+// controller-runtime registers its own; each policy's series go when the
+// policy does (forgetMetrics).
 var (
 	signalValue = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "loadshed_detection_signal_value",
@@ -31,9 +37,7 @@ var (
 		Name: "loadshed_detection_attributed_requests_per_second",
 		Help: "Requests per second dispatched for each attributed ServiceAccount.",
 	}, []string{labelPolicy, labelServiceAccount})
-)
 
-var (
 	actionsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "loadshed_mitigation_actions_total",
 		Help: "Changes made (or, in dryRun, that would have been made), by kind.",
@@ -56,28 +60,32 @@ var (
 	}, []string{labelPolicy})
 )
 
-// Label keys of the mitigation metrics.
-const (
-	labelKind   = "kind"
-	labelDryRun = "dry_run"
-)
-
 func init() {
 	metrics.Registry.MustRegister(signalValue, triggerFiring, attributedRate,
 		actionsTotal, pausedDaemonSets, throttledServiceAccounts, restoreAttempts, sheddingSeconds)
 }
 
-// lastShedding remembers when each policy was last seen shedding, to count time.
-var (
-	lastSheddingMu sync.Mutex
-	lastShedding   = map[string]time.Time{}
-)
+// observeMetrics exports what one loop of a policy found and did.
+func (r *LoadShedPolicyReconciler) observeMetrics(policy string, state *reconcileState) {
+	observeEvaluation(policy, state)
+	if state.plan != nil && !state.config.DryRun {
+		r.shedding.observe(policy, shedding(state), state.evaluated)
+	}
+}
 
-// observeActions exports a plan.
-func observeActions(policy string, p plan.Plan, dryRun bool) {
-	for _, a := range p.Actions {
-		actionsTotal.WithLabelValues(policy, string(a.Kind), strconv.FormatBool(dryRun)).Inc()
-		if a.Kind == plan.RestoreStarted {
+// forgetMetrics removes a deleted policy's series.
+func (r *LoadShedPolicyReconciler) forgetMetrics(policy string) {
+	r.shedding.forget(policy)
+	for _, v := range []*prometheus.GaugeVec{signalValue, triggerFiring, attributedRate, pausedDaemonSets, throttledServiceAccounts} {
+		v.DeletePartialMatch(prometheus.Labels{labelPolicy: policy})
+	}
+}
+
+// observeChanges exports a plan.
+func observeChanges(policy string, p plan.Plan, dryRun bool) {
+	for _, c := range p.Changes {
+		actionsTotal.WithLabelValues(policy, string(c.Kind), strconv.FormatBool(dryRun)).Inc()
+		if c.Kind == plan.RestoreStarted {
 			restoreAttempts.WithLabelValues(policy).Inc()
 		}
 	}
@@ -88,26 +96,12 @@ func observeActions(policy string, p plan.Plan, dryRun bool) {
 	throttledServiceAccounts.WithLabelValues(policy).Set(float64(len(p.Throttled)))
 }
 
-// observeShedding adds the time since the last evaluation while shedding.
-func observeShedding(policy string, shedding bool, now time.Time) {
-	lastSheddingMu.Lock()
-	defer lastSheddingMu.Unlock()
-	if last, ok := lastShedding[policy]; ok && shedding {
-		sheddingSeconds.WithLabelValues(policy).Add(now.Sub(last).Seconds())
-	}
-	if shedding {
-		lastShedding[policy] = now
-	} else {
-		delete(lastShedding, policy)
-	}
-}
-
-// observePolicy exports what one evaluation of a policy found.
-func observePolicy(policy string, state *reconcileState) {
+// observeEvaluation exports what one evaluation of a policy found.
+func observeEvaluation(policy string, state *reconcileState) {
 	if state.evaluated.IsZero() {
 		return
 	}
-	for _, s := range state.signals {
+	for _, s := range state.readings {
 		if s.OK {
 			signalValue.WithLabelValues(policy, s.Name).Set(s.Value)
 		} else {
@@ -121,16 +115,37 @@ func observePolicy(policy string, state *reconcileState) {
 	}
 	attributedRate.DeletePartialMatch(prometheus.Labels{labelPolicy: policy})
 	for _, o := range state.offenders {
-		attributedRate.WithLabelValues(policy, o.ServiceAccount).Set(o.RequestsPerSecond)
+		attributedRate.WithLabelValues(policy, o.ServiceAccount.String()).Set(o.RequestsPerSecond)
 	}
 }
 
-// forgetPolicy removes a deleted policy's series.
-func forgetPolicy(policy string) {
-	lastSheddingMu.Lock()
-	delete(lastShedding, policy)
-	lastSheddingMu.Unlock()
-	for _, v := range []*prometheus.GaugeVec{signalValue, triggerFiring, attributedRate, pausedDaemonSets, throttledServiceAccounts} {
-		v.DeletePartialMatch(prometheus.Labels{labelPolicy: policy})
+// sheddingClock remembers when each policy was last seen shedding, to count
+// the time it spends shedding. The zero value is ready to use.
+type sheddingClock struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+// observe adds the time since the policy's last evaluation while shedding.
+func (c *sheddingClock) observe(policy string, shedding bool, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if last, ok := c.last[policy]; ok && shedding {
+		sheddingSeconds.WithLabelValues(policy).Add(now.Sub(last).Seconds())
 	}
+	switch {
+	case !shedding:
+		delete(c.last, policy)
+	case c.last == nil:
+		c.last = map[string]time.Time{policy: now}
+	default:
+		c.last[policy] = now
+	}
+}
+
+// forget drops a policy.
+func (c *sheddingClock) forget(policy string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.last, policy)
 }

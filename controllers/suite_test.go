@@ -3,19 +3,17 @@ package controllers_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
-	"github.com/loadshed/loadshed/internal/operator"
+	"github.com/loadshed/loadshed/controllers/operator"
 	"github.com/loadshed/loadshed/test/testenv"
+	"github.com/loadshed/loadshed/test/testutil"
 )
 
 // operatorNamespace is the operator's namespace in these tests.
@@ -24,41 +22,11 @@ const operatorNamespace = "loadshed-system"
 var env *testenv.Env
 
 // TestMain starts a control plane and the operator, wired as cmd/manager
-// wires it, as cluster admin (internal/operator tests the generated RBAC).
+// wires it, as cluster admin (controllers/operator tests the generated RBAC).
 func TestMain(m *testing.M) {
-	e, err := testenv.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	env = e
-
-	ctx, cancel := context.WithCancel(context.Background())
-	code := func() int {
-		if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}}); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		mgr, err := operator.New(env.Config, operator.Options{Namespace: operatorNamespace, MetricsAddr: "0", ProbeAddr: "0"})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		done := make(chan error)
-		go func() { done <- mgr.Start(ctx) }()
-		code := m.Run()
-		cancel()
-		if err := <-done; err != nil {
-			fmt.Fprintln(os.Stderr, "the operator stopped with an error:", err)
-			code = 1
-		}
-		return code
-	}()
-	cancel()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stopping the control plane:", err)
-	}
-	os.Exit(code)
+	testenv.Main(m, &env, testenv.Options{
+		Operator: &operator.Options{Namespace: operatorNamespace, MetricsAddr: "0", ProbeAddr: "0"},
+	})
 }
 
 // timeout bounds every wait for the operator: generous, because the
@@ -69,14 +37,7 @@ const timeout = 30 * time.Second
 // last error after timeout.
 func eventually(t *testing.T, check func() error) {
 	t.Helper()
-	var last error
-	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
-		last = check()
-		return last == nil, nil
-	})
-	if err != nil {
-		t.Fatalf("gave up after %v: %v", timeout, last)
-	}
+	testutil.Eventually(t, timeout, check)
 }
 
 // readyIs returns a check that the policy's Ready condition has a status

@@ -12,6 +12,17 @@ const (
 	ConditionTriggered = "Triggered"
 	// ConditionShedding is True while the policy keeps throttles or pauses in place.
 	ConditionShedding = "Shedding"
+
+	// ConditionReconciling is the kstatus "abnormal-true" condition that
+	// tools such as Flux, Argo CD and kubectl wait read: present and True
+	// while the operator is still acting on the policy's spec (the last
+	// loop failed and is retried, or the policy is being deleted); absent
+	// otherwise.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is the kstatus condition for a spec that cannot be
+	// acted on until someone changes it or what it refers to (reasons
+	// InvalidSpec, SecretNotFound); absent otherwise.
+	ConditionStalled = "Stalled"
 )
 
 // Condition reasons of a LoadShedPolicy.
@@ -26,9 +37,13 @@ const (
 	ReasonSecretNotFound = "SecretNotFound"
 	// ReasonSuspended: spec.suspend is set; nothing is evaluated or changed.
 	ReasonSuspended = "Suspended"
-	// ReasonProgressing: the policy has not been evaluated yet.
-	ReasonProgressing = "Progressing"
-	// ReasonDeleting: the policy is being deleted and what it did is undone.
+	// ReasonReconcileFailed: the last loop failed (for example, the API
+	// server did not answer) and is retried; Ready is False and Reconciling
+	// True with this reason, and the message has the error.
+	ReasonReconcileFailed = "ReconcileFailed"
+	// ReasonDeleting: the policy is being deleted and the finalizer undoes
+	// what it did (Ready False, Reconciling True); the message says what is
+	// left, or why the undo failed.
 	ReasonDeleting = "Deleting"
 
 	// ReasonScrapeFailed: no API server instance could be scraped.
@@ -49,22 +64,7 @@ const (
 	ReasonActionsInPlace = "ActionsInPlace"
 	// ReasonNothingShed: nothing is throttled or paused.
 	ReasonNothingShed = "NothingShed"
-	// ReasonPauseOverridden: someone else removed a pause that should hold.
+	// ReasonPauseOverridden: someone else removed a pause that should hold
+	// (the Shedding condition's reason; the event has EventPauseOverridden).
 	ReasonPauseOverridden = "PauseOverridden"
 )
-
-// Labels and annotations that loadshed reads and writes.
-const (
-	// LabelProtected, set to "true" on a DaemonSet, keeps every policy from acting on it.
-	LabelProtected = "loadshed.io/protected"
-	// LabelManagedBy marks the objects loadshed created (FlowSchemas,
-	// PriorityLevelConfigurations), with the value ManagedByValue.
-	LabelManagedBy = "app.kubernetes.io/managed-by"
-	// ManagedByValue is the value of LabelManagedBy on loadshed's objects.
-	ManagedByValue = "loadshed"
-	// LabelPolicy names the policy an object belongs to.
-	LabelPolicy = "loadshed.io/policy"
-)
-
-// Finalizer is set on every policy so that deleting it undoes what it did.
-const Finalizer = "loadshed.io/finalizer"

@@ -21,7 +21,7 @@ import (
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) { testenv.Main(m, &env) }
+func TestMain(m *testing.M) { testenv.Main(m, &env, testenv.Options{}) }
 
 // validTrigger is a trigger the schema accepts, for cases about other fields.
 const validTrigger = `

@@ -1,5 +1,5 @@
 // Command loadshed-operator runs the loadshed operator. It only turns flags
-// into the constructors' options; internal/operator does the wiring.
+// into the constructors' options; controllers/operator does the wiring.
 package main
 
 import (
@@ -10,8 +10,8 @@ import (
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/loadshed/loadshed/controllers/operator"
 	"github.com/loadshed/loadshed/internal/logging"
-	"github.com/loadshed/loadshed/internal/operator"
 )
 
 func main() {

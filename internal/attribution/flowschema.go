@@ -16,16 +16,6 @@ import (
 )
 
 const (
-	// LabelRole says what one of loadshed's objects is for.
-	LabelRole = "loadshed.io/role"
-	// RoleAttribution is the LabelRole value of attribution FlowSchemas.
-	RoleAttribution = "attribution"
-	// AnnotationServiceAccount records, as "namespace/name", the
-	// ServiceAccount an attribution FlowSchema matches.
-	AnnotationServiceAccount = "loadshed.io/service-account"
-	// AnnotationAttributedFrom records the name of the FlowSchema that
-	// matched the ServiceAccount when the attribution FlowSchema was made.
-	AnnotationAttributedFrom = "loadshed.io/attributed-from"
 	// NamePrefix starts the name of every attribution FlowSchema.
 	NamePrefix = "loadshed-attr-"
 	// MinAttributablePrecedence is the lowest matchingPrecedence of a schema
@@ -111,11 +101,11 @@ func FlowSchemaFor(sa ServiceAccount, matched *flowcontrolv1.FlowSchema) (*flowc
 	return flowcontrolv1ac.FlowSchema(Name(sa)).
 		WithLabels(map[string]string{
 			v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue,
-			LabelRole:               RoleAttribution,
+			v1alpha1.LabelRole:      v1alpha1.RoleAttribution,
 		}).
 		WithAnnotations(map[string]string{
-			AnnotationServiceAccount: sa.String(),
-			AnnotationAttributedFrom: matched.Name,
+			v1alpha1.AnnotationServiceAccount: sa.String(),
+			v1alpha1.AnnotationAttributedFrom: matched.Name,
 		}).
 		WithSpec(spec), nil
 }
@@ -130,7 +120,7 @@ func IsOwned(obj metav1.Object) bool {
 }
 
 // IsAttribution reports whether an object is one of loadshed's attribution
-// FlowSchemas: owned by loadshed, with role RoleAttribution.
+// FlowSchemas: owned by loadshed, with role v1alpha1.RoleAttribution.
 func IsAttribution(obj metav1.Object) bool {
-	return IsOwned(obj) && obj.GetLabels()[LabelRole] == RoleAttribution
+	return IsOwned(obj) && obj.GetLabels()[v1alpha1.LabelRole] == v1alpha1.RoleAttribution
 }

@@ -147,8 +147,8 @@ func assertAttribution(t *testing.T, fs flowcontrolv1.FlowSchema, sa ServiceAcco
 	if fs.Kind != "FlowSchema" || fs.APIVersion != "flowcontrol.apiserver.k8s.io/v1" {
 		t.Errorf("kind, apiVersion = %q, %q", fs.Kind, fs.APIVersion)
 	}
-	wantLabels := map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue, LabelRole: RoleAttribution}
-	wantAnnotations := map[string]string{AnnotationServiceAccount: sa.String(), AnnotationAttributedFrom: matchedName}
+	wantLabels := map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue, v1alpha1.LabelRole: v1alpha1.RoleAttribution}
+	wantAnnotations := map[string]string{v1alpha1.AnnotationServiceAccount: sa.String(), v1alpha1.AnnotationAttributedFrom: matchedName}
 	assertMap(t, "labels", fs.Labels, wantLabels)
 	assertMap(t, "annotations", fs.Annotations, wantAnnotations)
 	if !IsOwned(&metav1.ObjectMeta{Labels: fs.Labels}) || !IsAttribution(&metav1.ObjectMeta{Labels: fs.Labels}) {
@@ -325,10 +325,10 @@ func TestIsOwnedAndIsAttribution(t *testing.T) {
 		wantAttribution bool
 	}{
 		{name: "a schema without labels is neither", labels: nil},
-		{name: "a schema managed by someone else is neither", labels: map[string]string{v1alpha1.LabelManagedBy: "helm", LabelRole: RoleAttribution}},
+		{name: "a schema managed by someone else is neither", labels: map[string]string{v1alpha1.LabelManagedBy: "helm", v1alpha1.LabelRole: v1alpha1.RoleAttribution}},
 		{name: "a schema managed by loadshed without a role is owned only", labels: map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue}, wantOwned: true},
-		{name: "a schema managed by loadshed with another role is owned only", labels: map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue, LabelRole: "shed"}, wantOwned: true},
-		{name: "an attribution schema is both", labels: map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue, LabelRole: RoleAttribution}, wantOwned: true, wantAttribution: true},
+		{name: "a schema managed by loadshed with another role is owned only", labels: map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue, v1alpha1.LabelRole: "shed"}, wantOwned: true},
+		{name: "an attribution schema is both", labels: map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue, v1alpha1.LabelRole: v1alpha1.RoleAttribution}, wantOwned: true, wantAttribution: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -68,7 +68,7 @@ func resources(rules []flowcontrolv1.ResourcePolicyRule, subjects ...flowcontrol
 }
 
 func owned(fs flowcontrolv1.FlowSchema) flowcontrolv1.FlowSchema {
-	fs.Labels = map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue, LabelRole: RoleAttribution}
+	fs.Labels = map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue, v1alpha1.LabelRole: v1alpha1.RoleAttribution}
 	return fs
 }
 

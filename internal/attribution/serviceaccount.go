@@ -16,6 +16,7 @@ package attribution
 
 import (
 	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apiserver/pkg/authentication/serviceaccount"
 	"k8s.io/apiserver/pkg/authentication/user"
 )
@@ -24,13 +25,9 @@ import (
 // names none.
 const DefaultServiceAccountName = "default"
 
-// ServiceAccount names a ServiceAccount.
-type ServiceAccount struct {
-	// Namespace is the ServiceAccount's namespace.
-	Namespace string
-	// Name is the ServiceAccount's name.
-	Name string
-}
+// ServiceAccount names a ServiceAccount. It converts to and from
+// types.NamespacedName, which the planner keys its maps by.
+type ServiceAccount types.NamespacedName
 
 // String returns "namespace/name".
 func (sa ServiceAccount) String() string {

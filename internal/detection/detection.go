@@ -17,8 +17,9 @@ import (
 	"github.com/loadshed/loadshed/internal/trigger"
 )
 
-// Signal is one trigger's latest value and state.
-type Signal struct {
+// Reading is one trigger's latest reading: its signal's value and the
+// trigger's state.
+type Reading struct {
 	Name   string
 	Signal string
 	// Value is the newest value; meaningful only when OK.
@@ -26,13 +27,13 @@ type Signal struct {
 	OK             bool
 	Threshold      float64
 	ClearThreshold float64
-	State          trigger.State
+	Status         trigger.Status
 	// Message says why a value is missing, or what is odd about it.
 	Message string
 }
 
 // Firing reports whether the trigger counts as firing.
-func (s Signal) Firing() bool { return s.State.Latched() }
+func (s Reading) Firing() bool { return s.Status.Latched() }
 
 // Input is everything a policy's evaluation reads.
 type Input struct {
@@ -44,13 +45,13 @@ type Input struct {
 	// Rounds are the sampler's rounds, oldest first.
 	Rounds []*signals.Round
 	// Previous are the trigger states the policy's status holds.
-	Previous map[string]trigger.State
+	Previous map[string]trigger.Status
 	Now      time.Time
 }
 
 // Evaluate returns each trigger's value and state, in spec order.
-func Evaluate(in Input) []Signal {
-	out := make([]Signal, 0, len(in.Config.Triggers))
+func Evaluate(in Input) []Reading {
+	out := make([]Reading, 0, len(in.Config.Triggers))
 	for i := range in.Config.Triggers {
 		t := &in.Config.Triggers[i]
 		var points []trigger.Point
@@ -66,12 +67,12 @@ func Evaluate(in Input) []Signal {
 			For:            t.For,
 			MaxGap:         MaxGap(in.Config),
 		}
-		s := Signal{
+		s := Reading{
 			Name:           t.Name,
 			Signal:         t.SignalName(),
 			Threshold:      t.Threshold,
 			ClearThreshold: t.ClearThreshold,
-			State:          trigger.Evaluate(spec, in.Previous[t.Name], points, in.Now),
+			Status:         trigger.Evaluate(spec, in.Previous[t.Name], points, in.Now),
 			Message:        msg,
 		}
 		if n := len(points); n > 0 && points[n-1].OK && in.Now.Sub(points[n-1].T) <= spec.MaxGap {
@@ -100,7 +101,7 @@ func Retention(cfg *policy.Config) time.Duration {
 }
 
 // Firing reports whether any trigger fires.
-func Firing(sigs []Signal) bool {
+func Firing(sigs []Reading) bool {
 	for _, s := range sigs {
 		if s.Firing() {
 			return true
@@ -110,9 +111,9 @@ func Firing(sigs []Signal) bool {
 }
 
 // AllClear reports whether every trigger is OK: none firing, none unknown.
-func AllClear(sigs []Signal) bool {
+func AllClear(sigs []Reading) bool {
 	for _, s := range sigs {
-		if !s.State.Healthy() {
+		if !s.Status.Healthy() {
 			return false
 		}
 	}
@@ -121,8 +122,8 @@ func AllClear(sigs []Signal) bool {
 
 // Worst returns the signal furthest past, or closest to, its threshold,
 // preferring firing ones, and a short description for kubectl.
-func Worst(sigs []Signal) (Signal, string, bool) {
-	best, bestScore, found := Signal{}, math.Inf(-1), false
+func Worst(sigs []Reading) (Reading, string, bool) {
+	best, bestScore, found := Reading{}, math.Inf(-1), false
 	for _, s := range sigs {
 		score := math.Inf(-1)
 		if s.OK && s.Threshold > 0 {
@@ -136,7 +137,7 @@ func Worst(sigs []Signal) (Signal, string, bool) {
 		}
 	}
 	if !found {
-		return Signal{}, "", false
+		return Reading{}, "", false
 	}
 	value := "?"
 	if best.OK {
@@ -158,7 +159,7 @@ func FormatValue(v float64) string {
 
 // Transitions returns the triggers that started or stopped firing between
 // two evaluations, by name, for events.
-func Transitions(prev map[string]trigger.State, sigs []Signal) (started, stopped []Signal) {
+func Transitions(prev map[string]trigger.Status, sigs []Reading) (started, stopped []Reading) {
 	for _, s := range sigs {
 		was := prev[s.Name].Latched()
 		switch {
@@ -173,9 +174,9 @@ func Transitions(prev map[string]trigger.State, sigs []Signal) (started, stopped
 	return started, stopped
 }
 
-// StateOf reads a trigger's state back from status.
-func StateOf(s v1alpha1.SignalStatus) trigger.State {
-	st := trigger.State{State: s.State}
+// StatusOf reads a trigger's state back from status.
+func StatusOf(s v1alpha1.SignalStatus) trigger.Status {
+	st := trigger.Status{State: s.State}
 	if s.Since != nil {
 		st.Since = s.Since.Time
 	}

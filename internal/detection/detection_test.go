@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/policy"
 	"github.com/loadshed/loadshed/internal/signals"
@@ -46,7 +48,7 @@ func TestEvaluateReadsEachTriggerFromTheRounds(t *testing.T) {
 	rounds := inflightRounds(t, q, 100, 500, 520, 540)
 	in := Input{Config: cfg, Queries: map[string]signals.Query{"inflight": q}, Rounds: rounds, Now: t0.Add(30 * time.Second)}
 	got := Evaluate(in)
-	if len(got) != 1 || got[0].State.State != v1alpha1.TriggerFiring || !got[0].OK || got[0].Value != 540 {
+	if len(got) != 1 || got[0].Status.State != v1alpha1.TriggerFiring || !got[0].OK || got[0].Value != 540 {
 		t.Fatalf("Evaluate = %+v, want inflight firing at 540", got)
 	}
 	if !Firing(got) || AllClear(got) {
@@ -57,10 +59,10 @@ func TestEvaluateReadsEachTriggerFromTheRounds(t *testing.T) {
 	}
 
 	// Ten minutes later with no new round: the value is stale, the trigger held.
-	in.Previous = map[string]trigger.State{"inflight": got[0].State}
+	in.Previous = map[string]trigger.Status{"inflight": got[0].Status}
 	in.Now = t0.Add(10 * time.Minute)
 	stale := Evaluate(in)
-	if stale[0].OK || stale[0].State.State != v1alpha1.TriggerFiring || stale[0].Message == "" {
+	if stale[0].OK || stale[0].Status.State != v1alpha1.TriggerFiring || stale[0].Message == "" {
 		t.Errorf("a stale value gave %+v; want no value, still firing, and a message", stale[0])
 	}
 }
@@ -70,21 +72,21 @@ func TestEvaluateTakesPromQLTriggersFromTheirPoints(t *testing.T) {
 	cfg.Triggers[0] = policy.Trigger{Name: "promql", PromQL: "up", Threshold: 1, ClearThreshold: 1, Window: time.Minute}
 	in := Input{Config: cfg, Points: map[string][]trigger.Point{"promql": {{T: t0, V: 0.5, OK: true}}}, Now: t0}
 	got := Evaluate(in)
-	if got[0].State.State != v1alpha1.TriggerOK || got[0].Value != 0.5 || got[0].Signal != "promQL" {
+	if got[0].Status.State != v1alpha1.TriggerOK || got[0].Value != 0.5 || got[0].Signal != "promQL" {
 		t.Errorf("Evaluate = %+v", got[0])
 	}
 }
 
 func TestTransitionsNameTheTriggersThatChanged(t *testing.T) {
-	prev := map[string]trigger.State{
+	prev := map[string]trigger.Status{
 		"a": {State: v1alpha1.TriggerPending},
 		"b": {State: v1alpha1.TriggerClearing},
 		"c": {State: v1alpha1.TriggerFiring},
 	}
-	sigs := []Signal{
-		{Name: "a", State: trigger.State{State: v1alpha1.TriggerFiring}},
-		{Name: "b", State: trigger.State{State: v1alpha1.TriggerOK}},
-		{Name: "c", State: trigger.State{State: v1alpha1.TriggerClearing}},
+	sigs := []Reading{
+		{Name: "a", Status: trigger.Status{State: v1alpha1.TriggerFiring}},
+		{Name: "b", Status: trigger.Status{State: v1alpha1.TriggerOK}},
+		{Name: "c", Status: trigger.Status{State: v1alpha1.TriggerClearing}},
 	}
 	started, stopped := Transitions(prev, sigs)
 	if len(started) != 1 || started[0].Name != "a" || len(stopped) != 1 || stopped[0].Name != "b" {
@@ -103,10 +105,10 @@ func TestOffendersRankByRequestsAndShareTheLoad(t *testing.T) {
 	}
 	rounds := []*signals.Round{round(0, 0, 0, 0, 3), round(10, 900, 50, 50, 3)}
 	got := Offenders(rounds, []Attributed{
-		{ServiceAccount: "payments/web", FlowSchemas: []string{"loadshed-attr-payments.web"}, DaemonSets: []string{"payments/web"}},
-		{ServiceAccount: "telemetry/agent", FlowSchemas: []string{"loadshed-attr-telemetry.agent", "loadshed-throttle-telemetry.agent"}, DaemonSets: []string{"telemetry/agent", "telemetry/agent-v2"}},
+		{ServiceAccount: types.NamespacedName{Namespace: "payments", Name: "web"}, FlowSchemas: []string{"loadshed-attr-payments.web"}, DaemonSets: []types.NamespacedName{{Namespace: "payments", Name: "web"}}},
+		{ServiceAccount: types.NamespacedName{Namespace: "telemetry", Name: "agent"}, FlowSchemas: []string{"loadshed-attr-telemetry.agent", "loadshed-throttle-telemetry.agent"}, DaemonSets: []types.NamespacedName{{Namespace: "telemetry", Name: "agent"}, {Namespace: "telemetry", Name: "agent-v2"}}},
 	}, time.Minute)
-	if got[0].ServiceAccount != "telemetry/agent" || got[0].RequestsPerSecond != 90 || math.Abs(got[0].RequestShare-0.9) > 1e-9 {
+	if got[0].ServiceAccount.String() != "telemetry/agent" || got[0].RequestsPerSecond != 90 || math.Abs(got[0].RequestShare-0.9) > 1e-9 {
 		t.Errorf("first offender = %+v, want telemetry/agent at 90/s, 90%%", got[0])
 	}
 	if got[0].SeatShare != 0.75 || !got[0].Shared() || got[1].Shared() {
@@ -125,7 +127,7 @@ func TestAThrottledClientThatKeepsTryingKeepsItsShare(t *testing.T) {
 	// Over 10s the throttle lets 10 of the agents' requests through and
 	// turns 890 away, while everyone else makes 100.
 	rounds := []*signals.Round{round(0, 0, 0, 0, 0), round(10, 0, 10, 890, 100)}
-	got := Offenders(rounds, []Attributed{{ServiceAccount: "telemetry/agent",
+	got := Offenders(rounds, []Attributed{{ServiceAccount: types.NamespacedName{Namespace: "telemetry", Name: "agent"},
 		FlowSchemas: []string{"loadshed-attr-telemetry.agent", "loadshed-throttle-telemetry.agent"}}}, time.Minute)
 	if o := got[0]; o.RequestsPerSecond != 1 || o.RejectedPerSecond != 89 || math.Abs(o.RequestShare-0.9) > 1e-9 {
 		t.Errorf("throttled offender = %+v; want 1/s dispatched, 89/s rejected, 90%% of what was asked", o)
@@ -152,7 +154,7 @@ func TestAGetCaughtInFlightInAQuietClusterHoldsNoSeatShare(t *testing.T) {
 		rounds = append(rounds, round(s, 0))
 	}
 	rounds = append(rounds, round(60, 1))
-	got := Offenders(rounds, []Attributed{{ServiceAccount: "telemetry/agent", FlowSchemas: []string{"loadshed-attr-telemetry.agent"}}}, time.Minute)
+	got := Offenders(rounds, []Attributed{{ServiceAccount: types.NamespacedName{Namespace: "telemetry", Name: "agent"}, FlowSchemas: []string{"loadshed-attr-telemetry.agent"}}}, time.Minute)
 	if share := got[0].SeatShare; share > 0.05 {
 		t.Errorf("seat share = %v; want the window's (1 seat in 13 readings of about 2), not the instant's third", share)
 	}

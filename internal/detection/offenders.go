@@ -4,18 +4,19 @@ import (
 	"sort"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/loadshed/loadshed/internal/signals"
 )
 
 // Attributed is a ServiceAccount whose load an attribution FlowSchema measures.
 type Attributed struct {
-	// ServiceAccount as namespace/name.
-	ServiceAccount string
+	ServiceAccount types.NamespacedName
 	// FlowSchemas are the names of the FlowSchemas that match only it: its
 	// attribution FlowSchema, and its throttle FlowSchema while throttled.
 	FlowSchemas []string
-	// DaemonSets running as it, as namespace/name, sorted.
-	DaemonSets []string
+	// DaemonSets running as it, sorted by namespace and name.
+	DaemonSets []types.NamespacedName
 }
 
 // Offender is an attributed ServiceAccount with its measured load.
@@ -66,7 +67,7 @@ func Offenders(rounds []*signals.Round, attributed []Attributed, window time.Dur
 		if out[i].RequestsPerSecond != out[j].RequestsPerSecond {
 			return out[i].RequestsPerSecond > out[j].RequestsPerSecond
 		}
-		return out[i].ServiceAccount < out[j].ServiceAccount
+		return out[i].ServiceAccount.String() < out[j].ServiceAccount.String()
 	})
 	return out
 }

@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/trigger"
 )
@@ -28,16 +30,16 @@ func TestFloodRecoveryRelapseRecoveryConverges(t *testing.T) {
 	spec := trigger.Spec{Threshold: 400, ClearThreshold: 150, For: 30 * time.Second, MaxGap: 25 * time.Second}
 
 	type cluster struct {
-		throttled map[string]time.Time
-		paused    map[string]Pause
+		throttled map[types.NamespacedName]time.Time
+		paused    map[types.NamespacedName]Pause
 		restored  time.Time
 	}
-	c := cluster{throttled: map[string]time.Time{}, paused: map[string]Pause{}}
+	c := cluster{throttled: map[types.NamespacedName]time.Time{}, paused: map[types.NamespacedName]Pause{}}
 	var (
 		points     []trigger.Point
-		state      trigger.State
-		actions    = map[ActionKind]int{}
-		lastAction = map[string]time.Time{}
+		state      trigger.Status
+		actions    = map[ChangeKind]int{}
+		lastAction = map[types.NamespacedName]time.Time{}
 		maxPaused  int
 	)
 
@@ -47,7 +49,7 @@ func TestFloodRecoveryRelapseRecoveryConverges(t *testing.T) {
 		// 900 when misconfigured, scaled by the share of nodes running them,
 		// halved while throttled.
 		running := 1.0
-		if rec, ok := c.paused["telemetry/agent"]; ok {
+		if rec, ok := c.paused[nn("telemetry/agent")]; ok {
 			running = 0
 			if rec.Wave > 0 {
 				running = float64(cfg.Restore.WavePercents[rec.Wave-1]) / 100
@@ -57,7 +59,7 @@ func TestFloodRecoveryRelapseRecoveryConverges(t *testing.T) {
 		misconfigured := elapsed >= floodStart && elapsed < fixAt
 		if misconfigured {
 			agents := 900 * running
-			if _, ok := c.throttled["telemetry/agent"]; ok {
+			if _, ok := c.throttled[nn("telemetry/agent")]; ok {
 				agents /= 2
 			}
 			value += agents
@@ -74,7 +76,7 @@ func TestFloodRecoveryRelapseRecoveryConverges(t *testing.T) {
 		}
 		p := Decide(in)
 
-		for _, a := range p.Actions {
+		for _, a := range p.Changes {
 			actions[a.Kind]++
 			if last, ok := lastAction[a.Target]; ok && now.Sub(last) < step {
 				t.Errorf("%v: %s on %s right after another action on it: flapping", elapsed, a.Kind, a.Target)

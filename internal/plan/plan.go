@@ -6,6 +6,7 @@
 package plan
 
 import (
+	"cmp"
 	"fmt"
 	"hash/fnv"
 	"maps"
@@ -13,13 +14,15 @@ import (
 	"slices"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/policy"
 )
 
 // DaemonSet is a DaemonSet the policy may act on.
 type DaemonSet struct {
-	// Key is "namespace/name".
-	Key string
+	Key types.NamespacedName
 	// Protected DaemonSets are never paused: labelled loadshed.io/protected,
 	// excluded by the policy, or in a protected namespace it does not allow.
 	Protected bool
@@ -27,8 +30,7 @@ type DaemonSet struct {
 
 // Offender is a ServiceAccount with its attributed load.
 type Offender struct {
-	// ServiceAccount is "namespace/name".
-	ServiceAccount string
+	ServiceAccount types.NamespacedName
 	// Share is its share (0 to 1) of all requests, dispatched or rejected.
 	Share float64
 	// SeatShare is its share (0 to 1) of the seats executing. A LIST of
@@ -81,29 +83,29 @@ type Input struct {
 	// Offenders, most load first.
 	Offenders []Offender
 	// Throttled maps each ServiceAccount this policy throttles to since when.
-	Throttled map[string]time.Time
+	Throttled map[types.NamespacedName]time.Time
 	// Paused maps each DaemonSet this policy paused to its record.
-	Paused map[string]Pause
+	Paused map[types.NamespacedName]Pause
 	// PausedByOthers maps DaemonSets paused by other policies to the policy.
-	PausedByOthers map[string]string
+	PausedByOthers map[types.NamespacedName]string
 	// LastRestored is when this policy last finished restoring a DaemonSet.
 	LastRestored time.Time
 	// Overridden maps each paused DaemonSet whose pause someone else removed
 	// to when loadshed last put one back on it (zero if never).
-	Overridden map[string]time.Time
+	Overridden map[types.NamespacedName]time.Time
 }
 
 // Plan is what to do now. Throttled and Paused are the whole desired sets,
 // not changes: applying a plan twice is the same as once.
 type Plan struct {
 	// Throttled maps each ServiceAccount to throttle to since when.
-	Throttled map[string]time.Time
+	Throttled map[types.NamespacedName]time.Time
 	// Paused maps each DaemonSet to keep paused (or in restore) to its record.
-	Paused map[string]Pause
+	Paused map[types.NamespacedName]Pause
 	// Restored are the DaemonSets whose restore completes now.
-	Restored []string
-	// Actions describe the changes of this plan, for events and logs.
-	Actions []Action
+	Restored []types.NamespacedName
+	// Changes describe what this plan changes, for events, metrics and logs.
+	Changes []Change
 	// Blocked says what the policy would do but may not, and why.
 	Blocked []string
 	// RequeueAfter is when to look again at the latest.
@@ -112,27 +114,35 @@ type Plan struct {
 	NextRestore time.Time
 	// PutBack are the overridden pauses to put back now; Held are those
 	// left as they are until a backoff step has passed since the last time.
-	PutBack, Held []string
+	PutBack, Held []types.NamespacedName
 }
 
-// ActionKind names a change.
-type ActionKind string
+// ChangeKind names a change a plan makes. (What is in place, as status shows
+// it, is a v1alpha1.ActionKind: a throttle or a pause.)
+type ChangeKind string
 
-// The changes a plan makes; they are also the events' reasons.
+// The changes a plan makes; each is also the reason of its event.
 const (
-	Throttled      ActionKind = "Throttled"
-	Paused         ActionKind = "Paused"
-	RestoreStarted ActionKind = "RestoreStarted"
-	WaveAdvanced   ActionKind = "WaveAdvanced"
-	Restored       ActionKind = "Restored"
-	Repaused       ActionKind = "Repaused"
-	Unthrottled    ActionKind = "Unthrottled"
+	Throttled      ChangeKind = v1alpha1.EventThrottled
+	Paused         ChangeKind = v1alpha1.EventPaused
+	RestoreStarted ChangeKind = v1alpha1.EventRestoreStarted
+	WaveAdvanced   ChangeKind = v1alpha1.EventWaveAdvanced
+	Restored       ChangeKind = v1alpha1.EventRestored
+	Repaused       ChangeKind = v1alpha1.EventRepaused
+	Unthrottled    ChangeKind = v1alpha1.EventUnthrottled
 )
 
-// Action is one change, with a sentence saying why.
-type Action struct {
-	Kind   ActionKind
-	Target string
+// OnDaemonSet reports whether the change is to a DaemonSet (its target is
+// one), rather than to a ServiceAccount's throttle.
+func (k ChangeKind) OnDaemonSet() bool {
+	return k != Throttled && k != Unthrottled
+}
+
+// Change is one change, with a sentence saying why. Target is the
+// ServiceAccount of a throttle change, else the DaemonSet.
+type Change struct {
+	Kind   ChangeKind
+	Target types.NamespacedName
 	Reason string
 }
 
@@ -142,7 +152,7 @@ type Action struct {
 // the triggers have been clear for stableFor since the last restore.
 func Decide(in Input) Plan {
 	cfg := in.Config
-	p := Plan{Throttled: map[string]time.Time{}, Paused: map[string]Pause{}}
+	p := Plan{Throttled: map[types.NamespacedName]time.Time{}, Paused: map[types.NamespacedName]Pause{}}
 	for sa, since := range in.Throttled {
 		p.Throttled[sa] = since
 	}
@@ -165,7 +175,7 @@ func Decide(in Input) Plan {
 // backoff step (the step of the DaemonSet's next attempt): never a tight
 // fight with a GitOps tool.
 func decideOverrides(in Input, p *Plan) {
-	for _, ds := range slices.Sorted(maps.Keys(in.Overridden)) {
+	for _, ds := range sortedKeys(in.Overridden) {
 		rec, ok := p.Paused[ds]
 		if !ok || rec.Wave != in.Paused[ds].Wave {
 			continue // the plan changes this DaemonSet anyway
@@ -187,7 +197,7 @@ func decideOverrides(in Input, p *Plan) {
 func decideFiring(in Input, p *Plan) {
 	cfg := in.Config
 	// Relapse: a DaemonSet being restored goes back to pause, with a longer wait.
-	for _, ds := range slices.Sorted(maps.Keys(p.Paused)) {
+	for _, ds := range sortedKeys(p.Paused) {
 		rec := p.Paused[ds]
 		if rec.Wave == 0 {
 			continue
@@ -197,7 +207,7 @@ func decideFiring(in Input, p *Plan) {
 		rec.WaveStarted = time.Time{}
 		rec.NextRestore = in.Now.Add(Backoff(cfg.Restore.Backoff, ds, rec.Attempt))
 		p.Paused[ds] = rec
-		p.Actions = append(p.Actions, Action{Kind: Repaused, Target: ds,
+		p.Changes = append(p.Changes, Change{Kind: Repaused, Target: ds,
 			Reason: fmt.Sprintf("a trigger fired during its restore (attempt %d); next restore not before %s",
 				rec.Attempt, rec.NextRestore.UTC().Format(time.RFC3339))})
 	}
@@ -209,7 +219,7 @@ func decideFiring(in Input, p *Plan) {
 		if cfg.Throttle.Enabled {
 			if _, ok := p.Throttled[o.ServiceAccount]; !ok {
 				p.Throttled[o.ServiceAccount] = in.Now
-				p.Actions = append(p.Actions, Action{Kind: Throttled, Target: o.ServiceAccount,
+				p.Changes = append(p.Changes, Change{Kind: Throttled, Target: o.ServiceAccount,
 					Reason: "it makes " + o.load()})
 			}
 		}
@@ -250,93 +260,106 @@ func pauseOne(in Input, p *Plan, o Offender, ds DaemonSet) {
 	if in.Config.Throttle.Enabled && in.Config.Pause.After > 0 {
 		reason += fmt.Sprintf(" after %v of throttling", in.Config.Pause.After)
 	}
-	p.Actions = append(p.Actions, Action{Kind: Paused, Target: ds.Key, Reason: reason})
+	p.Changes = append(p.Changes, Change{Kind: Paused, Target: ds.Key, Reason: reason})
 }
 
 // decideCalm restores, one DaemonSet and one wave at a time, once every
 // trigger has been clear for stableFor; then removes the throttles.
 func decideCalm(in Input, p *Plan) {
-	cfg := in.Config
 	if in.ClearSince.IsZero() {
 		return // a trigger is pending, clearing or unknown: hold everything
 	}
-	stableAt := in.ClearSince.Add(cfg.Restore.StableFor)
+	stableAt := in.ClearSince.Add(in.Config.Restore.StableFor)
 	if in.Now.Before(stableAt) {
 		p.RequeueAfter = min(p.RequeueAfter, positive(stableAt.Sub(in.Now)))
 		return
 	}
+	if advanceRestore(in, p) || startRestore(in, p) || len(p.Paused) > 0 {
+		return
+	}
+	unthrottle(in, p, stableAt)
+}
 
-	// A restore in progress advances once its wave has passed probation.
-	for _, ds := range slices.Sorted(maps.Keys(p.Paused)) {
+// advanceRestore moves a restore in progress to its next wave, or completes
+// it, once its wave has passed probation. It reports whether a restore is
+// in progress.
+func advanceRestore(in Input, p *Plan) bool {
+	cfg := in.Config
+	for _, ds := range sortedKeys(p.Paused) {
 		rec := p.Paused[ds]
 		if rec.Wave == 0 {
 			continue
 		}
 		due := rec.WaveStarted.Add(cfg.Restore.Probation)
-		if in.Now.Before(due) {
+		switch {
+		case in.Now.Before(due):
 			p.RequeueAfter = min(p.RequeueAfter, positive(due.Sub(in.Now)))
-			return
-		}
-		if rec.Wave >= len(cfg.Restore.WavePercents) {
+		case rec.Wave >= len(cfg.Restore.WavePercents):
 			delete(p.Paused, ds)
 			p.Restored = append(p.Restored, ds)
-			p.Actions = append(p.Actions, Action{Kind: Restored, Target: ds,
+			p.Changes = append(p.Changes, Change{Kind: Restored, Target: ds,
 				Reason: fmt.Sprintf("every wave held for %v without a trigger firing", cfg.Restore.Probation)})
-			return
+		default:
+			rec.Wave++
+			rec.WaveStarted = in.Now
+			p.Paused[ds] = rec
+			p.Changes = append(p.Changes, Change{Kind: WaveAdvanced, Target: ds,
+				Reason: fmt.Sprintf("wave %d: %d%% of its nodes", rec.Wave, cfg.Restore.WavePercents[rec.Wave-1])})
+			p.RequeueAfter = min(p.RequeueAfter, cfg.Restore.Probation)
 		}
-		rec.Wave++
-		rec.WaveStarted = in.Now
-		p.Paused[ds] = rec
-		p.Actions = append(p.Actions, Action{Kind: WaveAdvanced, Target: ds,
-			Reason: fmt.Sprintf("wave %d: %d%% of its nodes", rec.Wave, cfg.Restore.WavePercents[rec.Wave-1])})
-		p.RequeueAfter = min(p.RequeueAfter, cfg.Restore.Probation)
-		return
+		return true
 	}
+	return false
+}
 
-	// Otherwise the least loaded paused DaemonSet whose backoff has passed starts.
-	var next string
-	for _, ds := range slices.Sorted(maps.Keys(p.Paused)) {
+// startRestore starts the first wave of the least loaded paused DaemonSet
+// whose backoff has passed, and reports whether it started one.
+func startRestore(in Input, p *Plan) bool {
+	cfg := in.Config
+	var next types.NamespacedName
+	found := false
+	for _, ds := range sortedKeys(p.Paused) {
 		rec := p.Paused[ds]
 		if in.Now.Before(rec.NextRestore) {
 			p.RequeueAfter = min(p.RequeueAfter, positive(rec.NextRestore.Sub(in.Now)))
 			continue
 		}
-		if next == "" || rec.Load < p.Paused[next].Load {
-			next = ds
+		if !found || rec.Load < p.Paused[next].Load {
+			next, found = ds, true
 		}
 	}
-	if next != "" {
-		rec := p.Paused[next]
-		rec.Wave = 1
-		rec.WaveStarted = in.Now
-		p.Paused[next] = rec
-		p.Actions = append(p.Actions, Action{Kind: RestoreStarted, Target: next,
-			Reason: fmt.Sprintf("triggers clear for %v; wave 1: %d%% of its nodes (attempt %d)",
-				cfg.Restore.StableFor, cfg.Restore.WavePercents[0], rec.Attempt+1)})
-		p.RequeueAfter = min(p.RequeueAfter, cfg.Restore.Probation)
-		return
+	if !found {
+		return false
 	}
-	if len(p.Paused) > 0 {
-		return
-	}
+	rec := p.Paused[next]
+	rec.Wave = 1
+	rec.WaveStarted = in.Now
+	p.Paused[next] = rec
+	p.Changes = append(p.Changes, Change{Kind: RestoreStarted, Target: next,
+		Reason: fmt.Sprintf("triggers clear for %v; wave 1: %d%% of its nodes (attempt %d)",
+			cfg.Restore.StableFor, cfg.Restore.WavePercents[0], rec.Attempt+1)})
+	p.RequeueAfter = min(p.RequeueAfter, cfg.Restore.Probation)
+	return true
+}
 
-	// Nothing paused: throttles go once the triggers stayed clear for
-	// stableFor after the last restore too.
+// unthrottle removes the throttles once nothing is paused and the triggers
+// stayed clear for stableFor after the last restore too.
+func unthrottle(in Input, p *Plan, stableAt time.Time) {
 	if len(p.Throttled) == 0 {
 		return
 	}
 	unthrottleAt := stableAt
 	if !in.LastRestored.IsZero() {
-		unthrottleAt = maxTime(unthrottleAt, in.LastRestored.Add(cfg.Restore.StableFor))
+		unthrottleAt = maxTime(unthrottleAt, in.LastRestored.Add(in.Config.Restore.StableFor))
 	}
 	if in.Now.Before(unthrottleAt) {
 		p.RequeueAfter = min(p.RequeueAfter, positive(unthrottleAt.Sub(in.Now)))
 		return
 	}
-	for _, sa := range slices.Sorted(maps.Keys(p.Throttled)) {
+	for _, sa := range sortedKeys(p.Throttled) {
 		delete(p.Throttled, sa)
-		p.Actions = append(p.Actions, Action{Kind: Unthrottled, Target: sa,
-			Reason: fmt.Sprintf("nothing is paused and the triggers stayed clear for %v", cfg.Restore.StableFor)})
+		p.Changes = append(p.Changes, Change{Kind: Unthrottled, Target: sa,
+			Reason: fmt.Sprintf("nothing is paused and the triggers stayed clear for %v", in.Config.Restore.StableFor)})
 	}
 }
 
@@ -367,7 +390,7 @@ func nextRestore(in Input, p Plan) time.Time {
 // relapses: initial × multiplier^(n-1), capped at max, then spread by up to
 // ±jitterPercent. The jitter is derived from the DaemonSet and the attempt,
 // so that it is the same after a restart and differs between DaemonSets.
-func Backoff(b policy.Backoff, ds string, attempt int) time.Duration {
+func Backoff(b policy.Backoff, ds types.NamespacedName, attempt int) time.Duration {
 	if attempt < 1 {
 		return 0
 	}
@@ -380,6 +403,17 @@ func Backoff(b policy.Backoff, ds string, attempt int) time.Duration {
 		d *= 1 + unit*float64(b.JitterPercent)/100
 	}
 	return time.Duration(d)
+}
+
+// sortedKeys returns a map's keys by namespace, then name, so that a plan
+// does not depend on map order.
+func sortedKeys[V any](m map[types.NamespacedName]V) []types.NamespacedName {
+	return slices.SortedFunc(maps.Keys(m), CompareNames)
+}
+
+// CompareNames orders namespaced names by namespace, then name.
+func CompareNames(a, b types.NamespacedName) int {
+	return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 }
 
 func positive(d time.Duration) time.Duration {

@@ -1,11 +1,11 @@
 package plan
 
 import (
-	"maps"
-	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/loadshed/loadshed/internal/policy"
 )
@@ -29,17 +29,32 @@ func config() *policy.Config {
 
 func telemetry(share float64, ds ...DaemonSet) Offender {
 	if len(ds) == 0 {
-		ds = []DaemonSet{{Key: "telemetry/agent"}}
+		ds = []DaemonSet{{Key: nn("telemetry/agent")}}
 	}
-	return Offender{ServiceAccount: "telemetry/agent", Share: share, RequestsPerSecond: share * 1000, DaemonSets: ds}
+	return Offender{ServiceAccount: nn("telemetry/agent"), Share: share, RequestsPerSecond: share * 1000, DaemonSets: ds}
 }
 
 func kinds(p Plan) string {
-	out := make([]string, 0, len(p.Actions))
-	for _, a := range p.Actions {
-		out = append(out, string(a.Kind)+" "+a.Target)
+	out := make([]string, 0, len(p.Changes))
+	for _, a := range p.Changes {
+		out = append(out, string(a.Kind)+" "+a.Target.String())
 	}
 	return strings.Join(out, "; ")
+}
+
+// nn reads "namespace/name": the tables read better with strings.
+func nn(s string) types.NamespacedName {
+	ns, name, _ := strings.Cut(s, "/")
+	return types.NamespacedName{Namespace: ns, Name: name}
+}
+
+// names returns a map's keys, sorted, as "namespace/name".
+func names[V any](m map[types.NamespacedName]V) string {
+	out := make([]string, 0, len(m))
+	for _, k := range sortedKeys(m) {
+		out = append(out, k.String())
+	}
+	return strings.Join(out, ",")
 }
 
 func TestDecide(t *testing.T) {
@@ -61,20 +76,20 @@ func TestDecide(t *testing.T) {
 		{
 			name: "an offender under the share threshold is left alone",
 			in: Input{Now: at(0), Firing: true, Offenders: []Offender{
-				{ServiceAccount: "payments/web", Share: 0.1, DaemonSets: []DaemonSet{{Key: "payments/web"}}}}},
+				{ServiceAccount: nn("payments/web"), Share: 0.1, DaemonSets: []DaemonSet{{Key: nn("payments/web")}}}}},
 			wantActions: "",
 		},
 		{
 			name: "a few requests that hold most of the seats make an offender",
 			in: Input{Now: at(0), Firing: true, Offenders: []Offender{
-				{ServiceAccount: "telemetry/agent", Share: 0.05, SeatShare: 0.9, RequestsPerSecond: 5, DaemonSets: []DaemonSet{{Key: "telemetry/agent"}}}}},
+				{ServiceAccount: nn("telemetry/agent"), Share: 0.05, SeatShare: 0.9, RequestsPerSecond: 5, DaemonSets: []DaemonSet{{Key: nn("telemetry/agent")}}}}},
 			wantActions: "Throttled telemetry/agent",
 			wantThrottl: []string{"telemetry/agent"},
 		},
 		{
 			name: "a throttled offender is paused once throttling had pause.after to work",
 			in: Input{Now: at(60), Firing: true, Offenders: []Offender{telemetry(0.7)},
-				Throttled: map[string]time.Time{"telemetry/agent": at(0)}},
+				Throttled: map[types.NamespacedName]time.Time{nn("telemetry/agent"): at(0)}},
 			wantActions: "Paused telemetry/agent",
 			wantPaused:  []string{"telemetry/agent"},
 			wantThrottl: []string{"telemetry/agent"},
@@ -82,7 +97,7 @@ func TestDecide(t *testing.T) {
 		{
 			name: "a throttled offender is not paused before pause.after",
 			in: Input{Now: at(30), Firing: true, Offenders: []Offender{telemetry(0.7)},
-				Throttled: map[string]time.Time{"telemetry/agent": at(0)}},
+				Throttled: map[types.NamespacedName]time.Time{nn("telemetry/agent"): at(0)}},
 			wantActions: "",
 			wantThrottl: []string{"telemetry/agent"},
 		},
@@ -105,7 +120,7 @@ func TestDecide(t *testing.T) {
 			name:   "a protected DaemonSet is never paused",
 			mutate: func(c *policy.Config) { c.Pause.After = 0 },
 			in: Input{Now: at(0), Firing: true,
-				Offenders: []Offender{telemetry(0.7, DaemonSet{Key: "kube-system/kube-proxy", Protected: true})}},
+				Offenders: []Offender{telemetry(0.7, DaemonSet{Key: nn("kube-system/kube-proxy"), Protected: true})}},
 			wantActions: "Throttled telemetry/agent",
 			wantThrottl: []string{"telemetry/agent"},
 			wantBlocked: "would pause kube-system/kube-proxy, but it is protected",
@@ -114,7 +129,7 @@ func TestDecide(t *testing.T) {
 			name:   "a DaemonSet another policy paused is left to it",
 			mutate: func(c *policy.Config) { c.Pause.After = 0; c.Throttle.Enabled = false },
 			in: Input{Now: at(0), Firing: true, Offenders: []Offender{telemetry(0.7)},
-				PausedByOthers: map[string]string{"telemetry/agent": "other-policy"}},
+				PausedByOthers: map[types.NamespacedName]string{nn("telemetry/agent"): "other-policy"}},
 			wantActions: "",
 			wantBlocked: "policy other-policy paused it first",
 		},
@@ -122,8 +137,8 @@ func TestDecide(t *testing.T) {
 			name:   "never more than maxPaused, most load first",
 			mutate: func(c *policy.Config) { c.Pause.After = 0; c.Throttle.Enabled = false; c.Pause.MaxPaused = 1 },
 			in: Input{Now: at(0), Firing: true, Offenders: []Offender{
-				{ServiceAccount: "a/a", Share: 0.5, RequestsPerSecond: 500, DaemonSets: []DaemonSet{{Key: "a/a"}}},
-				{ServiceAccount: "b/b", Share: 0.3, RequestsPerSecond: 300, DaemonSets: []DaemonSet{{Key: "b/b"}}},
+				{ServiceAccount: nn("a/a"), Share: 0.5, RequestsPerSecond: 500, DaemonSets: []DaemonSet{{Key: nn("a/a")}}},
+				{ServiceAccount: nn("b/b"), Share: 0.3, RequestsPerSecond: 300, DaemonSets: []DaemonSet{{Key: nn("b/b")}}},
 			}},
 			wantActions: "Paused a/a",
 			wantPaused:  []string{"a/a"},
@@ -132,8 +147,8 @@ func TestDecide(t *testing.T) {
 		{
 			name: "a trigger firing during probation re-pauses with a longer backoff",
 			in: Input{Now: at(400), Firing: true,
-				Paused:    map[string]Pause{"telemetry/agent": {Since: at(0), Wave: 2, WaveStarted: at(380), Attempt: 1}},
-				Throttled: map[string]time.Time{"telemetry/agent": at(0)}},
+				Paused:    map[types.NamespacedName]Pause{nn("telemetry/agent"): {Since: at(0), Wave: 2, WaveStarted: at(380), Attempt: 1}},
+				Throttled: map[types.NamespacedName]time.Time{nn("telemetry/agent"): at(0)}},
 			wantActions: "Repaused telemetry/agent",
 			wantPaused:  []string{"telemetry/agent"},
 			wantThrottl: []string{"telemetry/agent"},
@@ -141,68 +156,68 @@ func TestDecide(t *testing.T) {
 		{
 			name: "nothing is restored before the triggers were clear for stableFor",
 			in: Input{Now: at(100), ClearSince: at(0),
-				Paused: map[string]Pause{"telemetry/agent": {Since: at(-300)}}},
+				Paused: map[types.NamespacedName]Pause{nn("telemetry/agent"): {Since: at(-300)}}},
 			wantActions: "",
 			wantPaused:  []string{"telemetry/agent"},
 		},
 		{
 			name: "nothing is restored while a trigger is pending, clearing or unknown",
 			in: Input{Now: at(1000),
-				Paused: map[string]Pause{"telemetry/agent": {Since: at(-300)}}},
+				Paused: map[types.NamespacedName]Pause{nn("telemetry/agent"): {Since: at(-300)}}},
 			wantActions: "",
 			wantPaused:  []string{"telemetry/agent"},
 		},
 		{
 			name: "after stableFor the least loaded paused DaemonSet starts its restore",
-			in: Input{Now: at(120), ClearSince: at(0), Paused: map[string]Pause{
-				"a/heavy": {Since: at(-300), Load: 900},
-				"b/light": {Since: at(-300), Load: 100},
+			in: Input{Now: at(120), ClearSince: at(0), Paused: map[types.NamespacedName]Pause{
+				nn("a/heavy"): {Since: at(-300), Load: 900},
+				nn("b/light"): {Since: at(-300), Load: 100},
 			}},
 			wantActions: "RestoreStarted b/light",
 			wantPaused:  []string{"a/heavy", "b/light"},
 		},
 		{
 			name: "a restore waits for its backoff",
-			in: Input{Now: at(120), ClearSince: at(0), Paused: map[string]Pause{
-				"telemetry/agent": {Since: at(-300), Attempt: 1, NextRestore: at(200)}}},
+			in: Input{Now: at(120), ClearSince: at(0), Paused: map[types.NamespacedName]Pause{
+				nn("telemetry/agent"): {Since: at(-300), Attempt: 1, NextRestore: at(200)}}},
 			wantActions: "",
 			wantPaused:  []string{"telemetry/agent"},
 		},
 		{
 			name: "a wave advances after its probation, one DaemonSet at a time",
-			in: Input{Now: at(200), ClearSince: at(0), Paused: map[string]Pause{
-				"a/a": {Since: at(-300), Wave: 1, WaveStarted: at(130)},
-				"b/b": {Since: at(-300)},
+			in: Input{Now: at(200), ClearSince: at(0), Paused: map[types.NamespacedName]Pause{
+				nn("a/a"): {Since: at(-300), Wave: 1, WaveStarted: at(130)},
+				nn("b/b"): {Since: at(-300)},
 			}},
 			wantActions: "WaveAdvanced a/a",
 			wantPaused:  []string{"a/a", "b/b"},
 		},
 		{
 			name: "a wave is held during its probation",
-			in: Input{Now: at(150), ClearSince: at(0), Paused: map[string]Pause{
-				"a/a": {Since: at(-300), Wave: 1, WaveStarted: at(130)}}},
+			in: Input{Now: at(150), ClearSince: at(0), Paused: map[types.NamespacedName]Pause{
+				nn("a/a"): {Since: at(-300), Wave: 1, WaveStarted: at(130)}}},
 			wantActions: "",
 			wantPaused:  []string{"a/a"},
 		},
 		{
 			name: "the last wave's probation completes the restore",
-			in: Input{Now: at(400), ClearSince: at(0), Paused: map[string]Pause{
-				"a/a": {Since: at(-300), Wave: 3, WaveStarted: at(330)}},
-				Throttled: map[string]time.Time{"telemetry/agent": at(-400)}},
+			in: Input{Now: at(400), ClearSince: at(0), Paused: map[types.NamespacedName]Pause{
+				nn("a/a"): {Since: at(-300), Wave: 3, WaveStarted: at(330)}},
+				Throttled: map[types.NamespacedName]time.Time{nn("telemetry/agent"): at(-400)}},
 			wantActions: "Restored a/a",
 			wantThrottl: []string{"telemetry/agent"},
 		},
 		{
 			name: "throttles stay until the triggers stayed clear for stableFor after the last restore",
 			in: Input{Now: at(450), ClearSince: at(0), LastRestored: at(400),
-				Throttled: map[string]time.Time{"telemetry/agent": at(-400)}},
+				Throttled: map[types.NamespacedName]time.Time{nn("telemetry/agent"): at(-400)}},
 			wantActions: "",
 			wantThrottl: []string{"telemetry/agent"},
 		},
 		{
 			name: "then the throttles go",
 			in: Input{Now: at(520), ClearSince: at(0), LastRestored: at(400),
-				Throttled: map[string]time.Time{"telemetry/agent": at(-400)}},
+				Throttled: map[types.NamespacedName]time.Time{nn("telemetry/agent"): at(-400)}},
 			wantActions: "Unthrottled telemetry/agent",
 		},
 	}
@@ -217,10 +232,10 @@ func TestDecide(t *testing.T) {
 			if got := kinds(p); got != tt.wantActions {
 				t.Errorf("actions = %q, want %q", got, tt.wantActions)
 			}
-			if got := strings.Join(slices.Sorted(maps.Keys(p.Paused)), ","); got != strings.Join(tt.wantPaused, ",") {
+			if got := names(p.Paused); got != strings.Join(tt.wantPaused, ",") {
 				t.Errorf("paused = %v, want %v", got, tt.wantPaused)
 			}
-			if got := strings.Join(slices.Sorted(maps.Keys(p.Throttled)), ","); got != strings.Join(tt.wantThrottl, ",") {
+			if got := names(p.Throttled); got != strings.Join(tt.wantThrottl, ",") {
 				t.Errorf("throttled = %v, want %v", got, tt.wantThrottl)
 			}
 			if tt.wantBlocked != "" && !strings.Contains(strings.Join(p.Blocked, "\n"), tt.wantBlocked) {
@@ -238,7 +253,7 @@ func TestARepauseWaitsLongerEachTime(t *testing.T) {
 	cfg.Restore.Backoff.JitterPercent = 10
 	prev := time.Duration(0)
 	for attempt := 1; attempt <= 6; attempt++ {
-		d := Backoff(cfg.Restore.Backoff, "telemetry/agent", attempt)
+		d := Backoff(cfg.Restore.Backoff, nn("telemetry/agent"), attempt)
 		if d < prev && d < time.Duration(float64(cfg.Restore.Backoff.Max)*0.9) {
 			t.Errorf("attempt %d waits %v, less than attempt %d's %v", attempt, d, attempt-1, prev)
 		}
@@ -247,11 +262,11 @@ func TestARepauseWaitsLongerEachTime(t *testing.T) {
 		}
 		prev = d
 	}
-	if a, b := Backoff(cfg.Restore.Backoff, "a/a", 2), Backoff(cfg.Restore.Backoff, "a/a", 2); a != b {
+	if a, b := Backoff(cfg.Restore.Backoff, nn("a/a"), 2), Backoff(cfg.Restore.Backoff, nn("a/a"), 2); a != b {
 		t.Errorf("the jitter differs between two computations: %v, %v", a, b)
 	}
 	cfg.Restore.Backoff.JitterPercent = 0
-	if d := Backoff(cfg.Restore.Backoff, "a/a", 3); d != 4*time.Minute {
+	if d := Backoff(cfg.Restore.Backoff, nn("a/a"), 3); d != 4*time.Minute {
 		t.Errorf("without jitter attempt 3 waits %v, want 1m x 2^2", d)
 	}
 }
@@ -260,8 +275,8 @@ func TestTheRepauseRecordsAttemptAndNextRestore(t *testing.T) {
 	cfg := config()
 	cfg.Restore.Backoff.JitterPercent = 0
 	p := Decide(Input{Config: cfg, Now: at(400), Firing: true,
-		Paused: map[string]Pause{"telemetry/agent": {Since: at(0), Wave: 2, WaveStarted: at(380), Attempt: 1}}})
-	rec := p.Paused["telemetry/agent"]
+		Paused: map[types.NamespacedName]Pause{nn("telemetry/agent"): {Since: at(0), Wave: 2, WaveStarted: at(380), Attempt: 1}}})
+	rec := p.Paused[nn("telemetry/agent")]
 	if rec.Attempt != 2 || rec.Wave != 0 || !rec.NextRestore.Equal(at(400).Add(2*time.Minute)) {
 		t.Errorf("after a relapse the record is %+v; want attempt 2, wave 0, next restore in 2m", rec)
 	}
@@ -270,20 +285,20 @@ func TestTheRepauseRecordsAttemptAndNextRestore(t *testing.T) {
 func TestAnOverriddenPauseIsPutBackAtMostOncePerBackoffStep(t *testing.T) {
 	cfg := config()
 	cfg.Restore.Backoff.JitterPercent = 0 // the step for attempt 1 is exactly initial: 1m
-	paused := map[string]Pause{"telemetry/agent": {Since: at(0)}}
+	paused := map[types.NamespacedName]Pause{nn("telemetry/agent"): {Since: at(0)}}
 	tests := []struct {
 		name        string
-		overridden  map[string]time.Time
+		overridden  map[types.NamespacedName]time.Time
 		now         time.Time
 		wantPutBack bool
 		wantHeld    bool
 	}{
 		{"a pause removed for the first time is put back at once",
-			map[string]time.Time{"telemetry/agent": {}}, at(100), true, false},
+			map[types.NamespacedName]time.Time{nn("telemetry/agent"): {}}, at(100), true, false},
 		{"removed again within the step, it is held",
-			map[string]time.Time{"telemetry/agent": at(80)}, at(100), false, true},
+			map[types.NamespacedName]time.Time{nn("telemetry/agent"): at(80)}, at(100), false, true},
 		{"removed again after the step, it is put back",
-			map[string]time.Time{"telemetry/agent": at(30)}, at(100), true, false},
+			map[types.NamespacedName]time.Time{nn("telemetry/agent"): at(30)}, at(100), true, false},
 		{"a pause nobody removed is left alone", nil, at(100), false, false},
 	}
 	for _, tt := range tests {

@@ -17,68 +17,87 @@ import (
 // in. The error, when not nil, is an aggregate of field errors naming the
 // offending paths.
 func Resolve(spec *v1alpha1.LoadShedPolicySpec) (*Config, error) {
-	var errs field.ErrorList
 	specPath := field.NewPath("spec")
-
 	cfg := &Config{
 		Interval: durationOr(spec.Interval, DefaultInterval),
 		MinShare: float64(int32Or(spec.Actions.MinSharePercent, DefaultMinSharePercent)) / 100,
 		DryRun:   spec.DryRun,
 		Suspend:  spec.Suspend,
 	}
+	source, errs := resolveSource(&spec.Source, specPath.Child("source"))
+	cfg.Source = source
+	// Triggers read the resolved source.
+	errs = append(errs, resolveTriggers(spec.Triggers, cfg, specPath.Child("triggers"))...)
+	targets, terrs := resolveTargets(&spec.Targets, specPath.Child("targets"))
+	errs = append(errs, terrs...)
+	cfg.Targets = targets
+	cfg.Throttle, cfg.Pause = resolveActions(&spec.Actions)
+	restore, rerrs := resolveRestore(&spec.Restore, specPath.Child("restore"))
+	errs = append(errs, rerrs...)
+	cfg.Restore = restore
+	return cfg, errs.ToAggregate()
+}
 
-	cfg.Source = Source{
-		Type:          v1alpha1.SourceType(stringOr(string(spec.Source.Type), string(v1alpha1.SourceAPIServer))),
-		ScrapeTimeout: durationOr(spec.Source.ScrapeTimeout, DefaultScrapeTimeout),
+// resolveSource resolves where metrics are read from.
+func resolveSource(in *v1alpha1.MetricsSource, path *field.Path) (Source, field.ErrorList) {
+	out := Source{
+		Type:          v1alpha1.SourceType(stringOr(string(in.Type), string(v1alpha1.SourceAPIServer))),
+		ScrapeTimeout: durationOr(in.ScrapeTimeout, DefaultScrapeTimeout),
 	}
-	if p := spec.Source.Prometheus; p != nil {
-		cfg.Source.Prometheus = &Prometheus{
+	if p := in.Prometheus; p != nil {
+		out.Prometheus = &Prometheus{
 			URL:               p.URL,
 			CASecret:          secretKey(p.CASecretRef),
 			BearerTokenSecret: secretKey(p.BearerTokenSecretRef),
 			Timeout:           durationOr(p.Timeout, DefaultPrometheusTimeout),
 		}
 	}
-	if cfg.Source.Type == v1alpha1.SourcePrometheus && cfg.Source.Prometheus == nil {
-		errs = append(errs, field.Required(specPath.Child("source", "prometheus"), "required when source.type is prometheus"))
+	if out.Type == v1alpha1.SourcePrometheus && out.Prometheus == nil {
+		return out, field.ErrorList{field.Required(path.Child("prometheus"), "required when source.type is prometheus")}
 	}
+	return out, nil
+}
 
+// resolveTriggers resolves the triggers into cfg.Triggers: at least one,
+// each name once.
+func resolveTriggers(in []v1alpha1.Trigger, cfg *Config, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
 	seen := map[string]bool{}
-	for i := range spec.Triggers {
-		path := specPath.Child("triggers").Index(i)
-		t, terrs := resolveTrigger(&spec.Triggers[i], cfg, path)
+	for i := range in {
+		tpath := path.Index(i)
+		t, terrs := resolveTrigger(&in[i], cfg, tpath)
 		errs = append(errs, terrs...)
 		if seen[t.Name] {
-			errs = append(errs, field.Duplicate(path.Child("name"), t.Name))
+			errs = append(errs, field.Duplicate(tpath.Child("name"), t.Name))
 		}
 		seen[t.Name] = true
 		cfg.Triggers = append(cfg.Triggers, t)
 	}
-	if len(spec.Triggers) == 0 {
-		errs = append(errs, field.Required(specPath.Child("triggers"), "at least one trigger is required"))
+	if len(in) == 0 {
+		errs = append(errs, field.Required(path, "at least one trigger is required"))
 	}
+	return errs
+}
 
-	targets, terrs := resolveTargets(&spec.Targets, specPath.Child("targets"))
-	errs = append(errs, terrs...)
-	cfg.Targets = targets
+// resolveActions resolves throttling and pausing.
+func resolveActions(in *v1alpha1.Actions) (Throttle, Pause) {
+	th, pa := in.Throttle, in.Pause
+	return Throttle{
+			Enabled:                  boolOr(th.Enabled, true),
+			NominalConcurrencyShares: int32Or(th.NominalConcurrencyShares, DefaultNominalConcurrencyShares),
+			LimitResponse:            v1alpha1.LimitResponseType(stringOr(string(th.LimitResponse), DefaultLimitResponse)),
+			Queues:                   int32PtrOr(th.Queues, DefaultQueues),
+			QueueLengthLimit:         int32PtrOr(th.QueueLengthLimit, DefaultQueueLengthLimit),
+		}, Pause{
+			Enabled:   boolOr(pa.Enabled, true),
+			MaxPaused: int(int32Or(pa.MaxPaused, DefaultMaxPaused)),
+			After:     durationOr(pa.After, DefaultPauseAfter),
+		}
+}
 
-	th := spec.Actions.Throttle
-	cfg.Throttle = Throttle{
-		Enabled:                  boolOr(th.Enabled, true),
-		NominalConcurrencyShares: int32Or(th.NominalConcurrencyShares, DefaultNominalConcurrencyShares),
-		LimitResponse:            v1alpha1.LimitResponseType(stringOr(string(th.LimitResponse), DefaultLimitResponse)),
-		Queues:                   int32PtrOr(th.Queues, DefaultQueues),
-		QueueLengthLimit:         int32PtrOr(th.QueueLengthLimit, DefaultQueueLengthLimit),
-	}
-	pa := spec.Actions.Pause
-	cfg.Pause = Pause{
-		Enabled:   boolOr(pa.Enabled, true),
-		MaxPaused: int(int32Or(pa.MaxPaused, DefaultMaxPaused)),
-		After:     durationOr(pa.After, DefaultPauseAfter),
-	}
-
-	r := spec.Restore
-	cfg.Restore = Restore{
+// resolveRestore resolves the restore: waves and backoff.
+func resolveRestore(r *v1alpha1.Restore, path *field.Path) (Restore, field.ErrorList) {
+	out := Restore{
 		StableFor:    durationOr(r.StableFor, DefaultStableFor),
 		Probation:    durationOr(r.Probation, DefaultProbation),
 		WavePercents: append([]int32(nil), r.WavePercents...),
@@ -89,18 +108,17 @@ func Resolve(spec *v1alpha1.LoadShedPolicySpec) (*Config, error) {
 			JitterPercent: int32PtrOr(r.Backoff.JitterPercent, DefaultJitterPercent),
 		},
 	}
-	if len(cfg.Restore.WavePercents) == 0 {
-		cfg.Restore.WavePercents = DefaultWavePercents()
+	if len(out.WavePercents) == 0 {
+		out.WavePercents = DefaultWavePercents()
 	}
-	errs = append(errs, validateWaves(cfg.Restore.WavePercents, specPath.Child("restore", "wavePercents"))...)
-	if cfg.Restore.Backoff.Max < cfg.Restore.Backoff.Initial {
-		errs = append(errs, field.Invalid(specPath.Child("restore", "backoff", "max"), cfg.Restore.Backoff.Max.String(), "must be at least backoff.initial"))
+	errs := validateWaves(out.WavePercents, path.Child("wavePercents"))
+	if out.Backoff.Max < out.Backoff.Initial {
+		errs = append(errs, field.Invalid(path.Child("backoff", "max"), out.Backoff.Max.String(), "must be at least backoff.initial"))
 	}
-	if cfg.Restore.Backoff.Multiplier < 1 {
-		errs = append(errs, field.Invalid(specPath.Child("restore", "backoff", "multiplier"), cfg.Restore.Backoff.Multiplier, "must be at least 1"))
+	if out.Backoff.Multiplier < 1 {
+		errs = append(errs, field.Invalid(path.Child("backoff", "multiplier"), out.Backoff.Multiplier, "must be at least 1"))
 	}
-
-	return cfg, errs.ToAggregate()
+	return out, errs
 }
 
 func resolveTrigger(in *v1alpha1.Trigger, cfg *Config, path *field.Path) (Trigger, field.ErrorList) {

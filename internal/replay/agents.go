@@ -162,24 +162,9 @@ func (a *Agents) stop(name string) {
 
 // agent LISTs at its rate until ctx is done.
 func (a *Agents) agent(ctx context.Context, pod *corev1.Pod) {
-	tr, err := a.admin.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, a.opts.ServiceAccount,
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
-			ExpirationSeconds: ptr.To[int64](3600),
-			BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
-		}}, metav1.CreateOptions{})
+	cs, err := a.clientFor(ctx, pod)
 	if err != nil {
 		// Forget the agent, so that the pod's next update starts it again.
-		a.errors.Add(1)
-		a.stop(pod.Name)
-		return
-	}
-	cfg := rest.AnonymousClientConfig(a.base)
-	cfg.BearerToken = tr.Status.Token
-	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf"
-	cfg.QPS, cfg.Burst = -1, 0
-	cfg.WrapTransport = countThrottled(&a.throttled)
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
 		a.errors.Add(1)
 		a.stop(pod.Name)
 		return
@@ -225,6 +210,26 @@ func (a *Agents) agent(ctx context.Context, pod *corev1.Pod) {
 			a.get(ctx, cs, path)
 		})
 	}
+}
+
+// clientFor returns a client that authenticates as the agents'
+// ServiceAccount with a token bound to the pod, asks for protobuf, counts
+// the 429s it gets and has no client-side rate limit.
+func (a *Agents) clientFor(ctx context.Context, pod *corev1.Pod) (*kubernetes.Clientset, error) {
+	tr, err := a.admin.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, a.opts.ServiceAccount,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+			ExpirationSeconds: ptr.To[int64](3600),
+			BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
+		}}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, err
+	}
+	cfg := rest.AnonymousClientConfig(a.base)
+	cfg.BearerToken = tr.Status.Token
+	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf"
+	cfg.QPS, cfg.Burst = -1, 0
+	cfg.WrapTransport = countThrottled(&a.throttled)
+	return kubernetes.NewForConfig(cfg)
 }
 
 // get sends one request, reads the body, counting its bytes, and throws it

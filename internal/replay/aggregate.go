@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/loadshed/loadshed/api/v1alpha1"
 )
 
 // Spread is how a figure varied across repeated runs of a scenario.
@@ -122,8 +124,8 @@ func AggregateTable(runs [][]Scenario) string {
 			return aggregateCell(r, figs)
 		})
 	}
-	line("runs in which loadshed throttled", func(name string) string { return acted(groups[name], actionThrottled) })
-	line("runs in which loadshed paused", func(name string) string { return acted(groups[name], actionPaused) })
+	line("runs in which loadshed throttled", func(name string) string { return acted(groups[name], v1alpha1.EventThrottled) })
+	line("runs in which loadshed paused", func(name string) string { return acted(groups[name], v1alpha1.EventPaused) })
 	for i, run := range runs {
 		for _, l := range offeredLoadLines(run) {
 			if strings.HasPrefix(l, invalidComparison) {

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/loadshed/loadshed/api/v1alpha1"
 )
 
 func TestSpreadOf(t *testing.T) {
@@ -76,16 +78,16 @@ func TestAggregateTable(t *testing.T) {
 	shed := func(throttleAt, pauseAt time.Duration) Scenario {
 		s := flooded("loadshed", steady(50))
 		s.Operator = op
-		s.Events = append(s.Events, at(throttleAt, "Throttled"))
+		s.Events = append(s.Events, at(throttleAt, v1alpha1.EventThrottled))
 		if pauseAt > 0 {
-			s.Events = append(s.Events, at(pauseAt, "Paused"))
+			s.Events = append(s.Events, at(pauseAt, v1alpha1.EventPaused))
 		}
 		return s
 	}
 	drain := flooded("drain", steady(0))
 	drain.Burst, drain.Operator = "drain", op
 	falsePause := drain
-	falsePause.Events = []Event{at(40*time.Second, "Paused")}
+	falsePause.Events = []Event{at(40*time.Second, v1alpha1.EventPaused)}
 	runs := [][]Scenario{
 		{flooded("baseline", steady(50)), shed(30*time.Second, 40*time.Second), drain},
 		{flooded("baseline", steady(50)), shed(32*time.Second, 0), falsePause},

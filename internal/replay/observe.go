@@ -131,13 +131,13 @@ func readState(ctx context.Context, c client.Client) (clusterState, error) {
 	if err := c.Get(ctx, client.ObjectKey{Namespace: TelemetryNamespace, Name: TelemetryName}, ds); err != nil {
 		return st, err
 	}
-	_, st.Paused = ds.Spec.Template.Spec.NodeSelector[shed.PausedKey]
+	_, st.Paused = ds.Spec.Template.Spec.NodeSelector[v1alpha1.LabelPaused]
 	ann := ds.Annotations
-	st.Wave, _ = strconv.Atoi(ann[shed.AnnotationWave])
-	st.attempt, _ = strconv.Atoi(ann[shed.AnnotationAttempt])
-	st.nextRestore, _ = time.Parse(time.RFC3339, ann[shed.AnnotationNextRestore])
+	st.Wave, _ = strconv.Atoi(ann[v1alpha1.AnnotationWave])
+	st.attempt, _ = strconv.Atoi(ann[v1alpha1.AnnotationAttempt])
+	st.nextRestore, _ = time.Parse(time.RFC3339, ann[v1alpha1.AnnotationNextRestore])
 	fss := &flowcontrolv1.FlowSchemaList{}
-	if err := c.List(ctx, fss, client.MatchingLabels{attribution.LabelRole: shed.RoleThrottle}); err != nil {
+	if err := c.List(ctx, fss, client.MatchingLabels{v1alpha1.LabelRole: v1alpha1.RoleThrottle}); err != nil {
 		return st, err
 	}
 	for i := range fss.Items {
@@ -197,7 +197,7 @@ func leftovers(ctx context.Context, c client.Client) ([]string, error) {
 		return nil, err
 	}
 	for _, fs := range fss.Items {
-		if fs.Labels[attribution.LabelRole] != shed.RoleSelfProtection {
+		if fs.Labels[v1alpha1.LabelRole] != v1alpha1.RoleSelfProtection {
 			out = append(out, "FlowSchema/"+fs.Name)
 		}
 	}
@@ -220,8 +220,8 @@ func leftovers(ctx context.Context, c client.Client) ([]string, error) {
 			out = append(out, "DaemonSet annotation "+k)
 		}
 	}
-	if _, ok := ds.Spec.Template.Spec.NodeSelector[shed.PausedKey]; ok {
-		out = append(out, "DaemonSet node selector "+shed.PausedKey)
+	if _, ok := ds.Spec.Template.Spec.NodeSelector[v1alpha1.LabelPaused]; ok {
+		out = append(out, "DaemonSet node selector "+v1alpha1.LabelPaused)
 	}
 	return out, nil
 }

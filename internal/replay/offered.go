@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/loadshed/loadshed/api/v1alpha1"
 )
 
 // OfferedLoadWindow is the longest early part of the flood over which the
@@ -46,7 +48,7 @@ func offeredWindow(s Scenario) time.Duration {
 	}
 	w := OfferedLoadWindow
 	for _, e := range s.Events {
-		if (e.Reason == actionThrottled || e.Reason == actionPaused) && e.At >= s.FloodStart {
+		if (e.Reason == v1alpha1.EventThrottled || e.Reason == v1alpha1.EventPaused) && e.At >= s.FloodStart {
 			w = min(w, e.At-s.FloodStart)
 			break
 		}

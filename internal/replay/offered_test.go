@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/loadshed/loadshed/api/v1alpha1"
 )
 
 // flooded is a scenario whose flood starts at 10s and lasts a minute; in
@@ -56,13 +58,13 @@ func TestOfferedLoadOf(t *testing.T) {
 		{"without an action the window is the flood's first 20 seconds",
 			flooded("baseline", steady(50)), 20 * time.Second, 50},
 		{"a throttle ends the window",
-			flooded("loadshed", tiring(), at(18*time.Second, "Throttled")), 8 * time.Second, 50},
+			flooded("loadshed", tiring(), at(18*time.Second, v1alpha1.EventThrottled)), 8 * time.Second, 50},
 		{"a pause ends it too, in whole seconds",
-			flooded("loadshed", tiring(), at(18600*time.Millisecond, "Paused")), 8 * time.Second, 50},
+			flooded("loadshed", tiring(), at(18600*time.Millisecond, v1alpha1.EventPaused)), 8 * time.Second, 50},
 		{"what the operator would do in dryRun does not end it",
-			flooded("observe", steady(50), at(18*time.Second, "WouldThrottled")), 20 * time.Second, 50},
+			flooded("observe", steady(50), at(18*time.Second, v1alpha1.DryRunReason(v1alpha1.EventThrottled))), 20 * time.Second, 50},
 		{"an action before the flood does not count",
-			flooded("loadshed", steady(50), at(5*time.Second, "Throttled")), 20 * time.Second, 50},
+			flooded("loadshed", steady(50), at(5*time.Second, v1alpha1.EventThrottled)), 20 * time.Second, 50},
 		{"the seconds before the flood do not count", busyBefore, 20 * time.Second, 50},
 		{"a benign burst has no offered load", benign, 0, 0},
 	} {
@@ -97,15 +99,15 @@ func TestCompareOfferedLoad(t *testing.T) {
 		{"fewer bytes read, as responses arrive later, do not make another flood",
 			flooded("baseline", steady(50)), lighter, ""},
 		{"both are measured over the shorter window: before loadshed throttled",
-			flooded("baseline", tiring()), flooded("loadshed", tiring(), at(18*time.Second, "Throttled")), ""},
+			flooded("baseline", tiring()), flooded("loadshed", tiring(), at(18*time.Second, v1alpha1.EventThrottled)), ""},
 		{"a shorter window does not hide a difference",
-			flooded("baseline", steady(50)), flooded("loadshed", steady(20), at(18*time.Second, "Throttled")), "over the first 8s of the flood differ by 60%"},
+			flooded("baseline", steady(50)), flooded("loadshed", steady(20), at(18*time.Second, v1alpha1.EventThrottled)), "over the first 8s of the flood differ by 60%"},
 		{"a benign burst does not compare",
 			flooded("baseline", steady(50)), benign, "list-loop has no flood"},
 		{"a flood that was not measured does not compare",
 			flooded("baseline", steady(50)), flooded("loadshed", steady(0)), "a flood was not measured"},
 		{"an action as the flood began leaves nothing to measure",
-			flooded("baseline", steady(50)), flooded("loadshed", steady(50), at(10*time.Second, "Throttled")), "no window"},
+			flooded("baseline", steady(50)), flooded("loadshed", steady(50), at(10*time.Second, v1alpha1.EventThrottled)), "no window"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := CompareOfferedLoad(tc.a, tc.b)

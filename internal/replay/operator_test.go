@@ -15,7 +15,7 @@ import (
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/localcluster"
-	"github.com/loadshed/loadshed/internal/operator"
+	loadshedscheme "github.com/loadshed/loadshed/internal/scheme"
 )
 
 // TestTheOperatorRunsAsItsOwnProcess builds cmd/manager and runs it as its
@@ -25,7 +25,7 @@ func TestTheOperatorRunsAsItsOwnProcess(t *testing.T) {
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 	c := startCluster(t, localcluster.Options{CRDs: []string{filepath.Join(root, "config", "crd", "bases")}})
-	scheme, err := operator.Scheme()
+	scheme, err := loadshedscheme.New()
 	if err != nil {
 		t.Fatal(err)
 	}

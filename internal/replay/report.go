@@ -14,7 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/loadshed/loadshed/internal/plan"
+	"github.com/loadshed/loadshed/api/v1alpha1"
 )
 
 // Sample is one second of a scenario's timeline.
@@ -73,14 +73,6 @@ type OperatorStats struct {
 	PeakRSS int64
 }
 
-// The operator's actions, as the reasons of its Events.
-const (
-	actionThrottled      = string(plan.Throttled)
-	actionPaused         = string(plan.Paused)
-	actionRepaused       = string(plan.Repaused)
-	actionRestoreStarted = string(plan.RestoreStarted)
-)
-
 // Score sums up a scenario. The figures "during the flood" are read over
 // the flood and relapse phases, or over the burst in a benign scenario.
 type Score struct {
@@ -123,20 +115,20 @@ func ScoreOf(s Scenario) Score {
 		sc.FalseThrottles, sc.FalsePauses = 0, 0
 	}
 	for _, e := range s.Events {
-		if e.Reason == actionThrottled && sc.TimeToThrottle < 0 && e.At >= s.FloodStart {
+		if e.Reason == v1alpha1.EventThrottled && sc.TimeToThrottle < 0 && e.At >= s.FloodStart {
 			sc.TimeToThrottle = e.At - s.FloodStart
 		}
-		if e.Reason == actionPaused && sc.TimeToMitigate < 0 && e.At >= s.FloodStart {
+		if e.Reason == v1alpha1.EventPaused && sc.TimeToMitigate < 0 && e.At >= s.FloodStart {
 			sc.TimeToMitigate = e.At - s.FloodStart
 		}
-		if e.Reason == actionRestoreStarted {
+		if e.Reason == v1alpha1.EventRestoreStarted {
 			sc.RestoreAttempts++
 		}
 		if s.Burst != "" {
 			switch e.Reason {
-			case actionThrottled:
+			case v1alpha1.EventThrottled:
 				sc.FalseThrottles++
-			case actionPaused, actionRepaused:
+			case v1alpha1.EventPaused, v1alpha1.EventRepaused:
 				sc.FalsePauses++
 			}
 		}

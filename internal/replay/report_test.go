@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/loadshed/loadshed/api/v1alpha1"
 )
 
 // timeline: 10 quiet seconds, a flood from 10s to 40s, then fixed. In the
@@ -32,9 +34,9 @@ func timeline(name string, mitigated bool) Scenario {
 		s.Samples = append(s.Samples, x)
 	}
 	if mitigated {
-		s.Events = []Event{{At: 12 * time.Second, Reason: "Throttled", Note: "telemetry/agent"},
-			{At: 15 * time.Second, Reason: "Paused", Note: "telemetry/agent"},
-			{At: 45 * time.Second, Reason: "RestoreStarted", Note: "telemetry/agent"}}
+		s.Events = []Event{{At: 12 * time.Second, Reason: v1alpha1.EventThrottled, Note: "telemetry/agent"},
+			{At: 15 * time.Second, Reason: v1alpha1.EventPaused, Note: "telemetry/agent"},
+			{At: 45 * time.Second, Reason: v1alpha1.EventRestoreStarted, Note: "telemetry/agent"}}
 	}
 	return s
 }
@@ -142,13 +144,13 @@ func TestFalseActionsAreCountedInBenignScenariosOnly(t *testing.T) {
 		{"a flood's actions are not false", timeline("loadshed", true), -1, -1},
 		{"a quiet burst makes no mistake", benign(), 0, 0},
 		{"a throttle and a pause are counted",
-			benign(at(12*time.Second, "Throttled"), at(15*time.Second, "Paused")), 1, 1},
+			benign(at(12*time.Second, v1alpha1.EventThrottled), at(15*time.Second, v1alpha1.EventPaused)), 1, 1},
 		{"a pause again after a restore counts as a pause",
-			benign(at(15*time.Second, "Paused"), at(30*time.Second, "RestoreStarted"), at(35*time.Second, "Repaused")), 0, 2},
+			benign(at(15*time.Second, v1alpha1.EventPaused), at(30*time.Second, v1alpha1.EventRestoreStarted), at(35*time.Second, v1alpha1.EventRepaused)), 0, 2},
 		{"what dryRun would have done is not done",
-			benign(at(12*time.Second, "WouldThrottled"), at(15*time.Second, "WouldPaused")), 0, 0},
+			benign(at(12*time.Second, v1alpha1.DryRunReason(v1alpha1.EventThrottled)), at(15*time.Second, v1alpha1.DryRunReason(v1alpha1.EventPaused))), 0, 0},
 		{"other events are not actions",
-			benign(at(12*time.Second, "TriggerFired"), at(15*time.Second, "TriggerCleared")), 0, 0},
+			benign(at(12*time.Second, v1alpha1.EventTriggerFired), at(15*time.Second, v1alpha1.EventTriggerCleared)), 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sc := ScoreOf(tc.s)
@@ -176,7 +178,7 @@ func TestTheScoreTablesColumnsStayApart(t *testing.T) {
 func TestTheScoreTableShowsWhatAppliesToEachScenario(t *testing.T) {
 	drain := timeline("drain", false)
 	drain.Burst = "drain"
-	drain.Events = []Event{at(15*time.Second, "Paused")}
+	drain.Events = []Event{at(15*time.Second, v1alpha1.EventPaused)}
 	table := ScoreTable([]Scenario{timeline("baseline", false), drain})
 	for _, tc := range []struct{ row, want string }{
 		{"time to throttle (flood to throttle)", "never -"},

@@ -19,7 +19,7 @@ import (
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/cpunoise"
 	"github.com/loadshed/loadshed/internal/localcluster"
-	"github.com/loadshed/loadshed/internal/operator"
+	loadshedscheme "github.com/loadshed/loadshed/internal/scheme"
 )
 
 // Phases of the timeline.
@@ -247,7 +247,7 @@ func (r *runner) startCluster() error {
 	if r.cfg.OnCluster != nil {
 		r.cfg.OnCluster(c.Kubeconfig())
 	}
-	scheme, err := operator.Scheme()
+	scheme, err := loadshedscheme.New()
 	if err != nil {
 		return err
 	}
@@ -416,9 +416,9 @@ func (r *runner) note(o observation, snap *snapshot, pauses *pauseTracker, start
 	}
 	for _, e := range o.events {
 		switch e.Reason {
-		case actionRestoreStarted:
+		case v1alpha1.EventRestoreStarted:
 			snap.relapsed = true
-		case actionRepaused:
+		case v1alpha1.EventRepaused:
 			snap.repaused = true
 		}
 		r.res.Events = append(r.res.Events, e)
@@ -596,6 +596,10 @@ func (r *runner) configure(ctx context.Context, mode string, w Work) error {
 	return nil
 }
 
+// leftoversGrace is how long, after the policy is gone, loadshed has to
+// remove the rest of what it made.
+const leftoversGrace = 30 * time.Second
+
 // tearDown records the operator's figures, deletes the policy, waits for
 // its finalizer to undo everything, and records what is left.
 func (r *runner) tearDown(ctx context.Context) error {
@@ -622,9 +626,16 @@ func (r *runner) tearDown(ctx context.Context) error {
 		}
 		r.say("policy deleted")
 	}
-	left, err := leftovers(ctx, r.admin)
-	if err != nil {
-		return err
+	// The attribution FlowSchemas go a moment after the policy: a
+	// controller of their own collects those no policy needs.
+	var left []string
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, leftoversGrace, true, func(ctx context.Context) (bool, error) {
+		var err error
+		left, err = leftovers(ctx, r.admin)
+		return err == nil && len(left) == 0, err
+	})
+	if err != nil && len(left) == 0 {
+		return fmt.Errorf("reading what loadshed left: %w", err)
 	}
 	r.res.Leftovers = left
 	ds, err := r.cs.AppsV1().DaemonSets(TelemetryNamespace).Get(ctx, TelemetryName, metav1.GetOptions{})

@@ -1,14 +1,10 @@
 package sampler
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/pem"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -24,30 +20,15 @@ import (
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/policy"
 	"github.com/loadshed/loadshed/internal/signals"
-)
 
-func recorded(t *testing.T, name string) []byte {
-	t.Helper()
-	raw, err := os.ReadFile("../metrics/testdata/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
-}
+	"github.com/loadshed/loadshed/test/testutil"
+)
 
 // apiServer serves a recorded /metrics payload over TLS, in protobuf when
 // asked for it and accepted by serveProtobuf, else in text.
 func apiServer(t *testing.T, serveProtobuf bool, delay time.Duration) (*httptest.Server, *atomic.Int64) {
 	t.Helper()
-	pb, text := recorded(t, "apiserver.pb.gz"), recorded(t, "apiserver.txt.gz")
+	pb, text := testutil.Recorded(t, "apiserver.pb"), testutil.Recorded(t, "apiserver.txt")
 	hits := new(atomic.Int64)
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)

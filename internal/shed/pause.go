@@ -18,29 +18,8 @@ import (
 	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
 
 	"github.com/loadshed/loadshed/internal/plan"
-)
 
-// PausedKey is the node selector key that pauses a DaemonSet: no node carries it, so the
-// DaemonSet controller deletes every pod. Its value names the policy.
-const PausedKey = "loadshed.io/paused"
-
-// Annotations on a paused DaemonSet. Everything loadshed must know to
-// continue after a restart, and to undo the pause exactly, is here.
-const (
-	AnnotationPausedBy    = "loadshed.io/paused-by"
-	AnnotationPausedAt    = "loadshed.io/paused-at"
-	AnnotationReason      = "loadshed.io/reason"
-	AnnotationAttempt     = "loadshed.io/attempt"
-	AnnotationWave        = "loadshed.io/wave"
-	AnnotationWaveStarted = "loadshed.io/wave-started"
-	AnnotationNextRestore = "loadshed.io/next-restore"
-	AnnotationLoad        = "loadshed.io/paused-load"
-	// AnnotationOverriddenAt records when loadshed last put back a pause
-	// that someone else removed: it does so at most once per backoff step.
-	AnnotationOverriddenAt = "loadshed.io/overridden-at"
-	// AnnotationOriginal holds the pod template's scheduling constraints
-	// (nodeSelector and affinity) as they were before the pause, as JSON.
-	AnnotationOriginal = "loadshed.io/original-scheduling"
+	"github.com/loadshed/loadshed/api/v1alpha1"
 )
 
 // Scheduling is the part of a pod template that pausing changes.
@@ -63,7 +42,7 @@ func schedulingOf(ds *appsv1.DaemonSet) Scheduling {
 
 // PausedBy returns the policy that paused a DaemonSet, or "".
 func PausedBy(ds *appsv1.DaemonSet) string {
-	return ds.Annotations[AnnotationPausedBy]
+	return ds.Annotations[v1alpha1.AnnotationPausedBy]
 }
 
 // ReadPause reads the pause record from a DaemonSet's annotations.
@@ -71,24 +50,24 @@ func ReadPause(ds *appsv1.DaemonSet) (plan.Pause, error) {
 	a := ds.Annotations
 	var rec plan.Pause
 	var err error
-	if rec.Since, err = parseTime(a[AnnotationPausedAt]); err != nil {
-		return rec, fmt.Errorf("%s: %w", AnnotationPausedAt, err)
+	if rec.Since, err = parseTime(a[v1alpha1.AnnotationPausedAt]); err != nil {
+		return rec, fmt.Errorf("%s: %w", v1alpha1.AnnotationPausedAt, err)
 	}
-	if rec.WaveStarted, err = parseTime(a[AnnotationWaveStarted]); err != nil {
-		return rec, fmt.Errorf("%s: %w", AnnotationWaveStarted, err)
+	if rec.WaveStarted, err = parseTime(a[v1alpha1.AnnotationWaveStarted]); err != nil {
+		return rec, fmt.Errorf("%s: %w", v1alpha1.AnnotationWaveStarted, err)
 	}
-	if rec.NextRestore, err = parseTime(a[AnnotationNextRestore]); err != nil {
-		return rec, fmt.Errorf("%s: %w", AnnotationNextRestore, err)
+	if rec.NextRestore, err = parseTime(a[v1alpha1.AnnotationNextRestore]); err != nil {
+		return rec, fmt.Errorf("%s: %w", v1alpha1.AnnotationNextRestore, err)
 	}
-	if rec.Attempt, err = parseInt(a[AnnotationAttempt]); err != nil {
-		return rec, fmt.Errorf("%s: %w", AnnotationAttempt, err)
+	if rec.Attempt, err = parseInt(a[v1alpha1.AnnotationAttempt]); err != nil {
+		return rec, fmt.Errorf("%s: %w", v1alpha1.AnnotationAttempt, err)
 	}
-	if rec.Wave, err = parseInt(a[AnnotationWave]); err != nil {
-		return rec, fmt.Errorf("%s: %w", AnnotationWave, err)
+	if rec.Wave, err = parseInt(a[v1alpha1.AnnotationWave]); err != nil {
+		return rec, fmt.Errorf("%s: %w", v1alpha1.AnnotationWave, err)
 	}
-	if v := a[AnnotationLoad]; v != "" {
+	if v := a[v1alpha1.AnnotationLoad]; v != "" {
 		if rec.Load, err = strconv.ParseFloat(v, 64); err != nil {
-			return rec, fmt.Errorf("%s: %w", AnnotationLoad, err)
+			return rec, fmt.Errorf("%s: %w", v1alpha1.AnnotationLoad, err)
 		}
 	}
 	return rec, nil
@@ -97,12 +76,12 @@ func ReadPause(ds *appsv1.DaemonSet) (plan.Pause, error) {
 // Original returns the scheduling constraints recorded before the pause.
 func Original(ds *appsv1.DaemonSet) (Scheduling, error) {
 	var s Scheduling
-	raw, ok := ds.Annotations[AnnotationOriginal]
+	raw, ok := ds.Annotations[v1alpha1.AnnotationOriginal]
 	if !ok {
-		return s, fmt.Errorf("DaemonSet %s/%s has no %s annotation", ds.Namespace, ds.Name, AnnotationOriginal)
+		return s, fmt.Errorf("DaemonSet %s/%s has no %s annotation", ds.Namespace, ds.Name, v1alpha1.AnnotationOriginal)
 	}
 	if err := json.Unmarshal([]byte(raw), &s); err != nil {
-		return s, fmt.Errorf("reading %s: %w", AnnotationOriginal, err)
+		return s, fmt.Errorf("reading %s: %w", v1alpha1.AnnotationOriginal, err)
 	}
 	return s, nil
 }
@@ -116,7 +95,7 @@ func Apply(ds *appsv1.DaemonSet, policyName, reason string, rec plan.Pause, wave
 		out.Annotations = map[string]string{}
 	}
 	orig := schedulingOf(ds)
-	if _, recorded := ds.Annotations[AnnotationOriginal]; recorded {
+	if _, recorded := ds.Annotations[v1alpha1.AnnotationOriginal]; recorded {
 		var err error
 		if orig, err = Original(ds); err != nil {
 			return nil, err
@@ -126,18 +105,18 @@ func Apply(ds *appsv1.DaemonSet, policyName, reason string, rec plan.Pause, wave
 		if err != nil {
 			return nil, fmt.Errorf("recording the original scheduling: %w", err)
 		}
-		out.Annotations[AnnotationOriginal] = string(raw)
+		out.Annotations[v1alpha1.AnnotationOriginal] = string(raw)
 	}
-	out.Annotations[AnnotationPausedBy] = policyName
+	out.Annotations[v1alpha1.AnnotationPausedBy] = policyName
 	if reason != "" {
-		out.Annotations[AnnotationReason] = reason
+		out.Annotations[v1alpha1.AnnotationReason] = reason
 	}
-	out.Annotations[AnnotationPausedAt] = formatTime(rec.Since)
-	out.Annotations[AnnotationAttempt] = strconv.Itoa(rec.Attempt)
-	out.Annotations[AnnotationWave] = strconv.Itoa(rec.Wave)
-	out.Annotations[AnnotationLoad] = strconv.FormatFloat(rec.Load, 'f', -1, 64)
-	setOrDelete(out.Annotations, AnnotationWaveStarted, formatTime(rec.WaveStarted))
-	setOrDelete(out.Annotations, AnnotationNextRestore, formatTime(rec.NextRestore))
+	out.Annotations[v1alpha1.AnnotationPausedAt] = formatTime(rec.Since)
+	out.Annotations[v1alpha1.AnnotationAttempt] = strconv.Itoa(rec.Attempt)
+	out.Annotations[v1alpha1.AnnotationWave] = strconv.Itoa(rec.Wave)
+	out.Annotations[v1alpha1.AnnotationLoad] = strconv.FormatFloat(rec.Load, 'f', -1, 64)
+	setOrDelete(out.Annotations, v1alpha1.AnnotationWaveStarted, formatTime(rec.WaveStarted))
+	setOrDelete(out.Annotations, v1alpha1.AnnotationNextRestore, formatTime(rec.NextRestore))
 
 	spec := &out.Spec.Template.Spec
 	spec.NodeSelector = copyMap(orig.NodeSelector)
@@ -146,7 +125,7 @@ func Apply(ds *appsv1.DaemonSet, policyName, reason string, rec plan.Pause, wave
 		if spec.NodeSelector == nil {
 			spec.NodeSelector = map[string]string{}
 		}
-		spec.NodeSelector[PausedKey] = policyName
+		spec.NodeSelector[v1alpha1.LabelPaused] = policyName
 		return out, nil
 	}
 	if rec.Wave > len(waves) {
@@ -170,8 +149,8 @@ func Restore(ds *appsv1.DaemonSet) (*appsv1.DaemonSet, error) {
 	out := ds.DeepCopy()
 	out.Spec.Template.Spec.NodeSelector = copyMap(orig.NodeSelector)
 	out.Spec.Template.Spec.Affinity = orig.Affinity.DeepCopy()
-	for _, k := range []string{AnnotationPausedBy, AnnotationPausedAt, AnnotationReason, AnnotationAttempt, AnnotationWave,
-		AnnotationWaveStarted, AnnotationNextRestore, AnnotationLoad, AnnotationOriginal, AnnotationOverriddenAt} {
+	for _, k := range []string{v1alpha1.AnnotationPausedBy, v1alpha1.AnnotationPausedAt, v1alpha1.AnnotationReason, v1alpha1.AnnotationAttempt, v1alpha1.AnnotationWave,
+		v1alpha1.AnnotationWaveStarted, v1alpha1.AnnotationNextRestore, v1alpha1.AnnotationLoad, v1alpha1.AnnotationOriginal, v1alpha1.AnnotationOverriddenAt} {
 		delete(out.Annotations, k)
 	}
 	if len(out.Annotations) == 0 {
@@ -182,7 +161,7 @@ func Restore(ds *appsv1.DaemonSet) (*appsv1.DaemonSet, error) {
 
 // OverriddenAt reads when loadshed last put back a pause someone removed.
 func OverriddenAt(ds *appsv1.DaemonSet) time.Time {
-	t, err := parseTime(ds.Annotations[AnnotationOverriddenAt])
+	t, err := parseTime(ds.Annotations[v1alpha1.AnnotationOverriddenAt])
 	if err != nil {
 		return time.Time{}
 	}
@@ -194,7 +173,7 @@ func OverriddenAt(ds *appsv1.DaemonSet) time.Time {
 func IsPausedAsRecorded(ds *appsv1.DaemonSet, rec plan.Pause) bool {
 	spec := ds.Spec.Template.Spec
 	if rec.Wave == 0 {
-		return spec.NodeSelector[PausedKey] != ""
+		return spec.NodeSelector[v1alpha1.LabelPaused] != ""
 	}
 	return spec.Affinity != nil && spec.Affinity.NodeAffinity != nil &&
 		spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil

@@ -11,6 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/loadshed/loadshed/internal/plan"
+
+	"github.com/loadshed/loadshed/api/v1alpha1"
 )
 
 var t0 = time.Date(2024, 12, 11, 15, 17, 0, 0, time.UTC)
@@ -58,7 +60,7 @@ func TestPauseWavesAndRestoreEndWhereTheyBegan(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if paused.Spec.Template.Spec.NodeSelector[PausedKey] != "flood" || PausedBy(paused) != "flood" {
+			if paused.Spec.Template.Spec.NodeSelector[v1alpha1.LabelPaused] != "flood" || PausedBy(paused) != "flood" {
 				t.Fatalf("not paused: %+v", paused.Spec.Template.Spec.NodeSelector)
 			}
 			if !IsPausedAsRecorded(paused, rec) {
@@ -77,7 +79,7 @@ func TestPauseWavesAndRestoreEndWhereTheyBegan(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if _, still := cur.Spec.Template.Spec.NodeSelector[PausedKey]; still {
+				if _, still := cur.Spec.Template.Spec.NodeSelector[v1alpha1.LabelPaused]; still {
 					t.Fatalf("wave %d still carries the pause selector", w)
 				}
 				terms := cur.Spec.Template.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
@@ -142,7 +144,7 @@ func TestSomeoneRemovingThePauseIsDetected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	delete(paused.Spec.Template.Spec.NodeSelector, PausedKey)
+	delete(paused.Spec.Template.Spec.NodeSelector, v1alpha1.LabelPaused)
 	if IsPausedAsRecorded(paused, rec) {
 		t.Error("a DaemonSet whose pause selector was removed still counts as paused")
 	}

@@ -7,21 +7,13 @@ import (
 	"time"
 
 	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
+	"k8s.io/apimachinery/pkg/types"
 	flowcontrolv1ac "k8s.io/client-go/applyconfigurations/flowcontrol/v1"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/attribution"
 	"github.com/loadshed/loadshed/internal/policy"
 )
-
-// Roles of loadshed's APF objects (label attribution.LabelRole).
-const (
-	RoleThrottle       = "throttle"
-	RoleSelfProtection = "self-protection"
-)
-
-// AnnotationThrottledSince records when a throttle FlowSchema was made.
-const AnnotationThrottledSince = "loadshed.io/throttled-since"
 
 // MinThrottlePrecedence is the lowest matchingPrecedence a throttle
 // FlowSchema takes. Every built-in schema that must win over a throttle has
@@ -60,7 +52,7 @@ func boundedName(prefix, rest string) string {
 func labels(role, policyName string) map[string]string {
 	l := map[string]string{
 		v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue,
-		attribution.LabelRole:   role,
+		v1alpha1.LabelRole:      role,
 	}
 	if policyName != "" {
 		l[v1alpha1.LabelPolicy] = policyName
@@ -81,7 +73,7 @@ func ThrottleLevel(policyName string, t policy.Throttle) *flowcontrolv1ac.Priori
 			WithQueues(t.Queues).WithQueueLengthLimit(t.QueueLengthLimit).WithHandSize(hand))
 	}
 	return flowcontrolv1ac.PriorityLevelConfiguration(ThrottleLevelName(policyName)).
-		WithLabels(labels(RoleThrottle, policyName)).
+		WithLabels(labels(v1alpha1.RoleThrottle, policyName)).
 		WithSpec(flowcontrolv1ac.PriorityLevelConfigurationSpec().
 			WithType(flowcontrolv1.PriorityLevelEnablementLimited).
 			WithLimited(flowcontrolv1ac.LimitedPriorityLevelConfiguration().
@@ -103,10 +95,10 @@ func ThrottleFlowSchema(policyName string, sa attribution.ServiceAccount, matche
 			sa, matched.Name, matched.Spec.MatchingPrecedence)
 	}
 	return allRequestsOf(ThrottleName(sa), sa, precedence, ThrottleLevelName(policyName)).
-		WithLabels(labels(RoleThrottle, policyName)).
+		WithLabels(labels(v1alpha1.RoleThrottle, policyName)).
 		WithAnnotations(map[string]string{
-			attribution.AnnotationServiceAccount: sa.String(),
-			AnnotationThrottledSince:             since.UTC().Format(time.RFC3339),
+			v1alpha1.AnnotationServiceAccount: sa.String(),
+			v1alpha1.AnnotationThrottledSince: since.UTC().Format(time.RFC3339),
 		}), nil
 }
 
@@ -117,8 +109,8 @@ func ThrottleFlowSchema(policyName string, sa attribution.ServiceAccount, matche
 // level that never queues nor rejects, and no throttle ever touches it.
 func SelfProtection(sa attribution.ServiceAccount) *flowcontrolv1ac.FlowSchemaApplyConfiguration {
 	return allRequestsOf(SelfProtectionName, sa, SelfProtectionPrecedence, flowcontrolv1.PriorityLevelConfigurationNameExempt).
-		WithLabels(labels(RoleSelfProtection, "")).
-		WithAnnotations(map[string]string{attribution.AnnotationServiceAccount: sa.String()})
+		WithLabels(labels(v1alpha1.RoleSelfProtection, "")).
+		WithAnnotations(map[string]string{v1alpha1.AnnotationServiceAccount: sa.String()})
 }
 
 func allRequestsOf(name string, sa attribution.ServiceAccount, precedence int32, level string) *flowcontrolv1ac.FlowSchemaApplyConfiguration {
@@ -136,7 +128,20 @@ func allRequestsOf(name string, sa attribution.ServiceAccount, precedence int32,
 				WithVerbs(flowcontrolv1.VerbAll).WithNonResourceURLs(flowcontrolv1.NonResourceAll))))
 }
 
+// ThrottledServiceAccount returns the ServiceAccount a throttle FlowSchema
+// routes, from its rule's subject; false when it has none.
+func ThrottledServiceAccount(fs *flowcontrolv1.FlowSchema) (types.NamespacedName, bool) {
+	for _, rule := range fs.Spec.Rules {
+		for _, s := range rule.Subjects {
+			if s.Kind == flowcontrolv1.SubjectKindServiceAccount && s.ServiceAccount != nil {
+				return types.NamespacedName{Namespace: s.ServiceAccount.Namespace, Name: s.ServiceAccount.Name}, true
+			}
+		}
+	}
+	return types.NamespacedName{}, false
+}
+
 // ThrottledSince reads when a throttle FlowSchema was made.
 func ThrottledSince(fs *flowcontrolv1.FlowSchema) (time.Time, error) {
-	return parseTime(fs.Annotations[AnnotationThrottledSince])
+	return parseTime(fs.Annotations[v1alpha1.AnnotationThrottledSince])
 }

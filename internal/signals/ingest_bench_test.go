@@ -1,11 +1,14 @@
 package signals
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/loadshed/loadshed/internal/metrics/exposition"
 	"github.com/loadshed/loadshed/internal/policy"
+
+	"github.com/loadshed/loadshed/test/testutil"
 )
 
 // BenchmarkIngestFold measures what one scrape costs the sampler: parsing
@@ -26,7 +29,7 @@ func BenchmarkIngestFold(b *testing.B) {
 		{"recorded-text", "apiserver.txt.gz", "text/plain; version=0.0.4"},
 		{"recorded-protobuf", "apiserver.pb.gz", "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"},
 	} {
-		data := recorded(b, tc.file)
+		data := testutil.Recorded(b, strings.TrimSuffix(tc.file, ".gz"))
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(data)))

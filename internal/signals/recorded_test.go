@@ -1,42 +1,22 @@
 package signals
 
 import (
-	"bytes"
-	"compress/gzip"
-	"io"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/metrics/exposition"
 	"github.com/loadshed/loadshed/internal/policy"
-)
 
-// recorded returns a recorded kube-apiserver /metrics payload, unzipped.
-func recorded(tb testing.TB, file string) []byte {
-	tb.Helper()
-	raw, err := os.ReadFile("../metrics/testdata/" + file)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(raw))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	data, err := io.ReadAll(zr)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return data
-}
+	"github.com/loadshed/loadshed/test/testutil"
+)
 
 // TestHarmSignalsMatchARealAPIServer folds a real kube-apiserver's scrape
 // and checks that the signals of harm find their series there: a matcher
 // on a label the API server does not have, or a value it never takes,
 // would leave the signal at 0 for ever.
 func TestHarmSignalsMatchARealAPIServer(t *testing.T) {
-	data := recorded(t, "apiserver.txt.gz")
+	data := testutil.Recorded(t, "apiserver.txt")
 	for _, sig := range []v1alpha1.Signal{v1alpha1.SignalSingleObjectDurationP99, v1alpha1.SignalListDurationP99, v1alpha1.SignalQueueWaitP99} {
 		t.Run(string(sig), func(t *testing.T) {
 			q, err := ForTrigger(&policy.Trigger{Name: "t", Signal: sig, Window: time.Minute})
@@ -63,7 +43,7 @@ func TestHarmSignalsMatchARealAPIServer(t *testing.T) {
 // real scrape that the SLO signal counts GETs of objects and mutations,
 // but not LISTs, WATCHes or /metrics-like requests.
 func TestSingleObjectCallsLeaveOutListsAndNonResourceRequests(t *testing.T) {
-	data := recorded(t, "apiserver.txt.gz")
+	data := testutil.Recorded(t, "apiserver.txt")
 	q, err := ForTrigger(&policy.Trigger{Name: "t", Signal: v1alpha1.SignalSingleObjectDurationP99, Window: time.Minute})
 	if err != nil {
 		t.Fatal(err)

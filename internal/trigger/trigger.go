@@ -36,26 +36,26 @@ type Spec struct {
 	MaxGap time.Duration
 }
 
-// State is a trigger's state and when it entered it.
-type State struct {
+// Status is a trigger's state and when it entered it.
+type Status struct {
 	State v1alpha1.TriggerState
 	Since time.Time
 }
 
 // Latched reports whether the trigger counts as firing: Firing, or Clearing
 // (firing, with the value on its way back).
-func (s State) Latched() bool {
+func (s Status) Latched() bool {
 	return s.State == v1alpha1.TriggerFiring || s.State == v1alpha1.TriggerClearing
 }
 
 // Healthy reports whether the trigger counts towards an all-clear: only OK does.
-func (s State) Healthy() bool {
+func (s Status) Healthy() bool {
 	return s.State == v1alpha1.TriggerOK
 }
 
 // Evaluate returns the trigger's state at now, given its previous state and
 // its points in time order. Points older than needed are ignored.
-func Evaluate(spec Spec, prev State, points []Point, now time.Time) State {
+func Evaluate(spec Spec, prev Status, points []Point, now time.Time) Status {
 	latched := prev.Latched()
 	last := len(points) - 1
 	if last < 0 || !points[last].OK || now.Sub(points[last].T) > spec.MaxGap {
@@ -72,7 +72,7 @@ func Evaluate(spec Spec, prev State, points []Point, now time.Time) State {
 			return keep(prev, v1alpha1.TriggerOK, now, now)
 		}
 		if now.Sub(start) >= spec.For {
-			return State{State: v1alpha1.TriggerFiring, Since: now}
+			return Status{State: v1alpha1.TriggerFiring, Since: now}
 		}
 		return keep(prev, v1alpha1.TriggerPending, start, now)
 	}
@@ -83,21 +83,21 @@ func Evaluate(spec Spec, prev State, points []Point, now time.Time) State {
 		return keep(prev, v1alpha1.TriggerFiring, now, now)
 	}
 	if now.Sub(start) >= spec.For {
-		return State{State: v1alpha1.TriggerOK, Since: now}
+		return Status{State: v1alpha1.TriggerOK, Since: now}
 	}
 	return keep(prev, v1alpha1.TriggerClearing, start, now)
 }
 
 // keep returns state s, keeping prev's Since when the state does not change
 // (so that "since" means since the state began), or since when it does.
-func keep(prev State, s v1alpha1.TriggerState, since, now time.Time) State {
+func keep(prev Status, s v1alpha1.TriggerState, since, now time.Time) Status {
 	if prev.State == s && !prev.Since.IsZero() {
 		return prev
 	}
 	if since.IsZero() || since.After(now) {
 		since = now
 	}
-	return State{State: s, Since: since}
+	return Status{State: s, Since: since}
 }
 
 // runStart returns when the newest unbroken run of points satisfying cond

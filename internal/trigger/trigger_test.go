@@ -28,7 +28,7 @@ func TestEvaluate(t *testing.T) {
 	tests := []struct {
 		name      string
 		spec      *Spec
-		prev      State
+		prev      Status
 		points    []Point
 		now       time.Time
 		want      v1alpha1.TriggerState
@@ -86,7 +86,7 @@ func TestEvaluate(t *testing.T) {
 		},
 		{
 			name:      "a firing trigger between the thresholds keeps firing (hysteresis)",
-			prev:      State{State: v1alpha1.TriggerFiring, Since: at(-100)},
+			prev:      Status{State: v1alpha1.TriggerFiring, Since: at(-100)},
 			points:    series(150, 90, 80, 70, 60),
 			now:       at(40),
 			want:      v1alpha1.TriggerFiring,
@@ -94,7 +94,7 @@ func TestEvaluate(t *testing.T) {
 		},
 		{
 			name:      "a firing trigger under clearThreshold for less than for is clearing",
-			prev:      State{State: v1alpha1.TriggerFiring, Since: at(-100)},
+			prev:      Status{State: v1alpha1.TriggerFiring, Since: at(-100)},
 			points:    series(150, 90, 40, 30),
 			now:       at(30),
 			want:      v1alpha1.TriggerClearing,
@@ -102,7 +102,7 @@ func TestEvaluate(t *testing.T) {
 		},
 		{
 			name:      "a firing trigger under clearThreshold for the whole of for clears",
-			prev:      State{State: v1alpha1.TriggerClearing, Since: at(10)},
+			prev:      Status{State: v1alpha1.TriggerClearing, Since: at(10)},
 			points:    series(150, 40, 30, 20, 10),
 			now:       at(40),
 			want:      v1alpha1.TriggerOK,
@@ -110,7 +110,7 @@ func TestEvaluate(t *testing.T) {
 		},
 		{
 			name:      "a clearing trigger that climbs back over clearThreshold fires again",
-			prev:      State{State: v1alpha1.TriggerClearing, Since: at(10)},
+			prev:      Status{State: v1alpha1.TriggerClearing, Since: at(10)},
 			points:    series(150, 40, 60),
 			now:       at(20),
 			want:      v1alpha1.TriggerFiring,
@@ -118,7 +118,7 @@ func TestEvaluate(t *testing.T) {
 		},
 		{
 			name:      "missing data never counts as healthy: unknown when not firing",
-			prev:      State{State: v1alpha1.TriggerOK, Since: at(-100)},
+			prev:      Status{State: v1alpha1.TriggerOK, Since: at(-100)},
 			points:    series(10, 20, -1),
 			now:       at(20),
 			want:      v1alpha1.TriggerUnknown,
@@ -126,7 +126,7 @@ func TestEvaluate(t *testing.T) {
 		},
 		{
 			name:      "missing data never counts as healthy: a firing trigger stays firing",
-			prev:      State{State: v1alpha1.TriggerFiring, Since: at(-100)},
+			prev:      Status{State: v1alpha1.TriggerFiring, Since: at(-100)},
 			points:    series(10, 20, -1),
 			now:       at(20),
 			want:      v1alpha1.TriggerFiring,
@@ -134,7 +134,7 @@ func TestEvaluate(t *testing.T) {
 		},
 		{
 			name:      "stale data counts as missing",
-			prev:      State{State: v1alpha1.TriggerOK, Since: at(-100)},
+			prev:      Status{State: v1alpha1.TriggerOK, Since: at(-100)},
 			points:    series(10, 20),
 			now:       at(60),
 			want:      v1alpha1.TriggerUnknown,
@@ -148,7 +148,7 @@ func TestEvaluate(t *testing.T) {
 		},
 		{
 			name:      "a firing trigger read back after a restart clears only after for of fresh healthy values",
-			prev:      State{State: v1alpha1.TriggerFiring, Since: at(-100)},
+			prev:      Status{State: v1alpha1.TriggerFiring, Since: at(-100)},
 			points:    series(10),
 			now:       at(0),
 			want:      v1alpha1.TriggerClearing,
@@ -156,7 +156,7 @@ func TestEvaluate(t *testing.T) {
 		},
 		{
 			name:      "a pending trigger keeps the time it crossed",
-			prev:      State{State: v1alpha1.TriggerPending, Since: at(10)},
+			prev:      Status{State: v1alpha1.TriggerPending, Since: at(10)},
 			points:    series(10, 150, 160),
 			now:       at(20),
 			want:      v1alpha1.TriggerPending,
@@ -193,7 +193,7 @@ func TestHysteresisStopsFlapping(t *testing.T) {
 		points = append(points, Point{T: at(10 * i), V: v, OK: true})
 	}
 	flips := func(s Spec) (changes int, firing []bool) {
-		var st State
+		var st Status
 		for i := range points {
 			next := Evaluate(s, st, points[:i+1], points[i].T)
 			if next.Latched() != st.Latched() {

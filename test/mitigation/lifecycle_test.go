@@ -72,7 +72,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 	flood := startLoad(t, "telemetry", 8, 0)
 	eventually(t, "the dryRun policy says what it would do", func() error {
 		reasons := eventReasons(t, "dry-run")
-		if !reasons["WouldThrottled"] || !reasons["WouldPaused"] {
+		if !reasons[v1alpha1.DryRunReason(v1alpha1.EventThrottled)] || !reasons[v1alpha1.DryRunReason(v1alpha1.EventPaused)] {
 			return fmt.Errorf("events: %v", reasons)
 		}
 		got := &v1alpha1.LoadShedPolicy{}
@@ -126,7 +126,7 @@ func TestPausesSurviveRestartsOverridesAndDeletion(t *testing.T) {
 		t.Helper()
 		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			ds := getDS(t)
-			delete(ds.Spec.Template.Spec.NodeSelector, shed.PausedKey)
+			delete(ds.Spec.Template.Spec.NodeSelector, v1alpha1.LabelPaused)
 			return env.Client.Update(ctx, ds)
 		})
 		if err != nil {
@@ -136,10 +136,10 @@ func TestPausesSurviveRestartsOverridesAndDeletion(t *testing.T) {
 	override()
 	eventually(t, "the removed pause is put back and reported", func() error {
 		ds := getDS(t)
-		if ds.Spec.Template.Spec.NodeSelector[shed.PausedKey] == "" || shed.OverriddenAt(ds).IsZero() {
+		if ds.Spec.Template.Spec.NodeSelector[v1alpha1.LabelPaused] == "" || shed.OverriddenAt(ds).IsZero() {
 			return errors.New("not put back yet")
 		}
-		if !eventReasons(t, "lifecycle")["PauseOverridden"] {
+		if !eventReasons(t, "lifecycle")[v1alpha1.EventPauseOverridden] {
 			return errors.New("no PauseOverridden event")
 		}
 		return nil
@@ -160,12 +160,12 @@ func TestPausesSurviveRestartsOverridesAndDeletion(t *testing.T) {
 		}
 		return errors.New("Shedding does not say PauseOverridden")
 	})
-	if ds := getDS(t); ds.Spec.Template.Spec.NodeSelector[shed.PausedKey] != "" {
+	if ds := getDS(t); ds.Spec.Template.Spec.NodeSelector[v1alpha1.LabelPaused] != "" {
 		t.Errorf("the pause was put back again within one backoff step of %v", first)
 	}
 	eventually(t, "after the backoff step the pause is put back", func() error {
 		ds := getDS(t)
-		if ds.Spec.Template.Spec.NodeSelector[shed.PausedKey] == "" {
+		if ds.Spec.Template.Spec.NodeSelector[v1alpha1.LabelPaused] == "" {
 			return errors.New("not yet")
 		}
 		if again := shed.OverriddenAt(ds); again.Sub(first) < 20*time.Second-time.Second {
@@ -188,15 +188,16 @@ func TestPausesSurviveRestartsOverridesAndDeletion(t *testing.T) {
 		}
 		return nil
 	})
-	if after := getDS(t); after.Annotations[shed.AnnotationPausedAt] != before.Annotations[shed.AnnotationPausedAt] ||
-		after.Annotations[shed.AnnotationOriginal] != before.Annotations[shed.AnnotationOriginal] {
+	after := getDS(t)
+	if after.Annotations[v1alpha1.AnnotationPausedAt] != before.Annotations[v1alpha1.AnnotationPausedAt] ||
+		after.Annotations[v1alpha1.AnnotationOriginal] != before.Annotations[v1alpha1.AnnotationOriginal] {
 		t.Errorf("the restart rewrote the pause record: %v -> %v", before.Annotations, after.Annotations)
 	}
 
 	// The flood ends; a restart in the middle of the restore loses nothing.
 	flood.Stop()
 	eventually(t, "the restore starts", func() error {
-		if w := getDS(t).Annotations[shed.AnnotationWave]; w != "1" {
+		if w := getDS(t).Annotations[v1alpha1.AnnotationWave]; w != "1" {
 			return fmt.Errorf("wave %q", w)
 		}
 		return nil
@@ -207,7 +208,7 @@ func TestPausesSurviveRestartsOverridesAndDeletion(t *testing.T) {
 	eventually(t, "the restore completes under the new operator", func() error {
 		ds := getDS(t)
 		if shed.PausedBy(ds) != "" {
-			return fmt.Errorf("still paused, wave %s", ds.Annotations[shed.AnnotationWave])
+			return fmt.Errorf("still paused, wave %s", ds.Annotations[v1alpha1.AnnotationWave])
 		}
 		return podsAre(nodeCount)()
 	})

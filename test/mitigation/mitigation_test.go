@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -25,16 +24,15 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
+	"github.com/loadshed/loadshed/controllers/operator"
 	"github.com/loadshed/loadshed/internal/attribution"
-	"github.com/loadshed/loadshed/internal/operator"
 	"github.com/loadshed/loadshed/internal/shed"
 	"github.com/loadshed/loadshed/test/testenv"
+	"github.com/loadshed/loadshed/test/testutil"
 )
 
 const (
@@ -45,32 +43,20 @@ const (
 var env *testenv.Env
 
 func TestMain(m *testing.M) {
-	e, err := testenv.Start("kube-controller-manager")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	env = e
-	code := m.Run()
-	_ = env.Stop()
-	os.Exit(code)
+	testenv.Main(m, &env, testenv.Options{Components: []string{"kube-controller-manager"}})
 }
 
 // startOperator runs the operator in this process, as cmd/manager wires it,
-// until the returned function is called.
+// until the returned function is called. A test stops and starts it again.
 func startOperator(t *testing.T) func() {
 	t.Helper()
-	mgr, err := operator.New(env.Config, operator.Options{Namespace: "loadshed-system", MetricsAddr: "0", ProbeAddr: "0",
-		RestartableInProcess: true})
+	stop, err := testenv.StartOperator(env.Config, operator.Options{Namespace: "loadshed-system", MetricsAddr: "0",
+		ProbeAddr: "0", RestartableInProcess: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
 	return func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("the operator stopped with an error: %v", err)
 		}
 	}
@@ -78,20 +64,14 @@ func startOperator(t *testing.T) func() {
 
 func eventually(t *testing.T, what string, check func() error) {
 	t.Helper()
-	var last error
-	poll := func(context.Context) (bool, error) {
-		last = check()
-		return last == nil, nil
-	}
-	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, timeout, true, poll)
-	if err != nil {
+	if err := testutil.Poll(timeout, 200*time.Millisecond, check); err != nil {
 		ps := &v1alpha1.LoadShedPolicyList{}
 		_ = env.Client.List(context.Background(), ps)
 		for _, p := range ps.Items {
 			t.Logf("policy %s: phase %s, signals %+v, actions %+v, conditions %+v", p.Name, p.Status.Phase, p.Status.Signals,
 				p.Status.Actions, p.Status.Conditions)
 		}
-		t.Fatalf("%s: gave up after %v: %v", what, timeout, last)
+		t.Fatalf("%s: %v", what, err)
 	}
 }
 
@@ -172,7 +152,7 @@ func watchWaves(t *testing.T) func() map[int]int {
 				env.Client.List(context.Background(), pods, client.InNamespace("telemetry")) != nil {
 				continue
 			}
-			wave, err := strconv.Atoi(ds.Annotations[shed.AnnotationWave])
+			wave, err := strconv.Atoi(ds.Annotations[v1alpha1.AnnotationWave])
 			if err != nil {
 				continue
 			}
@@ -232,13 +212,8 @@ func (c counting) RoundTrip(req *http.Request) (*http.Response, error) {
 
 func clientAs(t *testing.T, namespace string, throttled *atomic.Int64) *kubernetes.Clientset {
 	t.Helper()
-	cfg := rest.CopyConfig(env.Config)
+	cfg := testutil.AsServiceAccount(env.Config, namespace, "agent")
 	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return counting{next: rt, throttled: throttled} }
-	cfg.QPS, cfg.Burst = -1, 0
-	cfg.Impersonate = rest.ImpersonationConfig{
-		UserName: fmt.Sprintf("system:serviceaccount:%s:agent", namespace),
-		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
-	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -328,10 +303,10 @@ func owned(t *testing.T) []string {
 	ctx := context.Background()
 	fss := &flowcontrolv1.FlowSchemaList{}
 	plcs := &flowcontrolv1.PriorityLevelConfigurationList{}
-	if err := env.Client.List(ctx, fss, client.MatchingLabels{attribution.LabelRole: shed.RoleThrottle}); err != nil {
+	if err := env.Client.List(ctx, fss, client.MatchingLabels{v1alpha1.LabelRole: v1alpha1.RoleThrottle}); err != nil {
 		t.Fatal(err)
 	}
-	if err := env.Client.List(ctx, plcs, client.MatchingLabels{attribution.LabelRole: shed.RoleThrottle}); err != nil {
+	if err := env.Client.List(ctx, plcs, client.MatchingLabels{v1alpha1.LabelRole: v1alpha1.RoleThrottle}); err != nil {
 		t.Fatal(err)
 	}
 	names := make([]string, 0, len(fss.Items)+len(plcs.Items))

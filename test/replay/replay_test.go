@@ -18,6 +18,8 @@ import (
 
 	"github.com/loadshed/loadshed/internal/replay"
 	"github.com/loadshed/loadshed/test/testenv"
+
+	"github.com/loadshed/loadshed/api/v1alpha1"
 )
 
 // short is the CI replay: small, and with the sample policy's timeline
@@ -86,14 +88,14 @@ func TestTheIncidentReplay(t *testing.T) {
 		}
 	})
 	t.Run("it is throttled, then paused", func(t *testing.T) {
-		throttled := firstAt(shed.Events, "Throttled", telemetry)
-		paused := firstAt(shed.Events, "Paused", telemetry)
+		throttled := firstAt(shed.Events, v1alpha1.EventThrottled, telemetry)
+		paused := firstAt(shed.Events, v1alpha1.EventPaused, telemetry)
 		if throttled < 0 || paused < 0 || paused < throttled {
 			t.Errorf("throttled at %v, paused at %v: want both, throttled first", throttled, paused)
 		}
 	})
 	t.Run("the relapse is paused again with a longer backoff", func(t *testing.T) {
-		if firstAt(shed.Events, "Repaused", telemetry) < 0 {
+		if firstAt(shed.Events, v1alpha1.EventRepaused, telemetry) < 0 {
 			t.Fatal("no Repaused event")
 		}
 		if len(shed.Pauses) < 2 {
@@ -106,11 +108,11 @@ func TestTheIncidentReplay(t *testing.T) {
 	})
 	t.Run("the restore after the fix sticks", func(t *testing.T) {
 		fixed := firstAt(shed.Events, replay.EventConfigFixed, "")
-		restored := lastAt(shed.Events, "Restored", telemetry)
+		restored := lastAt(shed.Events, v1alpha1.EventRestored, telemetry)
 		if restored < fixed {
 			t.Errorf("last restore at %v, the fix at %v: want a restore after the fix", restored, fixed)
 		}
-		if repaused := lastAt(shed.Events, "Repaused", telemetry); repaused > restored {
+		if repaused := lastAt(shed.Events, v1alpha1.EventRepaused, telemetry); repaused > restored {
 			t.Errorf("paused again at %v, after the restore at %v", repaused, restored)
 		}
 		if shed.PausedAtEnd {

@@ -11,17 +11,21 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/loadshed/loadshed/controllers/operator"
 	"github.com/loadshed/loadshed/internal/localcluster"
 	"github.com/loadshed/loadshed/internal/logging"
 	"github.com/loadshed/loadshed/internal/manifests"
-	"github.com/loadshed/loadshed/internal/operator"
+	loadshedscheme "github.com/loadshed/loadshed/internal/scheme"
 )
 
 // Env is a running control plane.
@@ -29,8 +33,9 @@ type Env struct {
 	// Config reaches the API server as a cluster admin.
 	Config *rest.Config
 	// Client is a cluster-admin client with loadshed's scheme.
-	Client  client.Client
-	cluster *localcluster.Cluster
+	Client       client.Client
+	cluster      *localcluster.Cluster
+	stopOperator func() error
 }
 
 // RepoRoot is the repository's top directory.
@@ -39,18 +44,34 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-// Start starts etcd and kube-apiserver and installs the CRDs, plus the
-// components named (kube-controller-manager, kube-scheduler, kwok; see
-// internal/localcluster). Call it from TestMain and Stop the result when the
-// tests are done.
-func Start(components ...string) (*Env, error) {
+// Options say what a test package's control plane runs.
+type Options struct {
+	// Components are started beside etcd and kube-apiserver:
+	// kube-controller-manager, kube-scheduler, kwok (see internal/localcluster).
+	Components []string
+	// LogLevel is the operator's log level; by default
+	// LOADSHED_TEST_LOG_LEVEL, else "error" (only its errors show in the
+	// test output; info or debug show everything it logs).
+	LogLevel string
+	// Operator, when set, runs the operator in the test process for the
+	// whole run, as cmd/manager wires it, as cluster admin, with these
+	// options. Its namespace is created first.
+	Operator *operator.Options
+}
+
+// Start starts etcd and kube-apiserver, installs the CRDs, and starts what
+// opts ask for. Call it from TestMain (or use Main) and Stop the result when
+// the tests are done.
+func Start(opts Options) (*Env, error) {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		return nil, errors.New("KUBEBUILDER_ASSETS is not set: run `make test`, " +
 			"or export KUBEBUILDER_ASSETS=\"$(hack/controlplane/ensure.sh)\"")
 	}
-	// The operator's errors show in the test output; set
-	// LOADSHED_TEST_LOG_LEVEL=info (or debug) for everything it logs.
-	log, err := logging.New(envOr("LOADSHED_TEST_LOG_LEVEL", "error"), logging.FormatConsole)
+	level := opts.LogLevel
+	if level == "" {
+		level = envOr("LOADSHED_TEST_LOG_LEVEL", "error")
+	}
+	log, err := logging.New(level, logging.FormatConsole)
 	if err != nil {
 		return nil, err
 	}
@@ -59,22 +80,53 @@ func Start(components ...string) (*Env, error) {
 	cluster, err := localcluster.Start(localcluster.Options{
 		Assets:     os.Getenv("KUBEBUILDER_ASSETS"),
 		CRDs:       []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
-		Components: components,
+		Components: opts.Components,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("starting the control plane: %w", err)
 	}
-	scheme, err := operator.Scheme()
+	e := &Env{Config: cluster.Config, cluster: cluster}
+	if err := e.start(opts); err != nil {
+		return nil, errors.Join(err, e.Stop())
+	}
+	return e, nil
+}
+
+// start makes the admin client and starts the in-process operator.
+func (e *Env) start(opts Options) error {
+	s, err := loadshedscheme.New()
 	if err != nil {
-		_ = cluster.Stop()
+		return err
+	}
+	if e.Client, err = client.New(e.Config, client.Options{Scheme: s}); err != nil {
+		return fmt.Errorf("creating a client: %w", err)
+	}
+	if opts.Operator == nil {
+		return nil
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: opts.Operator.Namespace}}
+	if err := e.Client.Create(context.Background(), ns); client.IgnoreAlreadyExists(err) != nil {
+		return fmt.Errorf("creating the operator's namespace: %w", err)
+	}
+	e.stopOperator, err = StartOperator(e.Config, *opts.Operator)
+	return err
+}
+
+// StartOperator runs the operator in this process, as cmd/manager wires it,
+// with cfg's identity, until the returned function is called; that function
+// returns the error the operator stopped with, and may be called again.
+func StartOperator(cfg *rest.Config, opts operator.Options) (stop func() error, err error) {
+	mgr, err := operator.New(cfg, opts)
+	if err != nil {
 		return nil, err
 	}
-	c, err := client.New(cluster.Config, client.Options{Scheme: scheme})
-	if err != nil {
-		_ = cluster.Stop()
-		return nil, fmt.Errorf("creating a client: %w", err)
-	}
-	return &Env{Config: cluster.Config, Client: c, cluster: cluster}, nil
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	return sync.OnceValue(func() error {
+		cancel()
+		return <-done
+	}), nil
 }
 
 func envOr(key, def string) string {
@@ -84,15 +136,25 @@ func envOr(key, def string) string {
 	return def
 }
 
-// Stop stops the control plane.
+// Stop stops the in-process operator, if any, then the control plane. An
+// operator that stopped with an error is an error.
 func (e *Env) Stop() error {
-	return e.cluster.Stop()
+	var errs []error
+	if e.stopOperator != nil {
+		if err := e.stopOperator(); err != nil {
+			errs = append(errs, fmt.Errorf("the operator stopped with an error: %w", err))
+		}
+	}
+	if err := e.cluster.Stop(); err != nil {
+		errs = append(errs, fmt.Errorf("stopping the control plane: %w", err))
+	}
+	return errors.Join(errs...)
 }
 
-// Main runs a package's tests against a control plane started for them, and
-// exits with their result. Use it as the body of TestMain.
-func Main(m *testing.M, env **Env) {
-	e, err := Start()
+// Main runs a package's tests against a control plane started for them with
+// opts, and exits with their result. Use it as the body of TestMain.
+func Main(m *testing.M, env **Env, opts Options) {
+	e, err := Start(opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -100,7 +162,8 @@ func Main(m *testing.M, env **Env) {
 	*env = e
 	code := m.Run()
 	if err := e.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stopping the control plane:", err)
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
 	}
 	os.Exit(code)
 }

@@ -11,6 +11,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/loadshed/loadshed/test/testutil"
 )
 
 // syntheticSize is the size the synthetic payloads grow to, give or take
@@ -32,7 +34,7 @@ var synthetic struct {
 // payload reaches syntheticSize. The families stay the same.
 func syntheticPayloads(tb testing.TB) (text, pb, bigPB []byte) {
 	synthetic.once.Do(func() {
-		fams, err := decodeDelimited(loadRecorded(tb, "apiserver.pb"))
+		fams, err := decodeDelimited(testutil.Recorded(tb, "apiserver.pb"))
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -149,8 +151,8 @@ func BenchmarkIngest(b *testing.B) {
 		parse  parseFunc
 		format expfmt.Format
 	}{
-		{"recorded-text", loadRecorded(b, "apiserver.txt"), ParseText, expfmt.NewFormat(expfmt.TypeTextPlain)},
-		{"recorded-protobuf", loadRecorded(b, "apiserver.pb"), ParseProtobuf, expfmt.NewFormat(expfmt.TypeProtoDelim)},
+		{"recorded-text", testutil.Recorded(b, "apiserver.txt"), ParseText, expfmt.NewFormat(expfmt.TypeTextPlain)},
+		{"recorded-protobuf", testutil.Recorded(b, "apiserver.pb"), ParseProtobuf, expfmt.NewFormat(expfmt.TypeProtoDelim)},
 		{"synthetic-text", synthText, ParseText, expfmt.NewFormat(expfmt.TypeTextPlain)},
 		{"synthetic-protobuf", synthPB, ParseProtobuf, expfmt.NewFormat(expfmt.TypeProtoDelim)},
 		{"synthetic-protobuf-10MB", bigPB, ParseProtobuf, expfmt.NewFormat(expfmt.TypeProtoDelim)},

@@ -2,17 +2,13 @@ package exposition
 
 import (
 	"bytes"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
@@ -35,36 +31,6 @@ var apiserverWanted = []string{
 	"apiserver_flowcontrol_nominal_limit_seats",
 	"etcd_request_duration_seconds",
 	"apiserver_request_terminations_total",
-}
-
-var (
-	recordedMu sync.Mutex
-	recorded   = map[string][]byte{}
-)
-
-// loadRecorded returns the gunzipped content of ../testdata/name.gz.
-func loadRecorded(tb testing.TB, name string) []byte {
-	tb.Helper()
-	recordedMu.Lock()
-	defer recordedMu.Unlock()
-	if b, ok := recorded[name]; ok {
-		return b
-	}
-	f, err := os.Open(filepath.Join("..", "testdata", name+".gz"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer func() { _ = f.Close() }()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	b, err := io.ReadAll(zr)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	recorded[name] = b
-	return b
 }
 
 // rec is a sample copied out of the callback.

@@ -11,6 +11,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/loadshed/loadshed/test/testutil"
 )
 
 func TestWant(t *testing.T) {
@@ -179,7 +181,7 @@ func TestParseFloat(t *testing.T) {
 func TestParsingAllocatesNothingPerSample(t *testing.T) {
 	want := Want(apiserverWanted...)
 	for _, name := range []string{"apiserver.txt", "apiserver.pb"} {
-		data := loadRecorded(t, name)
+		data := testutil.Recorded(t, name)
 		parse := ParseText
 		if strings.HasSuffix(name, ".pb") {
 			parse = ParseProtobuf

@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/loadshed/loadshed/test/testutil"
 )
 
 // fuzzWanted is the recorded payloads' wanted set plus the short names of
@@ -64,7 +66,7 @@ func FuzzParseText(f *testing.F) {
 	for _, s := range textSeeds {
 		f.Add([]byte(s))
 	}
-	for _, block := range textFamilies(loadRecorded(f, "apiserver.txt"), 2048) {
+	for _, block := range textFamilies(testutil.Recorded(f, "apiserver.txt"), 2048) {
 		f.Add(block)
 	}
 	want := fuzzWanted()
@@ -228,7 +230,7 @@ func FuzzParseProtobuf(f *testing.F) {
 	for _, s := range protoSeeds(f) {
 		f.Add(s)
 	}
-	for _, m := range protoMessages(loadRecorded(f, "apiserver.pb")) {
+	for _, m := range protoMessages(testutil.Recorded(f, "apiserver.pb")) {
 		f.Add(m)
 	}
 	want := fuzzWanted()

@@ -10,6 +10,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"google.golang.org/protobuf/encoding/protodelim"
+
+	"github.com/loadshed/loadshed/test/testutil"
 )
 
 // renderText writes fams in the text format, as a server would.
@@ -47,24 +49,24 @@ func sortedFamilies(m map[string]*dto.MetricFamily) []*dto.MetricFamily {
 }
 
 func TestRecordedTextMatchesExpfmt(t *testing.T) {
-	if !checkText(t, loadRecorded(t, "apiserver.txt"), Want(apiserverWanted...)) {
+	if !checkText(t, testutil.Recorded(t, "apiserver.txt"), Want(apiserverWanted...)) {
 		t.Error("the recorded text payload was not compared")
 	}
 }
 
 func TestRecordedProtobufMatchesProto(t *testing.T) {
-	if !checkProtobuf(t, loadRecorded(t, "apiserver.pb"), Want(apiserverWanted...)) {
+	if !checkProtobuf(t, testutil.Recorded(t, "apiserver.pb"), Want(apiserverWanted...)) {
 		t.Error("the recorded protobuf payload was not compared")
 	}
 }
 
 func TestBothFormatsOfTheSameDataYieldTheSameSamples(t *testing.T) {
 	want := Want(apiserverWanted...)
-	pbFams, err := decodeDelimited(loadRecorded(t, "apiserver.pb"))
+	pbFams, err := decodeDelimited(testutil.Recorded(t, "apiserver.pb"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	textFams, err := expfmtText(loadRecorded(t, "apiserver.txt"))
+	textFams, err := expfmtText(testutil.Recorded(t, "apiserver.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,12 +78,12 @@ func TestBothFormatsOfTheSameDataYieldTheSameSamples(t *testing.T) {
 		{
 			name:       "the recorded protobuf payload and its text rendering",
 			text:       renderText(t, pbFams),
-			pb:         loadRecorded(t, "apiserver.pb"),
+			pb:         testutil.Recorded(t, "apiserver.pb"),
 			minSamples: 6000,
 		},
 		{
 			name:       "the recorded text payload and its protobuf encoding",
-			text:       loadRecorded(t, "apiserver.txt"),
+			text:       testutil.Recorded(t, "apiserver.txt"),
 			pb:         encodeDelimited(t, sortedFamilies(textFams)),
 			minSamples: 6000,
 		},
@@ -111,11 +113,11 @@ func TestBothFormatsOfTheSameDataYieldTheSameSamples(t *testing.T) {
 // them.
 func TestRecordedScrapesHaveTheSameSeries(t *testing.T) {
 	want := Want(apiserverWanted...)
-	fromText, err := collect(ParseText, loadRecorded(t, "apiserver.txt"), want)
+	fromText, err := collect(ParseText, testutil.Recorded(t, "apiserver.txt"), want)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fromPB, err := collect(ParseProtobuf, loadRecorded(t, "apiserver.pb"), want)
+	fromPB, err := collect(ParseProtobuf, testutil.Recorded(t, "apiserver.pb"), want)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,13 +15,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
+	"github.com/loadshed/loadshed/controllers/operator"
 	"github.com/loadshed/loadshed/internal/manifests"
-	"github.com/loadshed/loadshed/internal/operator"
 	"github.com/loadshed/loadshed/test/testenv"
+	"github.com/loadshed/loadshed/test/testutil"
 )
 
 const (
@@ -31,7 +31,7 @@ const (
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) { testenv.Main(m, &env) }
+func TestMain(m *testing.M) { testenv.Main(m, &env, testenv.Options{}) }
 
 // TestTheOperatorRunsOnItsGeneratedRBAC runs the operator as its own
 // ServiceAccount, bound to the ClusterRole and Roles that `make manifests`
@@ -48,11 +48,7 @@ func TestTheOperatorRunsOnItsGeneratedRBAC(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cfg := rest.CopyConfig(env.Config)
-	cfg.Impersonate = rest.ImpersonationConfig{
-		UserName: fmt.Sprintf("system:serviceaccount:%s:%s", namespace, serviceAccount),
-		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
-	}
+	cfg := testutil.AsServiceAccount(env.Config, namespace, serviceAccount)
 
 	// Least privilege: the operator cannot read Secrets outside its namespace.
 	asOperator, err := client.New(cfg, client.Options{})
@@ -63,7 +59,7 @@ func TestTheOperatorRunsOnItsGeneratedRBAC(t *testing.T) {
 		t.Errorf("the operator's ServiceAccount may list Secrets in default (err %v); it must not", err)
 	}
 
-	mgr, err := operator.New(cfg, operator.Options{
+	stop, err := testenv.StartOperator(cfg, operator.Options{
 		Namespace:        namespace,
 		MetricsAddr:      "0",
 		ProbeAddr:        "0",
@@ -73,8 +69,7 @@ func TestTheOperatorRunsOnItsGeneratedRBAC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
+	defer func() { _ = stop() }()
 
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "prometheus-token"},
@@ -180,10 +175,7 @@ func TestTheOperatorRunsOnItsGeneratedRBAC(t *testing.T) {
 	if err := env.Client.Create(ctx, acting); err != nil {
 		t.Fatal(err)
 	}
-	agentCfg := rest.CopyConfig(env.Config)
-	agentCfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:telemetry:agent",
-		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:telemetry", "system:authenticated"}}
-	agent, err := client.New(agentCfg, client.Options{})
+	agent, err := client.New(testutil.AsServiceAccount(env.Config, "telemetry", "agent"), client.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,8 +190,8 @@ func TestTheOperatorRunsOnItsGeneratedRBAC(t *testing.T) {
 		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(acting), got); err != nil {
 			return false, err
 		}
-		last = fmt.Sprintf("paused by %q; status %+v", ds.Annotations["loadshed.io/paused-by"], got.Status.Conditions)
-		return ds.Annotations["loadshed.io/paused-by"] == "rbac-acting" && got.Status.ThrottledCount == 1, nil
+		last = fmt.Sprintf("paused by %q; status %+v", ds.Annotations[v1alpha1.AnnotationPausedBy], got.Status.Conditions)
+		return ds.Annotations[v1alpha1.AnnotationPausedBy] == "rbac-acting" && got.Status.ThrottledCount == 1, nil
 	})
 	if err != nil {
 		t.Fatalf("the operator could not act under its own RBAC: %s", last)
@@ -214,7 +206,7 @@ func TestTheOperatorRunsOnItsGeneratedRBAC(t *testing.T) {
 		}
 		gone := apierrors.IsNotFound(env.Client.Get(ctx, client.ObjectKeyFromObject(acting), &v1alpha1.LoadShedPolicy{}))
 		last = fmt.Sprintf("policy gone %v; DaemonSet annotations %v", gone, ds.Annotations)
-		return gone && ds.Annotations["loadshed.io/paused-by"] == "", nil
+		return gone && ds.Annotations[v1alpha1.AnnotationPausedBy] == "", nil
 	})
 	if err != nil {
 		t.Fatalf("the finalizer could not undo the pause under the operator's own RBAC: %s", last)
@@ -236,8 +228,7 @@ func TestTheOperatorRunsOnItsGeneratedRBAC(t *testing.T) {
 		t.Errorf("the policy was not deleted: its finalizer stayed")
 	}
 
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Errorf("the operator stopped with an error: %v", err)
 	}
 }

@@ -14,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
@@ -26,10 +25,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/controllers"
 	"github.com/loadshed/loadshed/internal/attribution"
 	"github.com/loadshed/loadshed/internal/sampler"
+	"github.com/loadshed/loadshed/internal/scheme"
 )
 
 // Options configure the operator.
@@ -65,43 +64,38 @@ const DefaultServiceAccount = "loadshed-controller-manager"
 // DefaultLeaderElectionID is the name of the leader election Lease.
 const DefaultLeaderElectionID = "loadshed.io"
 
-// Scheme returns a scheme with the built-in types and loadshed's.
-func Scheme() (*runtime.Scheme, error) {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		return nil, fmt.Errorf("adding built-in types: %w", err)
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		return nil, fmt.Errorf("adding loadshed types: %w", err)
-	}
-	return s, nil
-}
-
 // New returns a manager with loadshed's controllers registered. Start runs it.
 func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if opts.Namespace == "" {
 		return nil, fmt.Errorf("the operator's namespace is required")
 	}
-	scheme, err := Scheme()
+	s, err := scheme.New()
 	if err != nil {
 		return nil, err
 	}
+	mgr, err := ctrl.NewManager(cfg, managerOptions(s, opts))
+	if err != nil {
+		return nil, fmt.Errorf("creating manager: %w", err)
+	}
+	if err := addControllers(mgr, opts); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, fmt.Errorf("adding health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return nil, fmt.Errorf("adding readiness check: %w", err)
+	}
+	return mgr, nil
+}
 
-	metricsOpts := metricsserver.Options{
-		BindAddress:   opts.MetricsAddr,
-		SecureServing: opts.SecureMetrics,
-	}
-	if !opts.EnableHTTP2 {
-		metricsOpts.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
-	}
-	if opts.SecureMetrics {
-		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
-	}
-
+// managerOptions are the manager's options: metrics, probes, leader
+// election and a cache of only what the operator may read.
+func managerOptions(s *runtime.Scheme, opts Options) ctrl.Options {
 	leaseDuration, renewDeadline, retryPeriod := 30*time.Second, 20*time.Second, 5*time.Second
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsOpts,
+	return ctrl.Options{
+		Scheme:                 s,
+		Metrics:                metricsOptions(opts),
 		HealthProbeBindAddress: opts.ProbeAddr,
 		LeaderElection:         opts.LeaderElection,
 		LeaderElectionID:       opts.LeaderElectionID,
@@ -127,17 +121,32 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 				}}},
 			},
 		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("creating manager: %w", err)
 	}
+}
 
+// metricsOptions configure the /metrics server.
+func metricsOptions(opts Options) metricsserver.Options {
+	m := metricsserver.Options{
+		BindAddress:   opts.MetricsAddr,
+		SecureServing: opts.SecureMetrics,
+	}
+	if !opts.EnableHTTP2 {
+		m.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
+	}
+	if opts.SecureMetrics {
+		m.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return m
+}
+
+// addControllers adds the sampler, the controllers and self-protection.
+func addControllers(mgr ctrl.Manager, opts Options) error {
 	smp, err := sampler.New(mgr.GetConfig(), mgr.GetClient(), clock.RealClock{})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := mgr.Add(smp); err != nil {
-		return nil, fmt.Errorf("adding the sampler: %w", err)
+		return fmt.Errorf("adding the sampler: %w", err)
 	}
 	if err := (&controllers.LoadShedPolicyReconciler{
 		Client:    mgr.GetClient(),
@@ -146,22 +155,20 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Recorder:  mgr.GetEventRecorder("loadshed-operator"),
 		Clock:     clock.RealClock{},
 	}).SetupWithManager(mgr); err != nil {
-		return nil, fmt.Errorf("setting up the LoadShedPolicy controller: %w", err)
+		return fmt.Errorf("setting up the LoadShedPolicy controller: %w", err)
 	}
-
+	if err := (&controllers.AttributionCollector{
+		Client:    mgr.GetClient(),
+		Namespace: opts.Namespace,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the attribution collector: %w", err)
+	}
 	sa := opts.ServiceAccount
 	if sa == "" {
 		sa = DefaultServiceAccount
 	}
 	if err := mgr.Add(&selfProtection{client: mgr.GetClient(), sa: attribution.ServiceAccount{Namespace: opts.Namespace, Name: sa}}); err != nil {
-		return nil, fmt.Errorf("adding self-protection: %w", err)
+		return fmt.Errorf("adding self-protection: %w", err)
 	}
-
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		return nil, fmt.Errorf("adding health check: %w", err)
-	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
-		return nil, fmt.Errorf("adding readiness check: %w", err)
-	}
-	return mgr, nil
+	return nil
 }

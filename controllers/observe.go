@@ -1,0 +1,138 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/loadshed/loadshed/api/v1alpha1"
+	"github.com/loadshed/loadshed/internal/attribution"
+	"github.com/loadshed/loadshed/internal/policy"
+	"github.com/loadshed/loadshed/internal/shed"
+)
+
+// +kubebuilder:rbac:groups=apps,resources=daemonsets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups=flowcontrol.apiserver.k8s.io,resources=flowschemas,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=flowcontrol.apiserver.k8s.io,resources=prioritylevelconfigurations,verbs=get;list;watch;create;patch;delete
+
+// world is what one loop of a policy reads from the cache, each kind once.
+type world struct {
+	// selected are the DaemonSets the policy may act on.
+	selected []appsv1.DaemonSet
+	// schemas are all the FlowSchemas of the cluster.
+	schemas []flowcontrolv1.FlowSchema
+	// inPlace is what the policy has in place now.
+	inPlace *inPlace
+	// matched maps each attributed ServiceAccount to the FlowSchema that
+	// matches it without loadshed's own (attribution.Match); set by
+	// applyAttribution, read by the throttles.
+	matched map[types.NamespacedName]*flowcontrolv1.FlowSchema
+}
+
+// observe reads what a loop of a policy needs.
+func (r *LoadShedPolicyReconciler) observe(ctx context.Context, name string, cfg *policy.Config) (*world, error) {
+	st, err := r.readShedState(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	nsLabels, err := namespaceLabels(ctx, r.Client, cfg)
+	if err != nil {
+		return nil, err
+	}
+	cur, err := inPlaceFrom(name, st)
+	if err != nil {
+		return nil, err
+	}
+	return &world{
+		selected: selectDaemonSets(st.daemonSets, nsLabels, cfg, r.Namespace),
+		schemas:  st.schemas,
+		inPlace:  cur,
+		matched:  map[types.NamespacedName]*flowcontrolv1.FlowSchema{},
+	}, nil
+}
+
+// shedState is the cluster as loadshed acts on it: every DaemonSet, every
+// FlowSchema, and the policy's throttling priority level if it has one.
+type shedState struct {
+	daemonSets []appsv1.DaemonSet
+	schemas    []flowcontrolv1.FlowSchema
+	level      *flowcontrolv1.PriorityLevelConfiguration
+}
+
+// readShedState reads the shed state of a policy from the cache.
+func (r *LoadShedPolicyReconciler) readShedState(ctx context.Context, name string) (*shedState, error) {
+	dss := &appsv1.DaemonSetList{}
+	if err := r.List(ctx, dss); err != nil {
+		return nil, fmt.Errorf("listing DaemonSets: %w", err)
+	}
+	schemas := &flowcontrolv1.FlowSchemaList{}
+	if err := r.List(ctx, schemas); err != nil {
+		return nil, fmt.Errorf("listing FlowSchemas: %w", err)
+	}
+	out := &shedState{daemonSets: dss.Items, schemas: schemas.Items}
+	level := &flowcontrolv1.PriorityLevelConfiguration{}
+	switch err := r.Get(ctx, client.ObjectKey{Name: shed.ThrottleLevelName(name)}, level); {
+	case err == nil && attribution.IsOwned(level):
+		out.level = level
+	case err != nil && !apierrors.IsNotFound(err):
+		return nil, fmt.Errorf("reading the throttling priority level: %w", err)
+	}
+	return out, nil
+}
+
+// namespaceLabels returns every namespace's labels when the policy selects
+// namespaces by label, else nil.
+func namespaceLabels(ctx context.Context, c client.Reader, cfg *policy.Config) (map[string]labels.Set, error) {
+	if cfg.Targets.NamespaceSelector.Empty() {
+		return nil, nil
+	}
+	nsList := &corev1.NamespaceList{}
+	if err := c.List(ctx, nsList); err != nil {
+		return nil, fmt.Errorf("listing namespaces: %w", err)
+	}
+	out := make(map[string]labels.Set, len(nsList.Items))
+	for _, ns := range nsList.Items {
+		out[ns.Name] = ns.Labels
+	}
+	return out, nil
+}
+
+// selectDaemonSets returns the DaemonSets a policy may act on: selected by
+// its label and namespace selectors (nsLabels holds every namespace's
+// labels when it has one), not excluded, not labelled protected, and
+// outside the protected namespaces (kube-system and the operator's own)
+// unless the policy allows them.
+func selectDaemonSets(all []appsv1.DaemonSet, nsLabels map[string]labels.Set, cfg *policy.Config,
+	operatorNamespace string) []appsv1.DaemonSet {
+	var out []appsv1.DaemonSet
+	for _, ds := range all {
+		if !selectable(&ds, nsLabels, cfg.Targets, operatorNamespace) {
+			continue
+		}
+		out = append(out, ds)
+	}
+	return out
+}
+
+// selectable reports whether a policy with targets t may act on ds.
+func selectable(ds *appsv1.DaemonSet, nsLabels map[string]labels.Set, t policy.Targets, operatorNamespace string) bool {
+	switch {
+	case !t.Selector.Matches(labels.Set(ds.Labels)):
+	case !t.NamespaceSelector.Empty() && !t.NamespaceSelector.Matches(nsLabels[ds.Namespace]):
+	case t.Exclude[types.NamespacedName{Namespace: ds.Namespace, Name: ds.Name}]:
+	case ds.Labels[v1alpha1.LabelProtected] == "true":
+	case !t.AllowProtectedNamespaces && (ds.Namespace == metav1.NamespaceSystem || ds.Namespace == operatorNamespace):
+	default:
+		return true
+	}
+	return false
+}
