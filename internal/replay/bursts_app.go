@@ -112,8 +112,8 @@ func (rolloutBurst) Run(ctx context.Context, env *BurstEnv) error {
 	return nil
 }
 
-// drainBurst cordons and drains a fraction of the Nodes, parallel at a
-// time, as ops/drainer (`kubectl drain --ignore-daemonsets`): every pod
+// drainBurst cordons a fraction of the Nodes, then drains them parallel
+// at a time, as ops/drainer (`kubectl drain --ignore-daemonsets`): every pod
 // but the DaemonSets' is evicted through the Eviction API and the drain
 // waits until it is gone; the Deployment controller and the scheduler
 // put the application's pods on the other Nodes. Once the application is
@@ -158,6 +158,13 @@ func (d drainBurst) Run(ctx context.Context, env *BurstEnv) error {
 	drained := map[string]bool{}
 	for i := range d.nodes(env) {
 		drained[fmt.Sprintf("node-%03d", i)] = true
+	}
+	// As a node pool upgrade does: cordon every Node to drain first, so
+	// the evicted pods land on the Nodes that stay.
+	for node := range drained {
+		if err := setUnschedulable(ctx, cs, node, true); err != nil {
+			return err
+		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(d.parallel)
@@ -214,14 +221,28 @@ func setUnschedulable(ctx context.Context, cs kubernetes.Interface, node string,
 
 // drainNode does what `kubectl drain --ignore-daemonsets` does: cordon,
 // evict every pod on the Node that no DaemonSet owns, and wait until they
-// are gone.
+// are gone. It lists the Node again until nothing is left to evict: a pod
+// the scheduler bound before it saw the cordon arrives after the first
+// list (kubectl drain would leave it; the next drain of the Node would
+// not).
 func drainNode(ctx context.Context, cs kubernetes.Interface, node string) error {
 	if err := setUnschedulable(ctx, cs, node, true); err != nil {
 		return err
 	}
+	for {
+		evicted, err := evictAll(ctx, cs, node)
+		if err != nil || evicted == 0 {
+			return err
+		}
+	}
+}
+
+// evictAll evicts the pods on node that no DaemonSet owns and waits until
+// they are gone; it returns how many it evicted.
+func evictAll(ctx context.Context, cs kubernetes.Interface, node string) (int, error) {
 	pods, err := cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("spec.nodeName", node).String()})
 	if err != nil {
-		return fmt.Errorf("listing the pods on %s: %w", node, err)
+		return 0, fmt.Errorf("listing the pods on %s: %w", node, err)
 	}
 	var evicted []corev1.Pod
 	for _, p := range pods.Items {
@@ -229,16 +250,16 @@ func drainNode(ctx context.Context, cs kubernetes.Interface, node string) error 
 			continue
 		}
 		if err := evict(ctx, cs, &p); err != nil {
-			return err
+			return 0, err
 		}
 		evicted = append(evicted, p)
 	}
 	for _, p := range evicted {
 		if err := waitForDelete(ctx, cs, &p); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	return nil
+	return len(evicted), nil
 }
 
 func ownedByDaemonSet(p *corev1.Pod) bool {
