@@ -126,8 +126,8 @@ func TestDetectionSeesAFloodAndAttributesIt(t *testing.T) {
 	m := v1alpha1.LabelMatcher{Label: "resource", Value: "pods"}
 	p := newPolicy("flood")
 	p.Spec.Interval = &metav1.Duration{Duration: time.Second}
-	p.Spec.Targets.NamespaceSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
-		Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpIn, Values: []string{"telemetry", "payments"},
+	p.Spec.Targets.NamespaceSelector = &v1alpha1.LabelSelector{MatchExpressions: []v1alpha1.LabelSelectorRequirement{{
+		Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpIn, Values: []v1alpha1.LabelValue{"telemetry", "payments"},
 	}}}
 	clear := resource.MustParse("5")
 	p.Spec.Triggers = []v1alpha1.Trigger{{

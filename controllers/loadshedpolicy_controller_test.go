@@ -75,23 +75,25 @@ func TestAValidPolicyBecomesReadyForEachGeneration(t *testing.T) {
 	}
 }
 
-func TestAnInvalidSelectorIsReportedInReady(t *testing.T) {
-	p := newPolicy("bad-selector")
-	p.Spec.Targets.Selector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-		{Key: "app", Operator: "Near", Values: []string{"telemetry"}},
-	}}
+// TestASpecOnlyTheControllerCanCheckIsReportedInReady: the schema rejects
+// what CEL can check (selectors among it, see api/v1alpha1's validation
+// test); a regular expression that does not compile is left to the
+// controller, which reports it in Ready and Stalled.
+func TestASpecOnlyTheControllerCanCheckIsReportedInReady(t *testing.T) {
+	p := newPolicy("bad-regexp")
+	p.Spec.Triggers[0].Matchers = []v1alpha1.LabelMatcher{{Label: "resource", Operator: v1alpha1.MatchRegexp, Value: "pods("}}
 	create(t, p)
-	eventually(t, readyIs(t, "bad-selector", metav1.ConditionFalse, v1alpha1.ReasonInvalidSpec))
+	eventually(t, readyIs(t, "bad-regexp", metav1.ConditionFalse, v1alpha1.ReasonInvalidSpec))
 
-	c := meta.FindStatusCondition(get(t, "bad-selector").Status.Conditions, v1alpha1.ConditionReady)
-	if !strings.Contains(c.Message, "spec.targets.selector") {
+	c := meta.FindStatusCondition(get(t, "bad-regexp").Status.Conditions, v1alpha1.ConditionReady)
+	if !strings.Contains(c.Message, "spec.triggers[0].matchers[0].value") {
 		t.Errorf("Ready's message does not name the field: %q", c.Message)
 	}
-	if phase := get(t, "bad-selector").Status.Phase; phase != v1alpha1.PhaseUnknown {
+	if phase := get(t, "bad-regexp").Status.Phase; phase != v1alpha1.PhaseUnknown {
 		t.Errorf("phase = %q, want Unknown", phase)
 	}
 	// kstatus readers (Flux, Argo CD, kubectl wait) see it as stalled.
-	if c := meta.FindStatusCondition(get(t, "bad-selector").Status.Conditions, v1alpha1.ConditionStalled); c == nil ||
+	if c := meta.FindStatusCondition(get(t, "bad-regexp").Status.Conditions, v1alpha1.ConditionStalled); c == nil ||
 		c.Status != metav1.ConditionTrue || c.Reason != v1alpha1.ReasonInvalidSpec {
 		t.Errorf("Stalled = %+v, want True/%s", c, v1alpha1.ReasonInvalidSpec)
 	}

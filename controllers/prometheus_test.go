@@ -55,7 +55,7 @@ func TestAPrometheusSourceReadsItsSignalsFromPrometheus(t *testing.T) {
 	p := newPolicy("from-prometheus")
 	p.Spec.Interval = &metav1.Duration{Duration: time.Second}
 	p.Spec.Source = v1alpha1.MetricsSource{Type: v1alpha1.SourcePrometheus, Prometheus: &v1alpha1.PrometheusSource{URL: srv.URL}}
-	p.Spec.Targets.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"none": "none"}}
+	p.Spec.Targets.NamespaceSelector = &v1alpha1.LabelSelector{MatchLabels: map[string]v1alpha1.LabelValue{"none": "none"}}
 	p.Spec.Triggers = []v1alpha1.Trigger{
 		{Name: "inflight", Signal: v1alpha1.SignalInflightRequests, Threshold: resource.MustParse("400"),
 			For: &metav1.Duration{Duration: 0}},

@@ -420,6 +420,75 @@ type LabelMatcher struct {
 	Value string `json:"value"`
 }
 
+// LabelSelector is a label selector, as metav1.LabelSelector (the same
+// fields, the same meaning), that the API server checks when the policy is
+// applied: operators, label keys (qualified names) and values (label
+// values), and values present exactly for In and NotIn. Its lists are
+// bounded so that the CEL rules fit the API server's cost budget.
+type LabelSelector struct {
+	// matchLabels is a map of label keys and values; each pair is an In
+	// requirement with one value, and all must hold.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !format.qualifiedName().validate(k).hasValue())",message="a label key must be a qualified name: an optional DNS subdomain prefix and '/', then up to 63 alphanumerics, '-', '_' or '.', beginning and ending with an alphanumeric"
+	MatchLabels map[string]LabelValue `json:"matchLabels,omitempty"`
+
+	// matchExpressions are label selector requirements; all must hold.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	MatchExpressions []LabelSelectorRequirement `json:"matchExpressions,omitempty"`
+}
+
+// LabelSelectorRequirement is a key, an operator and values, as
+// metav1.LabelSelectorRequirement.
+// +kubebuilder:validation:XValidation:rule="self.operator in ['Exists', 'DoesNotExist'] ? (!has(self.values) || size(self.values) == 0) : (has(self.values) && size(self.values) > 0)",message="In and NotIn need values; Exists and DoesNotExist take none"
+type LabelSelectorRequirement struct {
+	// key is the label key the requirement applies to.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=317
+	// +kubebuilder:validation:XValidation:rule="!format.qualifiedName().validate(self).hasValue()",message="a label key must be a qualified name: an optional DNS subdomain prefix and '/', then up to 63 alphanumerics, '-', '_' or '.', beginning and ending with an alphanumeric"
+	Key string `json:"key"`
+
+	// operator is In, NotIn, Exists or DoesNotExist.
+	// +kubebuilder:validation:Enum=In;NotIn;Exists;DoesNotExist
+	Operator metav1.LabelSelectorOperator `json:"operator"`
+
+	// values are the label values for In and NotIn.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	Values []LabelValue `json:"values,omitempty"`
+}
+
+// LabelValue is a label value: empty, or up to 63 alphanumerics, '-', '_'
+// or '.', beginning and ending with an alphanumeric.
+// +kubebuilder:validation:MaxLength=63
+// +kubebuilder:validation:XValidation:rule="!format.labelValue().validate(self).hasValue()",message="a label value must be empty or up to 63 alphanumerics, '-', '_' or '.', beginning and ending with an alphanumeric"
+type LabelValue string
+
+// AsLabelSelector returns the selector as a metav1.LabelSelector; nil for nil.
+func (s *LabelSelector) AsLabelSelector() *metav1.LabelSelector {
+	if s == nil {
+		return nil
+	}
+	out := &metav1.LabelSelector{}
+	for k, v := range s.MatchLabels {
+		if out.MatchLabels == nil {
+			out.MatchLabels = make(map[string]string, len(s.MatchLabels))
+		}
+		out.MatchLabels[k] = string(v)
+	}
+	for _, e := range s.MatchExpressions {
+		r := metav1.LabelSelectorRequirement{Key: e.Key, Operator: e.Operator}
+		for _, v := range e.Values {
+			r.Values = append(r.Values, string(v))
+		}
+		out.MatchExpressions = append(out.MatchExpressions, r)
+	}
+	return out
+}
+
 // Targets selects the DaemonSets that may be acted on. kube-system and the
 // operator's own namespace are protected unless allowProtectedNamespaces is
 // set, and so is any DaemonSet labelled loadshed.io/protected=true.
@@ -427,11 +496,12 @@ type Targets struct {
 	// namespaceSelector selects the namespaces whose DaemonSets may be acted
 	// on. Empty or absent selects all namespaces.
 	// +optional
-	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+	NamespaceSelector *LabelSelector `json:"namespaceSelector,omitempty"`
 
 	// selector selects DaemonSets by their labels. Empty or absent selects all.
+	// Both selectors are checked at apply time (see LabelSelector).
 	// +optional
-	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+	Selector *LabelSelector `json:"selector,omitempty"`
 
 	// exclude lists DaemonSets that are never acted on.
 	// +optional

@@ -247,6 +247,46 @@ func TestTheAPIServerRejectsInvalidPolicies(t *testing.T) {
 			spec:    "  triggers: [{name: lists, signal: requestsPerSecond, threshold: '5', matchers: [{label: verb, operator: '~=', value: LIST}]}]",
 			wantMsg: `Unsupported value: "~="`,
 		},
+		{
+			name:    "a selector operator that does not exist",
+			spec:    validTrigger + "\n  targets: {selector: {matchExpressions: [{key: app, operator: Contains, values: [agent]}]}}",
+			wantMsg: `Unsupported value: "Contains"`,
+		},
+		{
+			name:    "a namespace selector key with spaces",
+			spec:    validTrigger + "\n  targets: {namespaceSelector: {matchLabels: {'team name': ops}}}",
+			wantMsg: "a label key must be a qualified name",
+		},
+		{
+			name:    "a selector expression key with spaces",
+			spec:    validTrigger + "\n  targets: {selector: {matchExpressions: [{key: 'app name', operator: Exists}]}}",
+			wantMsg: "a label key must be a qualified name",
+		},
+		{
+			name:    "In with no values",
+			spec:    validTrigger + "\n  targets: {selector: {matchExpressions: [{key: app, operator: In, values: []}]}}",
+			wantMsg: "In and NotIn need values; Exists and DoesNotExist take none",
+		},
+		{
+			name:    "NotIn without values",
+			spec:    validTrigger + "\n  targets: {namespaceSelector: {matchExpressions: [{key: team, operator: NotIn}]}}",
+			wantMsg: "In and NotIn need values; Exists and DoesNotExist take none",
+		},
+		{
+			name:    "Exists with values",
+			spec:    validTrigger + "\n  targets: {selector: {matchExpressions: [{key: app, operator: Exists, values: [agent]}]}}",
+			wantMsg: "In and NotIn need values; Exists and DoesNotExist take none",
+		},
+		{
+			name:    "a label value with a slash",
+			spec:    validTrigger + "\n  targets: {selector: {matchLabels: {app: 'team/agent'}}}",
+			wantMsg: "a label value must be empty or up to 63",
+		},
+		{
+			name:    "an expression value too long",
+			spec:    validTrigger + "\n  targets: {selector: {matchExpressions: [{key: app, operator: In, values: [" + strings.Repeat("a", 64) + "]}]}}",
+			wantMsg: "Too long: may not be more than 63 bytes",
+		},
 	}
 	ctx := context.Background()
 	for i, tt := range tests {
@@ -264,6 +304,22 @@ func TestTheAPIServerRejectsInvalidPolicies(t *testing.T) {
 				t.Errorf("error does not say %q:\n%v", tt.wantMsg, err)
 			}
 		})
+	}
+}
+
+// TestValidSelectorsAreAccepted: the selector rules reject only what a
+// label selector cannot be.
+func TestValidSelectorsAreAccepted(t *testing.T) {
+	for i, targets := range []string{
+		"{selector: {matchLabels: {app.kubernetes.io/name: agent, tier: ''}}}",
+		"{namespaceSelector: {matchExpressions: [{key: kubernetes.io/metadata.name, operator: In, values: [telemetry, logging]}]}}",
+		"{selector: {matchExpressions: [{key: example.com/paused, operator: DoesNotExist}, {key: app, operator: NotIn, values: [dns]}]}}",
+		"{selector: {}, namespaceSelector: {matchExpressions: [{key: team, operator: Exists, values: []}]}}",
+	} {
+		obj := newPolicy(t, fmt.Sprintf("valid-selector-%d", i), validTrigger+"\n  targets: "+targets)
+		if err := env.Client.Create(context.Background(), obj, client.DryRunAll); err != nil {
+			t.Errorf("the API server rejected targets %s: %v", targets, err)
+		}
 	}
 }
 

@@ -136,8 +136,8 @@ func TestTheOperatorRunsOnItsGeneratedRBAC(t *testing.T) {
 		Spec: v1alpha1.LoadShedPolicySpec{
 			DryRun:   true,
 			Interval: &metav1.Duration{Duration: time.Second},
-			Targets: v1alpha1.Targets{NamespaceSelector: &metav1.LabelSelector{
-				MatchLabels: map[string]string{"team": "observability"}}},
+			Targets: v1alpha1.Targets{NamespaceSelector: &v1alpha1.LabelSelector{
+				MatchLabels: map[string]v1alpha1.LabelValue{"team": "observability"}}},
 			Triggers: []v1alpha1.Trigger{{Name: "inflight", Signal: v1alpha1.SignalInflightRequests, Threshold: resource.MustParse("400")}},
 		},
 	}

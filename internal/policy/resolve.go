@@ -188,17 +188,17 @@ func resolveTargets(in *v1alpha1.Targets, path *field.Path) (Targets, field.Erro
 		AllowProtectedNamespaces: in.AllowProtectedNamespaces,
 	}
 	if in.NamespaceSelector != nil {
-		sel, err := metav1.LabelSelectorAsSelector(in.NamespaceSelector)
+		sel, err := metav1.LabelSelectorAsSelector(in.NamespaceSelector.AsLabelSelector())
 		if err != nil {
-			errs = append(errs, field.Invalid(path.Child("namespaceSelector"), in.NamespaceSelector.String(), err.Error()))
+			errs = append(errs, field.Invalid(path.Child("namespaceSelector"), in.NamespaceSelector.AsLabelSelector().String(), err.Error()))
 		} else {
 			t.NamespaceSelector = sel
 		}
 	}
 	if in.Selector != nil {
-		sel, err := metav1.LabelSelectorAsSelector(in.Selector)
+		sel, err := metav1.LabelSelectorAsSelector(in.Selector.AsLabelSelector())
 		if err != nil {
-			errs = append(errs, field.Invalid(path.Child("selector"), in.Selector.String(), err.Error()))
+			errs = append(errs, field.Invalid(path.Child("selector"), in.Selector.AsLabelSelector().String(), err.Error()))
 		} else {
 			t.Selector = sel
 		}

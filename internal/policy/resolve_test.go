@@ -76,7 +76,7 @@ func TestResolveKeepsWhatTheSpecSays(t *testing.T) {
 	spec.Actions.Pause.After = &metav1.Duration{}
 	spec.Restore.WavePercents = []int32{50, 100}
 	spec.Restore.Backoff.Multiplier = ptr(resource.MustParse("1.5"))
-	spec.Targets.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "telemetry"}}
+	spec.Targets.Selector = &v1alpha1.LabelSelector{MatchLabels: map[string]v1alpha1.LabelValue{"app": "telemetry"}}
 	spec.Targets.Exclude = []v1alpha1.DaemonSetReference{{Namespace: "dns", Name: "node-local-dns"}}
 
 	cfg, err := Resolve(&spec)
@@ -118,14 +118,14 @@ func TestResolveRejectsWhatCELCannotCatch(t *testing.T) {
 		{
 			name: "a label selector with an invalid operator",
 			mutate: func(s *v1alpha1.LoadShedPolicySpec) {
-				s.Targets.Selector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "app", Operator: "Near", Values: []string{"x"}}}}
+				s.Targets.Selector = &v1alpha1.LabelSelector{MatchExpressions: []v1alpha1.LabelSelectorRequirement{{Key: "app", Operator: "Near", Values: []v1alpha1.LabelValue{"x"}}}}
 			},
 			wantErr: "spec.targets.selector",
 		},
 		{
 			name: "a namespace selector with an invalid label value",
 			mutate: func(s *v1alpha1.LoadShedPolicySpec) {
-				s.Targets.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"team": "not a label value"}}
+				s.Targets.NamespaceSelector = &v1alpha1.LabelSelector{MatchLabels: map[string]v1alpha1.LabelValue{"team": "not a label value"}}
 			},
 			wantErr: "spec.targets.namespaceSelector",
 		},

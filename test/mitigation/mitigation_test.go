@@ -267,9 +267,9 @@ func policy(name string) *v1alpha1.LoadShedPolicy {
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: v1alpha1.LoadShedPolicySpec{
 			Interval: d("1s"),
-			Targets: v1alpha1.Targets{NamespaceSelector: &metav1.LabelSelector{
-				MatchExpressions: []metav1.LabelSelectorRequirement{{Key: corev1.LabelMetadataName,
-					Operator: metav1.LabelSelectorOpIn, Values: []string{"telemetry", "payments"}}}}},
+			Targets: v1alpha1.Targets{NamespaceSelector: &v1alpha1.LabelSelector{
+				MatchExpressions: []v1alpha1.LabelSelectorRequirement{{Key: corev1.LabelMetadataName,
+					Operator: metav1.LabelSelectorOpIn, Values: []v1alpha1.LabelValue{"telemetry", "payments"}}}}},
 			Triggers: []v1alpha1.Trigger{{
 				Name: "pod-lists", Signal: v1alpha1.SignalListRequestsPerSecond,
 				Matchers:  []v1alpha1.LabelMatcher{{Label: "resource", Value: "pods"}},
