@@ -65,19 +65,50 @@ func (r *LoadShedPolicyReconciler) recordChanges(obj *v1alpha1.LoadShedPolicy, p
 }
 
 // recordOverrides records, on the policy and the DaemonSet, each pause
-// someone removed, and whether loadshed put it back or waits.
+// someone removed that loadshed puts back now. A removed pause held until
+// its backoff step has passed is in status, not in an event each loop.
 func (r *LoadShedPolicyReconciler) recordOverrides(obj *v1alpha1.LoadShedPolicy, p plan.Plan) {
-	record := func(key types.NamespacedName, note string) {
+	for _, key := range p.PutBack {
+		note := fmt.Sprintf("Someone removed the pause of %s while it should hold; put it back (%d times so far); "+
+			"removed again, it is put back after a longer backoff step", key, p.Paused[key].Overrides)
 		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, v1alpha1.EventPauseOverridden, actionShed, "%s", note)
 		r.Recorder.Eventf(daemonSetRef(key), obj, corev1.EventTypeWarning, v1alpha1.EventPauseOverridden, actionShed,
 			"%s (policy %s)", note, obj.Name)
 	}
-	for _, key := range p.PutBack {
-		record(key, fmt.Sprintf("Someone removed the pause of %s while it should hold; put it back", key))
+}
+
+// recordBlocked records each action the plan may not take, once: when it
+// was not blocked in the status the loop started from.
+func (r *LoadShedPolicyReconciler) recordBlocked(obj *v1alpha1.LoadShedPolicy, p plan.Plan) {
+	before := map[blockKey]bool{}
+	for _, b := range obj.Status.Blocked {
+		before[blockKey{b.Kind, b.Target}] = true
 	}
-	for _, key := range p.Held {
-		record(key, fmt.Sprintf("Someone removed the pause of %s again; it is put back at most once per backoff step", key))
+	for _, b := range p.Blocked {
+		if before[keyOf(b)] {
+			continue
+		}
+		note := upperFirst(b.String())
+		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, v1alpha1.EventBlocked, actionShed, "%s", note)
+		if b.Kind == plan.Paused {
+			r.Recorder.Eventf(daemonSetRef(b.Target), obj, corev1.EventTypeWarning, v1alpha1.EventBlocked, actionShed,
+				"%s (policy %s)", note, obj.Name)
+		}
 	}
+}
+
+// blockKey identifies a blocked action in status.
+type blockKey struct {
+	kind   v1alpha1.ActionKind
+	target string
+}
+
+func keyOf(b plan.Block) blockKey {
+	kind := v1alpha1.ActionPause
+	if b.Kind == plan.Throttled {
+		kind = v1alpha1.ActionThrottle
+	}
+	return blockKey{kind, b.Target.String()}
 }
 
 // daemonSetRef is a DaemonSet to record an event on.
@@ -85,6 +116,13 @@ func daemonSetRef(key types.NamespacedName) *appsv1.DaemonSet {
 	ds := &appsv1.DaemonSet{}
 	ds.Namespace, ds.Name = key.Namespace, key.Name
 	return ds
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }
 
 func lowerFirst(s string) string {

@@ -46,6 +46,9 @@ type LoadShedPolicyReconciler struct {
 	// Namespace is the operator's own namespace: Secrets are read from it,
 	// and its DaemonSets are protected.
 	Namespace string
+	// ServiceAccount is the operator's ServiceAccount, in Namespace: a
+	// DaemonSet running as it is protected.
+	ServiceAccount string
 	// Sampler scrapes the API servers for every policy.
 	Sampler *sampler.Sampler
 	// Recorder records events on policies.

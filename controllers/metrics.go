@@ -54,6 +54,10 @@ var (
 		Name: "loadshed_mitigation_restore_attempts_total",
 		Help: "Restores started.",
 	}, []string{labelPolicy})
+	blockedActions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "loadshed_mitigation_blocked_actions",
+		Help: "Throttles and pauses a policy would make but may not (status.blocked says why), by kind.",
+	}, []string{labelPolicy, labelKind})
 	sheddingSeconds = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "loadshed_mitigation_shedding_seconds_total",
 		Help: "Time spent with something throttled or paused, counted at each evaluation.",
@@ -62,7 +66,7 @@ var (
 
 func init() {
 	metrics.Registry.MustRegister(signalValue, triggerFiring, attributedRate,
-		actionsTotal, pausedDaemonSets, throttledServiceAccounts, restoreAttempts, sheddingSeconds)
+		actionsTotal, pausedDaemonSets, throttledServiceAccounts, restoreAttempts, blockedActions, sheddingSeconds)
 }
 
 // observeMetrics exports what one loop of a policy found and did.
@@ -76,7 +80,8 @@ func (r *LoadShedPolicyReconciler) observeMetrics(policy string, state *reconcil
 // forgetMetrics removes a deleted policy's series.
 func (r *LoadShedPolicyReconciler) forgetMetrics(policy string) {
 	r.shedding.forget(policy)
-	for _, v := range []*prometheus.GaugeVec{signalValue, triggerFiring, attributedRate, pausedDaemonSets, throttledServiceAccounts} {
+	for _, v := range []*prometheus.GaugeVec{signalValue, triggerFiring, attributedRate, pausedDaemonSets, throttledServiceAccounts,
+		blockedActions} {
 		v.DeletePartialMatch(prometheus.Labels{labelPolicy: policy})
 	}
 }
@@ -88,6 +93,13 @@ func observeChanges(policy string, p plan.Plan, dryRun bool) {
 		if c.Kind == plan.RestoreStarted {
 			restoreAttempts.WithLabelValues(policy).Inc()
 		}
+	}
+	blocked := map[plan.ChangeKind]int{plan.Throttled: 0, plan.Paused: 0}
+	for _, b := range p.Blocked {
+		blocked[b.Kind]++
+	}
+	for kind, n := range blocked {
+		blockedActions.WithLabelValues(policy, string(kind)).Set(float64(n))
 	}
 	if dryRun {
 		return

@@ -86,12 +86,15 @@ func (c *inPlace) addPause(policyName string, ds *appsv1.DaemonSet) error {
 }
 
 // planInput gathers the planner's input from what the loop observed.
-func planInput(state *reconcileState, cur *inPlace) plan.Input {
+func (r *LoadShedPolicyReconciler) planInput(state *reconcileState, w *world) plan.Input {
+	cur := w.inPlace
 	in := plan.Input{
 		Now:            state.evaluated,
 		Config:         state.config,
 		Firing:         detection.Firing(state.readings),
+		FiringSince:    firingSince(state.readings),
 		ClearSince:     clearSince(state.readings),
+		Restorations:   restorations(w.selected),
 		Throttled:      map[types.NamespacedName]time.Time{},
 		Paused:         cur.records,
 		PausedByOthers: cur.others,
@@ -112,15 +115,56 @@ func planInput(state *reconcileState, cur *inPlace) plan.Input {
 			in.Overridden[key] = shed.OverriddenAt(ds)
 		}
 	}
+	protected := map[types.NamespacedName]string{}
+	operatorSA := types.NamespacedName{Namespace: r.Namespace, Name: r.ServiceAccount}
+	for i := range w.selected {
+		if why := protection(&w.selected[i], state.config.Targets, operatorSA); why != "" {
+			protected[client.ObjectKeyFromObject(&w.selected[i])] = why
+		}
+	}
 	for _, o := range state.offenders {
 		po := plan.Offender{ServiceAccount: o.ServiceAccount, Share: o.RequestShare, SeatShare: o.SeatShare,
-			RequestsPerSecond: o.RequestsPerSecond}
+			RequestsPerSecond: o.RequestsPerSecond, CannotThrottle: cannotThrottle(w.matched[o.ServiceAccount])}
 		for _, ds := range o.DaemonSets {
-			po.DaemonSets = append(po.DaemonSets, plan.DaemonSet{Key: ds})
+			po.DaemonSets = append(po.DaemonSets, plan.DaemonSet{Key: ds, Protected: protected[ds]})
 		}
 		in.Offenders = append(in.Offenders, po)
 	}
 	return in
+}
+
+// cannotThrottle says why no throttle can route a ServiceAccount, or "".
+func cannotThrottle(matched *flowcontrolv1.FlowSchema) string {
+	if matched == nil {
+		return "no FlowSchema matches it for a throttle to go ahead of"
+	}
+	if _, err := shed.ThrottlePrecedence(matched); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// restorations reads what the last full restores left on the DaemonSets.
+func restorations(dss []appsv1.DaemonSet) map[types.NamespacedName]plan.Restoration {
+	out := map[types.NamespacedName]plan.Restoration{}
+	for i := range dss {
+		if r, ok := shed.ReadRestoration(&dss[i]); ok {
+			out[client.ObjectKeyFromObject(&dss[i])] = r
+		}
+	}
+	return out
+}
+
+// firingSince is when the trigger firing longest started firing; zero if
+// none is (a clearing trigger has started clearing).
+func firingSince(readings []detection.Reading) time.Time {
+	var since time.Time
+	for _, s := range readings {
+		if s.Status.State == v1alpha1.TriggerFiring && (since.IsZero() || s.Status.Since.Before(since)) {
+			since = s.Status.Since
+		}
+	}
+	return since
 }
 
 // clearSince is when every trigger became OK; zero unless all are OK.
@@ -153,7 +197,7 @@ func lastRestored(level *flowcontrolv1.PriorityLevelConfiguration) time.Time {
 // mitigate asks the planner what to do, carries the plan out (unless
 // dryRun) and records events and metrics.
 func (r *LoadShedPolicyReconciler) mitigate(ctx context.Context, obj *v1alpha1.LoadShedPolicy, w *world, state *reconcileState) error {
-	p := plan.Decide(planInput(state, w.inPlace))
+	p := plan.Decide(r.planInput(state, w))
 	state.plan = &p
 	if !state.config.DryRun {
 		if err := r.applyPauses(ctx, obj.Name, state, w.inPlace, p); err != nil {
@@ -165,6 +209,7 @@ func (r *LoadShedPolicyReconciler) mitigate(ctx context.Context, obj *v1alpha1.L
 	}
 	r.recordChanges(obj, p, state.config.DryRun)
 	r.recordOverrides(obj, p)
+	r.recordBlocked(obj, p)
 	observeChanges(obj.Name, p, state.config.DryRun)
 	return nil
 }
@@ -190,7 +235,8 @@ func (r *LoadShedPolicyReconciler) applyPauses(ctx context.Context, policyName s
 	}
 	for _, key := range p.Restored {
 		if ds := cur.paused[key]; ds != nil {
-			if err := r.restore(ctx, ds); err != nil {
+			remember := &plan.Restoration{At: state.evaluated, Attempt: cur.records[key].Attempt}
+			if err := r.restore(ctx, ds, remember); err != nil {
 				return err
 			}
 		}
@@ -237,9 +283,10 @@ func (r *LoadShedPolicyReconciler) applyPause(ctx context.Context, policyName st
 	return nil
 }
 
-// restore gives a DaemonSet back its pod template as it was before the pause.
-func (r *LoadShedPolicyReconciler) restore(ctx context.Context, ds *appsv1.DaemonSet) error {
-	want, err := shed.Restore(ds)
+// restore gives a DaemonSet back its pod template as it was before the
+// pause; remember is what it keeps of the restore (nil: nothing).
+func (r *LoadShedPolicyReconciler) restore(ctx context.Context, ds *appsv1.DaemonSet, remember *plan.Restoration) error {
+	want, err := shed.Restore(ds, remember)
 	if err != nil {
 		return fmt.Errorf("planning the restore of %s: %w", klog.KObj(ds), err)
 	}

@@ -114,7 +114,7 @@ func throttleLevelChanged(level *flowcontrolv1.PriorityLevelConfiguration, t pol
 // and priority level: the finalizer's work.
 func (r *LoadShedPolicyReconciler) undo(ctx context.Context, cur *inPlace) error {
 	for _, ds := range cur.paused {
-		if err := r.restore(ctx, ds); err != nil {
+		if err := r.restore(ctx, ds, nil); err != nil {
 			return err
 		}
 	}

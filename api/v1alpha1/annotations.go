@@ -38,10 +38,23 @@ const (
 	// AnnotationLoad is the attributed requests per second when it was
 	// paused, to restore the least loaded first.
 	AnnotationLoad = "loadshed.io/paused-load"
+	// AnnotationOverrides counts the times loadshed put back a pause someone
+	// removed; each put-back waits one backoff step longer.
+	AnnotationOverrides = "loadshed.io/overrides"
 	// AnnotationOverriddenAt records when loadshed last put back a pause
 	// that someone else removed: it does so at most once per backoff step.
 	AnnotationOverriddenAt = "loadshed.io/overridden-at"
 	// AnnotationOriginal holds the pod template's scheduling constraints
 	// (nodeSelector and affinity) as they were before the pause, as JSON.
 	AnnotationOriginal = "loadshed.io/original-scheduling"
+)
+
+// Annotations a full restore leaves on a DaemonSet, so that a relapse soon
+// after it continues the backoff (see plan.Restoration). A pause replaces
+// them; deleting the policy removes them.
+const (
+	// AnnotationRestoredAt is when the DaemonSet's last restore completed.
+	AnnotationRestoredAt = "loadshed.io/restored-at"
+	// AnnotationRestoredAttempt is the attempt count of that restore.
+	AnnotationRestoredAttempt = "loadshed.io/restored-attempt"
 )

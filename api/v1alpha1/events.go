@@ -26,6 +26,9 @@ const (
 	EventRepaused = "Repaused"
 	// EventPauseOverridden: someone else removed a pause that should hold.
 	EventPauseOverridden = "PauseOverridden"
+	// EventBlocked: the policy would throttle or pause a target but may not
+	// (status.blocked says why); recorded once, when it becomes blocked.
+	EventBlocked = "Blocked"
 )
 
 // dryRunPrefix starts the reason of an event that records what a policy in

@@ -503,6 +503,16 @@ type Targets struct {
 	// +optional
 	Selector *LabelSelector `json:"selector,omitempty"`
 
+	// allowCritical lists DaemonSets whose pods run at system-node-critical
+	// or system-cluster-critical priority (CNI, CSI node plugins, kube-proxy,
+	// node-local DNS) that this policy may nevertheless throttle and pause.
+	// Every other DaemonSet at those priorities is protected: reported, never
+	// acted on.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	AllowCritical []DaemonSetReference `json:"allowCritical,omitempty"`
+
 	// exclude lists DaemonSets that are never acted on.
 	// +optional
 	// +listType=atomic
@@ -730,6 +740,13 @@ type LoadShedPolicyStatus struct {
 	// +listType=atomic
 	Actions []ActionStatus `json:"actions,omitempty"`
 
+	// blocked are the throttles and pauses this policy would make but may
+	// not, and why: a protected DaemonSet, no room for a throttle, maxPaused,
+	// another policy's pause, or a write the API server refused.
+	// +optional
+	// +listType=atomic
+	Blocked []BlockedStatus `json:"blocked,omitempty"`
+
 	// pausedCount is the number of DaemonSets this policy keeps paused.
 	// +optional
 	PausedCount int32 `json:"pausedCount,omitempty"`
@@ -823,6 +840,19 @@ type ActionStatus struct {
 	// message says why, or what blocks it.
 	// +optional
 	Message string `json:"message,omitempty"`
+}
+
+// BlockedStatus is a throttle or pause the policy would make but may not.
+type BlockedStatus struct {
+	// kind of action blocked.
+	Kind ActionKind `json:"kind"`
+	// target: namespace/name of the ServiceAccount (Throttle) or DaemonSet (Pause).
+	Target string `json:"target"`
+	// reason it is blocked.
+	Reason string `json:"reason"`
+	// since is when it was first blocked, for this reason or another.
+	// +optional
+	Since *metav1.Time `json:"since,omitempty"`
 }
 
 // LoadShedPolicy says when the control plane is overloaded and what loadshed

@@ -148,12 +148,17 @@ func addControllers(mgr ctrl.Manager, opts Options) error {
 	if err := mgr.Add(smp); err != nil {
 		return fmt.Errorf("adding the sampler: %w", err)
 	}
+	sa := opts.ServiceAccount
+	if sa == "" {
+		sa = DefaultServiceAccount
+	}
 	if err := (&controllers.LoadShedPolicyReconciler{
-		Client:    mgr.GetClient(),
-		Namespace: opts.Namespace,
-		Sampler:   smp,
-		Recorder:  mgr.GetEventRecorder("loadshed-operator"),
-		Clock:     clock.RealClock{},
+		Client:         mgr.GetClient(),
+		Namespace:      opts.Namespace,
+		ServiceAccount: sa,
+		Sampler:        smp,
+		Recorder:       mgr.GetEventRecorder("loadshed-operator"),
+		Clock:          clock.RealClock{},
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the LoadShedPolicy controller: %w", err)
 	}
@@ -162,10 +167,6 @@ func addControllers(mgr ctrl.Manager, opts Options) error {
 		Namespace: opts.Namespace,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the attribution collector: %w", err)
-	}
-	sa := opts.ServiceAccount
-	if sa == "" {
-		sa = DefaultServiceAccount
 	}
 	if err := mgr.Add(&selfProtection{client: mgr.GetClient(), sa: attribution.ServiceAccount{Namespace: opts.Namespace, Name: sa}}); err != nil {
 		return fmt.Errorf("adding self-protection: %w", err)

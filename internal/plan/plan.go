@@ -20,12 +20,14 @@ import (
 	"github.com/loadshed/loadshed/internal/policy"
 )
 
-// DaemonSet is a DaemonSet the policy may act on.
+// DaemonSet is a DaemonSet the policy targets.
 type DaemonSet struct {
 	Key types.NamespacedName
-	// Protected DaemonSets are never paused: labelled loadshed.io/protected,
-	// excluded by the policy, or in a protected namespace it does not allow.
-	Protected bool
+	// Protected says why the DaemonSet must never be paused (its pods run at
+	// a system-*-critical priority, it runs as the operator, it is labelled
+	// loadshed.io/protected); empty if it may be. Its ServiceAccount is not
+	// throttled either.
+	Protected string
 }
 
 // Offender is a ServiceAccount with its attributed load.
@@ -41,6 +43,21 @@ type Offender struct {
 	SeatShare         float64
 	RequestsPerSecond float64
 	DaemonSets        []DaemonSet
+	// CannotThrottle says why the ServiceAccount cannot be throttled (no
+	// room for a throttle FlowSchema ahead of what matches it); empty if it
+	// can be.
+	CannotThrottle string
+}
+
+// protected returns why the offender must not be throttled: one of its
+// DaemonSets is protected.
+func (o Offender) protected() string {
+	for _, ds := range o.DaemonSets {
+		if ds.Protected != "" {
+			return fmt.Sprintf("it runs %s, which is protected (%s)", ds.Key, ds.Protected)
+		}
+	}
+	return ""
 }
 
 // onTop reports whether the offender carries at least share of the load,
@@ -70,6 +87,17 @@ type Pause struct {
 	// Load is the attributed requests per second when it was paused, to
 	// restore the least loaded first.
 	Load float64
+	// Overrides counts the times loadshed put back a pause someone removed:
+	// each waits one backoff step longer than the last.
+	Overrides int
+}
+
+// Restoration is what is remembered of a DaemonSet's last full restore:
+// paused again within the cool-down (backoff max) after it, it counts as a
+// relapse, and its backoff goes on growing from Attempt.
+type Restoration struct {
+	At      time.Time
+	Attempt int
 }
 
 // Input is everything a decision reads.
@@ -78,6 +106,10 @@ type Input struct {
 	Config *policy.Config
 	// Firing is true while any trigger fires.
 	Firing bool
+	// FiringSince is when the trigger firing longest started firing. A
+	// throttle that cannot be applied does not hold a pause back: the pause
+	// waits pause.after from here instead.
+	FiringSince time.Time
 	// ClearSince is when every trigger became OK; zero unless all are OK.
 	ClearSince time.Time
 	// Offenders, most load first.
@@ -90,6 +122,8 @@ type Input struct {
 	PausedByOthers map[types.NamespacedName]string
 	// LastRestored is when this policy last finished restoring a DaemonSet.
 	LastRestored time.Time
+	// Restorations are the last full restores of DaemonSets, by DaemonSet.
+	Restorations map[types.NamespacedName]Restoration
 	// Overridden maps each paused DaemonSet whose pause someone else removed
 	// to when loadshed last put one back on it (zero if never).
 	Overridden map[types.NamespacedName]time.Time
@@ -107,7 +141,7 @@ type Plan struct {
 	// Changes describe what this plan changes, for events, metrics and logs.
 	Changes []Change
 	// Blocked says what the policy would do but may not, and why.
-	Blocked []string
+	Blocked []Block
 	// RequeueAfter is when to look again at the latest.
 	RequeueAfter time.Duration
 	// NextRestore is when the next restore step is due; zero if none is.
@@ -136,6 +170,22 @@ const (
 // one), rather than to a ServiceAccount's throttle.
 func (k ChangeKind) OnDaemonSet() bool {
 	return k != Throttled && k != Unthrottled
+}
+
+// Block is a change the policy would make but may not: Kind is Throttled
+// or Paused.
+type Block struct {
+	Kind   ChangeKind
+	Target types.NamespacedName
+	Reason string
+}
+
+func (b Block) String() string {
+	verb := "pause"
+	if b.Kind == Throttled {
+		verb = "throttle"
+	}
+	return fmt.Sprintf("would %s %s, but %s", verb, b.Target, b.Reason)
 }
 
 // Change is one change, with a sentence saying why. Target is the
@@ -172,8 +222,9 @@ func Decide(in Input) Plan {
 }
 
 // decideOverrides puts back a pause someone else removed, at most once per
-// backoff step (the step of the DaemonSet's next attempt): never a tight
-// fight with a GitOps tool.
+// backoff step, each step longer than the last (the n-th put-back waits
+// the backoff of attempt n after the one before): never a tight fight with
+// a GitOps tool.
 func decideOverrides(in Input, p *Plan) {
 	for _, ds := range sortedKeys(in.Overridden) {
 		rec, ok := p.Paused[ds]
@@ -182,12 +233,14 @@ func decideOverrides(in Input, p *Plan) {
 		}
 		last := in.Overridden[ds]
 		if !last.IsZero() {
-			if due := last.Add(Backoff(in.Config.Restore.Backoff, ds, rec.Attempt+1)); in.Now.Before(due) {
+			if due := last.Add(Backoff(in.Config.Restore.Backoff, ds, max(rec.Overrides, 1))); in.Now.Before(due) {
 				p.Held = append(p.Held, ds)
 				p.RequeueAfter = min(p.RequeueAfter, positive(due.Sub(in.Now)))
 				continue
 			}
 		}
+		rec.Overrides++
+		p.Paused[ds] = rec
 		p.PutBack = append(p.PutBack, ds)
 	}
 }
@@ -217,21 +270,10 @@ func decideFiring(in Input, p *Plan) {
 			continue
 		}
 		if cfg.Throttle.Enabled {
-			if _, ok := p.Throttled[o.ServiceAccount]; !ok {
-				p.Throttled[o.ServiceAccount] = in.Now
-				p.Changes = append(p.Changes, Change{Kind: Throttled, Target: o.ServiceAccount,
-					Reason: "it makes " + o.load()})
-			}
+			throttleOne(in, p, o)
 		}
-		if !cfg.Pause.Enabled {
+		if !cfg.Pause.Enabled || !pauseDue(in, p, o) {
 			continue
-		}
-		since, throttled := p.Throttled[o.ServiceAccount]
-		if cfg.Throttle.Enabled && cfg.Pause.After > 0 {
-			if !throttled || in.Now.Sub(since) < cfg.Pause.After {
-				p.RequeueAfter = min(p.RequeueAfter, positive(since.Add(cfg.Pause.After).Sub(in.Now)))
-				continue
-			}
 		}
 		for _, ds := range o.DaemonSets {
 			pauseOne(in, p, o, ds)
@@ -239,27 +281,77 @@ func decideFiring(in Input, p *Plan) {
 	}
 }
 
+// throttleOne throttles an offender not yet throttled, or says why it may
+// not: a protected DaemonSet runs as it, or no throttle can be applied.
+func throttleOne(in Input, p *Plan, o Offender) {
+	if _, ok := p.Throttled[o.ServiceAccount]; ok {
+		return
+	}
+	why := cmp.Or(o.protected(), o.CannotThrottle)
+	if why != "" {
+		p.Blocked = append(p.Blocked, Block{Kind: Throttled, Target: o.ServiceAccount, Reason: why})
+		return
+	}
+	p.Throttled[o.ServiceAccount] = in.Now
+	p.Changes = append(p.Changes, Change{Kind: Throttled, Target: o.ServiceAccount, Reason: "it makes " + o.load()})
+}
+
+// pauseDue reports whether an offender's DaemonSets are due to be paused:
+// pause.after after its throttle began or, when it could not be throttled,
+// after the triggers started firing.
+func pauseDue(in Input, p *Plan, o Offender) bool {
+	cfg := in.Config
+	if !cfg.Throttle.Enabled || cfg.Pause.After <= 0 {
+		return true
+	}
+	since, throttled := p.Throttled[o.ServiceAccount]
+	if !throttled {
+		since = in.FiringSince
+		if since.IsZero() {
+			since = in.Now
+		}
+	}
+	if due := since.Add(cfg.Pause.After); in.Now.Before(due) {
+		p.RequeueAfter = min(p.RequeueAfter, positive(due.Sub(in.Now)))
+		return false
+	}
+	return true
+}
+
+// pauseOne pauses one of an offender's DaemonSets, or says why it may not.
+// maxPaused counts the DaemonSets every policy paused: two policies never
+// pause more together than the larger of their caps.
 func pauseOne(in Input, p *Plan, o Offender, ds DaemonSet) {
 	if _, ok := p.Paused[ds.Key]; ok {
 		return
 	}
-	switch {
-	case ds.Protected:
-		p.Blocked = append(p.Blocked, fmt.Sprintf("would pause %s, but it is protected", ds.Key))
+	block := func(reason string) {
+		p.Blocked = append(p.Blocked, Block{Kind: Paused, Target: ds.Key, Reason: reason})
+	}
+	switch total := len(p.Paused) + len(in.PausedByOthers); {
+	case ds.Protected != "":
+		block("it is protected (" + ds.Protected + ")")
 		return
 	case in.PausedByOthers[ds.Key] != "":
-		p.Blocked = append(p.Blocked, fmt.Sprintf("would pause %s, but policy %s paused it first", ds.Key, in.PausedByOthers[ds.Key]))
+		block(fmt.Sprintf("policy %s paused it first", in.PausedByOthers[ds.Key]))
 		return
-	case len(p.Paused) >= in.Config.Pause.MaxPaused:
-		p.Blocked = append(p.Blocked, fmt.Sprintf("would pause %s, but %d DaemonSets are paused already (maxPaused)",
-			ds.Key, len(p.Paused)))
+	case total >= in.Config.Pause.MaxPaused:
+		block(fmt.Sprintf("%d DaemonSets are paused already, %d of them by other policies (maxPaused %d)",
+			total, len(in.PausedByOthers), in.Config.Pause.MaxPaused))
 		return
 	}
-	p.Paused[ds.Key] = Pause{Since: in.Now, Load: o.RequestsPerSecond}
+	rec := Pause{Since: in.Now, Load: o.RequestsPerSecond}
 	reason := fmt.Sprintf("its ServiceAccount %s makes %s", o.ServiceAccount, o.load())
-	if in.Config.Throttle.Enabled && in.Config.Pause.After > 0 {
+	if _, throttled := p.Throttled[o.ServiceAccount]; throttled && in.Config.Pause.After > 0 {
 		reason += fmt.Sprintf(" after %v of throttling", in.Config.Pause.After)
 	}
+	if last, ok := in.Restorations[ds.Key]; ok && in.Now.Before(last.At.Add(in.Config.Restore.Backoff.Max)) {
+		rec.Attempt = last.Attempt + 1
+		rec.NextRestore = in.Now.Add(Backoff(in.Config.Restore.Backoff, ds.Key, rec.Attempt))
+		reason += fmt.Sprintf("; a relapse %v after its last restore (attempt %d): next restore not before %s",
+			in.Now.Sub(last.At).Round(time.Second), rec.Attempt, rec.NextRestore.UTC().Format(time.RFC3339))
+	}
+	p.Paused[ds.Key] = rec
 	p.Changes = append(p.Changes, Change{Kind: Paused, Target: ds.Key, Reason: reason})
 }
 

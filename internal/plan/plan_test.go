@@ -117,13 +117,28 @@ func TestDecide(t *testing.T) {
 			wantPaused:  []string{"telemetry/agent"},
 		},
 		{
-			name:   "a protected DaemonSet is never paused",
+			name:   "a protected DaemonSet is never paused, nor its ServiceAccount throttled",
 			mutate: func(c *policy.Config) { c.Pause.After = 0 },
 			in: Input{Now: at(0), Firing: true,
-				Offenders: []Offender{telemetry(0.7, DaemonSet{Key: nn("kube-system/kube-proxy"), Protected: true})}},
-			wantActions: "Throttled telemetry/agent",
-			wantThrottl: []string{"telemetry/agent"},
-			wantBlocked: "would pause kube-system/kube-proxy, but it is protected",
+				Offenders: []Offender{telemetry(0.7, DaemonSet{Key: nn("kube-system/kube-proxy"), Protected: "system-node-critical"})}},
+			wantActions: "",
+			wantBlocked: "would throttle telemetry/agent, but it runs kube-system/kube-proxy, which is protected (system-node-critical)\n" +
+				"would pause kube-system/kube-proxy, but it is protected (system-node-critical)",
+		},
+		{
+			name: "an offender that cannot be throttled is reported, not claimed",
+			in: Input{Now: at(30), Firing: true, FiringSince: at(0),
+				Offenders: []Offender{func() Offender { o := telemetry(0.8); o.CannotThrottle = "no room"; return o }()}},
+			wantActions: "",
+			wantBlocked: "would throttle telemetry/agent, but no room",
+		},
+		{
+			name: "and is paused pause.after after the triggers started firing",
+			in: Input{Now: at(60), Firing: true, FiringSince: at(0),
+				Offenders: []Offender{func() Offender { o := telemetry(0.8); o.CannotThrottle = "no room"; return o }()}},
+			wantActions: "Paused telemetry/agent",
+			wantPaused:  []string{"telemetry/agent"},
+			wantBlocked: "would throttle telemetry/agent, but no room",
 		},
 		{
 			name:   "a DaemonSet another policy paused is left to it",
@@ -142,7 +157,15 @@ func TestDecide(t *testing.T) {
 			}},
 			wantActions: "Paused a/a",
 			wantPaused:  []string{"a/a"},
-			wantBlocked: "would pause b/b, but 1 DaemonSets are paused already (maxPaused)",
+			wantBlocked: "would pause b/b, but 1 DaemonSets are paused already, 0 of them by other policies (maxPaused 1)",
+		},
+		{
+			name:   "maxPaused counts what other policies paused",
+			mutate: func(c *policy.Config) { c.Pause.After = 0; c.Throttle.Enabled = false; c.Pause.MaxPaused = 2 },
+			in: Input{Now: at(0), Firing: true, Offenders: []Offender{telemetry(0.7)},
+				PausedByOthers: map[types.NamespacedName]string{nn("x/x"): "p2", nn("y/y"): "p2"}},
+			wantActions: "",
+			wantBlocked: "would pause telemetry/agent, but 2 DaemonSets are paused already, 2 of them by other policies (maxPaused 2)",
 		},
 		{
 			name: "a trigger firing during probation re-pauses with a longer backoff",
@@ -238,7 +261,11 @@ func TestDecide(t *testing.T) {
 			if got := names(p.Throttled); got != strings.Join(tt.wantThrottl, ",") {
 				t.Errorf("throttled = %v, want %v", got, tt.wantThrottl)
 			}
-			if tt.wantBlocked != "" && !strings.Contains(strings.Join(p.Blocked, "\n"), tt.wantBlocked) {
+			blocked := make([]string, 0, len(p.Blocked))
+			for _, b := range p.Blocked {
+				blocked = append(blocked, b.String())
+			}
+			if got := strings.Join(blocked, "\n"); !strings.Contains(got, tt.wantBlocked) {
 				t.Errorf("blocked = %v, want it to say %q", p.Blocked, tt.wantBlocked)
 			}
 			if p.RequeueAfter <= 0 || p.RequeueAfter > cfg.Interval {
@@ -314,5 +341,72 @@ func TestAnOverriddenPauseIsPutBackAtMostOncePerBackoffStep(t *testing.T) {
 				t.Errorf("requeue after %v, want at most the interval", p.RequeueAfter)
 			}
 		})
+	}
+}
+
+// TestARelapseAfterAFullRestoreKeepsItsAttempt: a DaemonSet paused again
+// within the cool-down (backoff max) after its last restore continues its
+// backoff; after the cool-down it starts over.
+func TestARelapseAfterAFullRestoreKeepsItsAttempt(t *testing.T) {
+	cfg := config()
+	cfg.Pause.After = 0
+	cfg.Restore.Backoff.JitterPercent = 0
+	tests := []struct {
+		name        string
+		restoredAt  time.Time
+		wantAttempt int
+		wantNext    time.Time
+	}{
+		{"just after the last wave", at(-5), 3, at(0).Add(4 * time.Minute)},
+		{"within the cool-down", at(-9 * 60), 3, at(0).Add(4 * time.Minute)},
+		{"after the cool-down", at(-11 * 60), 0, time.Time{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := Decide(Input{Config: cfg, Now: at(0), Firing: true, Offenders: []Offender{telemetry(0.8)},
+				Throttled:    map[types.NamespacedName]time.Time{nn("telemetry/agent"): at(-60)},
+				Restorations: map[types.NamespacedName]Restoration{nn("telemetry/agent"): {At: tt.restoredAt, Attempt: 2}}})
+			rec, ok := p.Paused[nn("telemetry/agent")]
+			if !ok {
+				t.Fatalf("not paused: %s", kinds(p))
+			}
+			if rec.Attempt != tt.wantAttempt || !rec.NextRestore.Equal(tt.wantNext) {
+				t.Errorf("record %+v, want attempt %d and next restore %v", rec, tt.wantAttempt, tt.wantNext)
+			}
+		})
+	}
+}
+
+// TestEachPutBackWaitsLonger: a pause removed again and again (a GitOps
+// tool re-applying the manifest) is put back after a step that grows.
+func TestEachPutBackWaitsLonger(t *testing.T) {
+	cfg := config()
+	cfg.Restore.Backoff.JitterPercent = 0
+	ds := nn("telemetry/agent")
+	paused := map[types.NamespacedName]Pause{ds: {Since: at(0)}}
+	var last time.Time
+	var putBacks []time.Duration
+	for now := at(0); now.Before(at(30 * 60)); now = now.Add(5 * time.Second) {
+		p := Decide(Input{Config: cfg, Now: now, Firing: true, Paused: paused,
+			Overridden: map[types.NamespacedName]time.Time{ds: last}})
+		if len(p.PutBack) == 1 {
+			if !last.IsZero() {
+				putBacks = append(putBacks, now.Sub(last))
+			}
+			last = now
+		}
+		paused = p.Paused
+	}
+	want := []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 10 * time.Minute}
+	if len(putBacks) < len(want) {
+		t.Fatalf("put back after %v, want at least %v", putBacks, want)
+	}
+	for i, w := range want {
+		if putBacks[i] != w {
+			t.Errorf("put-back %d came %v after the one before, want %v (all: %v)", i+2, putBacks[i], w, putBacks)
+		}
+	}
+	if got := paused[ds].Overrides; got != len(putBacks)+1 {
+		t.Errorf("the record counts %d overrides, want %d", got, len(putBacks)+1)
 	}
 }

@@ -88,9 +88,12 @@ type Metric struct {
 
 // Targets selects the DaemonSets a policy may act on.
 type Targets struct {
-	NamespaceSelector        labels.Selector
-	Selector                 labels.Selector
-	Exclude                  map[types.NamespacedName]bool
+	NamespaceSelector labels.Selector
+	Selector          labels.Selector
+	Exclude           map[types.NamespacedName]bool
+	// AllowCritical are the DaemonSets at a system-*-critical priority the
+	// policy may act on.
+	AllowCritical            map[types.NamespacedName]bool
 	AllowProtectedNamespaces bool
 }
 

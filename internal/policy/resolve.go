@@ -185,6 +185,7 @@ func resolveTargets(in *v1alpha1.Targets, path *field.Path) (Targets, field.Erro
 		NamespaceSelector:        labels.Everything(),
 		Selector:                 labels.Everything(),
 		Exclude:                  map[types.NamespacedName]bool{},
+		AllowCritical:            map[types.NamespacedName]bool{},
 		AllowProtectedNamespaces: in.AllowProtectedNamespaces,
 	}
 	if in.NamespaceSelector != nil {
@@ -202,6 +203,9 @@ func resolveTargets(in *v1alpha1.Targets, path *field.Path) (Targets, field.Erro
 		} else {
 			t.Selector = sel
 		}
+	}
+	for _, e := range in.AllowCritical {
+		t.AllowCritical[types.NamespacedName{Namespace: e.Namespace, Name: e.Name}] = true
 	}
 	for _, e := range in.Exclude {
 		t.Exclude[types.NamespacedName{Namespace: e.Namespace, Name: e.Name}] = true

@@ -65,6 +65,9 @@ func ReadPause(ds *appsv1.DaemonSet) (plan.Pause, error) {
 	if rec.Wave, err = parseInt(a[v1alpha1.AnnotationWave]); err != nil {
 		return rec, fmt.Errorf("%s: %w", v1alpha1.AnnotationWave, err)
 	}
+	if rec.Overrides, err = parseInt(a[v1alpha1.AnnotationOverrides]); err != nil {
+		return rec, fmt.Errorf("%s: %w", v1alpha1.AnnotationOverrides, err)
+	}
 	if v := a[v1alpha1.AnnotationLoad]; v != "" {
 		if rec.Load, err = strconv.ParseFloat(v, 64); err != nil {
 			return rec, fmt.Errorf("%s: %w", v1alpha1.AnnotationLoad, err)
@@ -117,6 +120,10 @@ func Apply(ds *appsv1.DaemonSet, policyName, reason string, rec plan.Pause, wave
 	out.Annotations[v1alpha1.AnnotationLoad] = strconv.FormatFloat(rec.Load, 'f', -1, 64)
 	setOrDelete(out.Annotations, v1alpha1.AnnotationWaveStarted, formatTime(rec.WaveStarted))
 	setOrDelete(out.Annotations, v1alpha1.AnnotationNextRestore, formatTime(rec.NextRestore))
+	setOrDelete(out.Annotations, v1alpha1.AnnotationOverrides, formatCount(rec.Overrides))
+	// The pause record carries on what the last restore left.
+	delete(out.Annotations, v1alpha1.AnnotationRestoredAt)
+	delete(out.Annotations, v1alpha1.AnnotationRestoredAttempt)
 
 	spec := &out.Spec.Template.Spec
 	spec.NodeSelector = copyMap(orig.NodeSelector)
@@ -139,9 +146,16 @@ func Apply(ds *appsv1.DaemonSet, policyName, reason string, rec plan.Pause, wave
 	return out, nil
 }
 
+// pauseAnnotations are the annotations of a pause record.
+var pauseAnnotations = []string{v1alpha1.AnnotationPausedBy, v1alpha1.AnnotationPausedAt, v1alpha1.AnnotationReason,
+	v1alpha1.AnnotationAttempt, v1alpha1.AnnotationWave, v1alpha1.AnnotationWaveStarted, v1alpha1.AnnotationNextRestore,
+	v1alpha1.AnnotationLoad, v1alpha1.AnnotationOriginal, v1alpha1.AnnotationOverriddenAt, v1alpha1.AnnotationOverrides}
+
 // Restore returns ds with its pod template's scheduling exactly as before
-// the pause, and loadshed's annotations removed.
-func Restore(ds *appsv1.DaemonSet) (*appsv1.DaemonSet, error) {
+// the pause and the pause record removed. With remember, it leaves what a
+// relapse must know of the restore (plan.Restoration); without, nothing of
+// loadshed's (the policy is being deleted).
+func Restore(ds *appsv1.DaemonSet, remember *plan.Restoration) (*appsv1.DaemonSet, error) {
 	orig, err := Original(ds)
 	if err != nil {
 		return nil, err
@@ -149,14 +163,33 @@ func Restore(ds *appsv1.DaemonSet) (*appsv1.DaemonSet, error) {
 	out := ds.DeepCopy()
 	out.Spec.Template.Spec.NodeSelector = copyMap(orig.NodeSelector)
 	out.Spec.Template.Spec.Affinity = orig.Affinity.DeepCopy()
-	for _, k := range []string{v1alpha1.AnnotationPausedBy, v1alpha1.AnnotationPausedAt, v1alpha1.AnnotationReason, v1alpha1.AnnotationAttempt, v1alpha1.AnnotationWave,
-		v1alpha1.AnnotationWaveStarted, v1alpha1.AnnotationNextRestore, v1alpha1.AnnotationLoad, v1alpha1.AnnotationOriginal, v1alpha1.AnnotationOverriddenAt} {
+	for _, k := range pauseAnnotations {
 		delete(out.Annotations, k)
+	}
+	delete(out.Annotations, v1alpha1.AnnotationRestoredAt)
+	delete(out.Annotations, v1alpha1.AnnotationRestoredAttempt)
+	if remember != nil {
+		out.Annotations[v1alpha1.AnnotationRestoredAt] = formatTime(remember.At)
+		out.Annotations[v1alpha1.AnnotationRestoredAttempt] = strconv.Itoa(remember.Attempt)
 	}
 	if len(out.Annotations) == 0 {
 		out.Annotations = nil
 	}
 	return out, nil
+}
+
+// ReadRestoration reads what the last restore left on a DaemonSet; false
+// if nothing (or nothing readable) is there.
+func ReadRestoration(ds *appsv1.DaemonSet) (plan.Restoration, bool) {
+	at, err := parseTime(ds.Annotations[v1alpha1.AnnotationRestoredAt])
+	if err != nil || at.IsZero() {
+		return plan.Restoration{}, false
+	}
+	attempt, err := parseInt(ds.Annotations[v1alpha1.AnnotationRestoredAttempt])
+	if err != nil {
+		return plan.Restoration{}, false
+	}
+	return plan.Restoration{At: at, Attempt: attempt}, true
 }
 
 // OverriddenAt reads when loadshed last put back a pause someone removed.
@@ -262,6 +295,14 @@ func parseTime(s string) (time.Time, error) {
 		return time.Time{}, nil
 	}
 	return time.Parse(time.RFC3339, s)
+}
+
+// formatCount writes a count, empty for zero (no annotation).
+func formatCount(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return strconv.Itoa(n)
 }
 
 func parseInt(s string) (int, error) {

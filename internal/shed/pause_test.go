@@ -97,7 +97,7 @@ func TestPauseWavesAndRestoreEndWhereTheyBegan(t *testing.T) {
 				}
 				prevCount = count
 			}
-			restored, err := Restore(cur)
+			restored, err := Restore(cur, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -147,5 +147,41 @@ func TestSomeoneRemovingThePauseIsDetected(t *testing.T) {
 	delete(paused.Spec.Template.Spec.NodeSelector, v1alpha1.LabelPaused)
 	if IsPausedAsRecorded(paused, rec) {
 		t.Error("a DaemonSet whose pause selector was removed still counts as paused")
+	}
+}
+
+// TestARestoreRemembersItsAttemptUntilTheNextPause: a full restore leaves
+// its time and attempt; the next pause folds them into its record; a
+// restore without memory (the policy is deleted) leaves nothing.
+func TestARestoreRemembersItsAttemptUntilTheNextPause(t *testing.T) {
+	ds := daemonSets()["a node selector"]
+	paused, err := Apply(ds, "flood", "", plan.Pause{Since: t0, Attempt: 2, Overrides: 1}, []int32{100}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := ReadPause(paused); err != nil || rec.Attempt != 2 || rec.Overrides != 1 {
+		t.Fatalf("record read back %+v (%v), want attempt 2 and 1 override", rec, err)
+	}
+	restored, err := Restore(paused, &plan.Restoration{At: t0.Add(time.Hour), Attempt: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := ReadRestoration(restored)
+	if !ok || got.Attempt != 2 || !got.At.Equal(t0.Add(time.Hour)) {
+		t.Errorf("restoration read back %+v (%v)", got, ok)
+	}
+	again, err := Apply(restored, "flood", "", plan.Pause{Since: t0.Add(2 * time.Hour), Attempt: 3}, []int32{100}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ReadRestoration(again); ok {
+		t.Error("a new pause keeps the last restore's annotations beside its own record")
+	}
+	clean, err := Restore(again, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equality.Semantic.DeepEqual(clean.Annotations, ds.Annotations) {
+		t.Errorf("annotations after a restore without memory: %v, want %v", clean.Annotations, ds.Annotations)
 	}
 }

@@ -83,16 +83,27 @@ func ThrottleLevel(policyName string, t policy.Throttle) *flowcontrolv1ac.Priori
 				WithLimitResponse(resp)))
 }
 
+// ThrottlePrecedence is the matchingPrecedence of a throttle, given the
+// FlowSchema that matches it: two ahead (its attribution schema goes one
+// ahead). It errors when that would go ahead of MinThrottlePrecedence.
+func ThrottlePrecedence(matched *flowcontrolv1.FlowSchema) (int32, error) {
+	precedence := matched.Spec.MatchingPrecedence - 2
+	if precedence < MinThrottlePrecedence {
+		return 0, fmt.Errorf("it is matched by FlowSchema %s at precedence %d, and a throttle would have to go ahead of %d, "+
+			"among the system's own schemas", matched.Name, matched.Spec.MatchingPrecedence, MinThrottlePrecedence)
+	}
+	return precedence, nil
+}
+
 // ThrottleFlowSchema returns the FlowSchema that routes all of sa's requests
 // to the policy's throttling level, just ahead of its attribution schema
 // (which goes just ahead of the schema that matches it today). It errors
 // when that would go ahead of MinThrottlePrecedence.
 func ThrottleFlowSchema(policyName string, sa attribution.ServiceAccount, matched *flowcontrolv1.FlowSchema,
 	since time.Time) (*flowcontrolv1ac.FlowSchemaApplyConfiguration, error) {
-	precedence := matched.Spec.MatchingPrecedence - 2
-	if precedence < MinThrottlePrecedence {
-		return nil, fmt.Errorf("%s is matched by %s at precedence %d: a throttle would have to go ahead of the system's own schemas",
-			sa, matched.Name, matched.Spec.MatchingPrecedence)
+	precedence, err := ThrottlePrecedence(matched)
+	if err != nil {
+		return nil, err
 	}
 	return allRequestsOf(ThrottleName(sa), sa, precedence, ThrottleLevelName(policyName)).
 		WithLabels(labels(v1alpha1.RoleThrottle, policyName)).

@@ -173,6 +173,13 @@ func TestPausesSurviveRestartsOverridesAndDeletion(t *testing.T) {
 		}
 		return nil
 	})
+	// One event per put-back, none while the second removal waited.
+	eventually(t, "one PauseOverridden event per put-back", func() error {
+		if n := eventCount(t, "lifecycle", v1alpha1.EventPauseOverridden); n != 2 {
+			return fmt.Errorf("%d PauseOverridden events on the policy for 2 put-backs, want 2", n)
+		}
+		return nil
+	})
 
 	// A restart in the middle of the pause loses nothing.
 	before := getDS(t)

@@ -226,6 +226,7 @@ func clientAs(t *testing.T, namespace string, throttled *atomic.Int64) *kubernet
 type load struct {
 	ok, throttled, failed atomic.Int64
 	stop                  chan struct{}
+	stopOnce              sync.Once
 	wg                    sync.WaitGroup
 }
 
@@ -254,7 +255,11 @@ func startLoad(t *testing.T, namespace string, workers int, pause time.Duration)
 	return l
 }
 
-func (l *load) Stop() { close(l.stop); l.wg.Wait() }
+// Stop stops the load and waits for its workers; stopping twice is fine.
+func (l *load) Stop() {
+	l.stopOnce.Do(func() { close(l.stop) })
+	l.wg.Wait()
+}
 
 func policy(name string) *v1alpha1.LoadShedPolicy {
 	// The test itself lists pods a few times a second: clear above that.

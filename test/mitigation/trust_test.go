@@ -1,0 +1,307 @@
+package mitigation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/loadshed/loadshed/api/v1alpha1"
+	"github.com/loadshed/loadshed/internal/attribution"
+	"github.com/loadshed/loadshed/internal/shed"
+)
+
+// eventCount counts the occurrences of events of a reason regarding an
+// object, a series counting as its count.
+func eventCount(t *testing.T, regarding, reason string) int {
+	t.Helper()
+	list := &eventsv1.EventList{}
+	if err := env.Client.List(context.Background(), list); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range list.Items {
+		if e.Regarding.Name != regarding || e.Reason != reason {
+			continue
+		}
+		if e.Series != nil && e.Series.Count > 1 {
+			n += int(e.Series.Count)
+		} else {
+			n++
+		}
+	}
+	return n
+}
+
+// throttleOf reads the throttle FlowSchema of telemetry/agent.
+func throttleOf() error {
+	name := shed.ThrottleName(attribution.ServiceAccount{Namespace: "telemetry", Name: "agent"})
+	return env.Client.Get(context.Background(), client.ObjectKey{Name: name}, &flowcontrolv1.FlowSchema{})
+}
+
+func getPolicy(t *testing.T, name string) *v1alpha1.LoadShedPolicy {
+	t.Helper()
+	p := &v1alpha1.LoadShedPolicy{}
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Name: name}, p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// writeCounter counts the writes that change what loadshed writes on an
+// object (its spec, labels and annotations; not the status others write),
+// from a watch, so that none is missed between two polls.
+type writeCounter struct {
+	w      watch.Interface
+	writes chan int
+}
+
+func countWrites(w watch.Interface, content func(obj any) any) *writeCounter {
+
+	c := &writeCounter{w: w, writes: make(chan int, 1)}
+	go func() {
+		var last any
+		n := -1 // the first event is the object as it is
+		for ev := range w.ResultChan() {
+			if ev.Type != watch.Added && ev.Type != watch.Modified {
+				continue
+			}
+			cur := content(ev.Object)
+			if n < 0 || !equality.Semantic.DeepEqual(cur, last) {
+				n++
+			}
+			last = cur
+		}
+		c.writes <- n
+	}()
+	return c
+}
+
+// daemonSetWrites counts the writes to telemetry/agent's spec, labels and
+// annotations from now on.
+func daemonSetWrites(t *testing.T) *writeCounter {
+	t.Helper()
+	w, err := kubernetes.NewForConfigOrDie(env.Config).AppsV1().DaemonSets("telemetry").Watch(context.Background(),
+		metav1.ListOptions{FieldSelector: "metadata.name=agent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return countWrites(w, func(o any) any {
+		ds := o.(*appsv1.DaemonSet)
+		return []any{ds.Spec, ds.Labels, ds.Annotations}
+	})
+}
+
+func (c *writeCounter) stop() int {
+	c.w.Stop()
+	return <-c.writes
+}
+
+// TestASteadyFloodWritesEachObjectOnce: once a DaemonSet is paused and its
+// ServiceAccount (of the same namespace and name) throttled, a minute of the
+// flood going on changes neither, however often the policy is evaluated.
+func TestASteadyFloodWritesEachObjectOnce(t *testing.T) {
+	cluster(t)
+	t.Cleanup(startOperator(t)) // stops after the policy is deleted: its finalizer needs the operator
+	ctx := context.Background()
+	p := policy("steady")
+	// Queue, not reject: the flood's LISTs keep being served, slowly, so the
+	// trigger keeps firing through the minute; and nothing is restored.
+	p.Spec.Actions.Throttle.LimitResponse = v1alpha1.LimitResponseQueue
+	p.Spec.Restore.StableFor = &metav1.Duration{Duration: 10 * time.Minute}
+	if err := env.Client.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deletePolicy(t, p) })
+	flood := startLoad(t, "telemetry", 16, 0)
+	defer flood.Stop()
+	sa := attribution.ServiceAccount{Namespace: "telemetry", Name: "agent"}
+	eventually(t, "the ServiceAccount is throttled and the DaemonSet paused", func() error {
+		if err := throttleOf(); err != nil {
+			return err
+		}
+		if shed.PausedBy(getDS(t)) != "steady" {
+			return errors.New("not paused yet")
+		}
+		return nil
+	})
+
+	dsWrites := daemonSetWrites(t)
+	fsWatch, err := kubernetes.NewForConfigOrDie(env.Config).FlowcontrolV1().FlowSchemas().Watch(ctx,
+		metav1.ListOptions{FieldSelector: "metadata.name=" + shed.ThrottleName(sa)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsWrites := countWrites(fsWatch, func(o any) any {
+		fs := o.(*flowcontrolv1.FlowSchema)
+		return []any{fs.Spec, fs.Labels, fs.Annotations}
+	})
+	evaluated := getPolicy(t, "steady").Status.LastEvaluationTime
+	time.Sleep(time.Minute)
+	last := getPolicy(t, "steady").Status.LastEvaluationTime
+	if evaluated == nil || last == nil || !last.After(evaluated.Time) {
+		t.Fatalf("the policy was not evaluated during the minute (%v, then %v): nothing was tested", evaluated, last)
+	}
+	if ds := getDS(t); shed.PausedBy(ds) != "steady" || ds.Annotations[v1alpha1.AnnotationWave] != "0" {
+		t.Fatalf("the DaemonSet is no longer fully paused: %v", ds.Annotations)
+	}
+	if n := dsWrites.stop(); n > 1 {
+		t.Errorf("the paused DaemonSet was written %d times in a minute of steady flood, want at most 1", n)
+	}
+	if n := fsWrites.stop(); n > 1 {
+		t.Errorf("the throttle FlowSchema was written %d times in a minute of steady flood, want at most 1", n)
+	}
+	if n := eventCount(t, "steady", v1alpha1.EventThrottled); n != 1 {
+		t.Errorf("%d Throttled events, want 1", n)
+	}
+	if n := eventCount(t, "steady", v1alpha1.EventPaused); n != 1 {
+		t.Errorf("%d Paused events, want 1", n)
+	}
+}
+
+// TestAThrottleWithNoRoomIsReportedNotClaimed: a FlowSchema matches the
+// flooding ServiceAccount at precedence 500, where attribution still fits
+// but a throttle (1000 or more) cannot go ahead of it. Status says so, an
+// event says so once, nothing claims a throttle, and the pause comes
+// pause.after after the trigger fired.
+func TestAThrottleWithNoRoomIsReportedNotClaimed(t *testing.T) {
+	original := cluster(t)
+	ctx := context.Background()
+	early := &flowcontrolv1.FlowSchema{
+		ObjectMeta: metav1.ObjectMeta{Name: "telemetry-early"},
+		Spec: flowcontrolv1.FlowSchemaSpec{
+			PriorityLevelConfiguration: flowcontrolv1.PriorityLevelConfigurationReference{Name: "workload-low"},
+			MatchingPrecedence:         500,
+			Rules: []flowcontrolv1.PolicyRulesWithSubjects{{
+				Subjects: []flowcontrolv1.Subject{{Kind: flowcontrolv1.SubjectKindServiceAccount,
+					ServiceAccount: &flowcontrolv1.ServiceAccountSubject{Namespace: "telemetry", Name: "agent"}}},
+				ResourceRules: []flowcontrolv1.ResourcePolicyRule{{Verbs: []string{"*"}, APIGroups: []string{"*"},
+					Resources: []string{"*"}, ClusterScope: true, Namespaces: []string{"*"}}},
+			}},
+		},
+	}
+	if err := env.Client.Create(ctx, early); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, early) })
+	t.Cleanup(startOperator(t)) // stops after the policy is deleted: its finalizer needs the operator
+	p := policy("no-room")
+	if err := env.Client.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deletePolicy(t, p) })
+	flood := startLoad(t, "telemetry", 16, 0)
+	defer flood.Stop()
+
+	eventually(t, "the DaemonSet is paused, the throttle reported as blocked", func() error {
+		got := getPolicy(t, "no-room")
+		if len(got.Status.Blocked) == 0 || got.Status.Blocked[0].Kind != v1alpha1.ActionThrottle ||
+			got.Status.Blocked[0].Target != "telemetry/agent" {
+			return fmt.Errorf("blocked %+v", got.Status.Blocked)
+		}
+		if shed.PausedBy(getDS(t)) != "no-room" {
+			return errors.New("not paused yet")
+		}
+		return nil
+	})
+	// Keep evaluating a few times: nothing may come to claim the throttle,
+	// nor rewrite the paused DaemonSet (whose ServiceAccount has its name).
+	dsWrites := daemonSetWrites(t)
+	time.Sleep(10 * time.Second)
+	if n := dsWrites.stop(); n > 0 {
+		t.Errorf("the paused DaemonSet was written %d times in 10s of steady flood, want none", n)
+	}
+	got := getPolicy(t, "no-room")
+	for _, a := range got.Status.Actions {
+		if a.Kind == v1alpha1.ActionThrottle {
+			t.Errorf("status claims a throttle that is not there: %+v", a)
+		}
+	}
+	if got.Status.ThrottledCount != 0 {
+		t.Errorf("throttledCount = %d, want 0", got.Status.ThrottledCount)
+	}
+	if err := throttleOf(); !apierrors.IsNotFound(err) {
+		t.Errorf("a throttle FlowSchema exists (%v)", err)
+	}
+	if n := eventCount(t, "no-room", v1alpha1.EventThrottled); n != 0 {
+		t.Errorf("%d Throttled events for a throttle never applied", n)
+	}
+	if n := eventCount(t, "no-room", v1alpha1.EventBlocked); n != 1 {
+		t.Errorf("%d Blocked events, want 1 (once, when it became blocked)", n)
+	}
+	flood.Stop()
+	deletePolicy(t, p)
+	if !sameTemplate(getDS(t), original) {
+		t.Error("deleting the policy did not give the DaemonSet its template back")
+	}
+}
+
+// TestACriticalDaemonSetIsReportedNeverPaused: a flooding DaemonSet whose
+// pods run at system-node-critical is the offender status names, and
+// nothing is done to it or to its ServiceAccount; named in allowCritical,
+// it is throttled.
+func TestACriticalDaemonSetIsReportedNeverPaused(t *testing.T) {
+	original := cluster(t)
+	ctx := context.Background()
+	critical := original.DeepCopy()
+	critical.Spec.Template.Spec.PriorityClassName = "system-node-critical"
+	if err := env.Client.Update(ctx, critical); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ds := getDS(t)
+		ds.Spec.Template.Spec.PriorityClassName = ""
+		if err := env.Client.Update(ctx, ds); err != nil {
+			t.Errorf("giving the DaemonSet its priority back: %v", err)
+		}
+	})
+	t.Cleanup(startOperator(t)) // stops after the policy is deleted: its finalizer needs the operator
+	p := policy("critical")
+	if err := env.Client.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deletePolicy(t, p) })
+	flood := startLoad(t, "telemetry", 16, 0)
+	defer flood.Stop()
+
+	eventually(t, "the throttle and the pause are reported as blocked", func() error {
+		got := getPolicy(t, "critical")
+		kinds := map[v1alpha1.ActionKind]string{}
+		for _, b := range got.Status.Blocked {
+			kinds[b.Kind] = b.Reason
+		}
+		if kinds[v1alpha1.ActionThrottle] == "" || kinds[v1alpha1.ActionPause] == "" {
+			return fmt.Errorf("blocked %+v", got.Status.Blocked)
+		}
+		return nil
+	})
+	time.Sleep(5 * time.Second) // a few more evaluations
+	if by := shed.PausedBy(getDS(t)); by != "" {
+		t.Errorf("a system-node-critical DaemonSet was paused by %s", by)
+	}
+	if err := throttleOf(); !apierrors.IsNotFound(err) {
+		t.Errorf("the critical DaemonSet's ServiceAccount is throttled (%v)", err)
+	}
+	if n := eventCount(t, "critical", v1alpha1.EventBlocked); n != 2 {
+		t.Errorf("%d Blocked events on the policy, want 2: one for the throttle, one for the pause", n)
+	}
+
+	// Named explicitly, it may be acted on.
+	cur := getPolicy(t, "critical")
+	cur.Spec.Targets.AllowCritical = []v1alpha1.DaemonSetReference{{Namespace: "telemetry", Name: "agent"}}
+	if err := env.Client.Update(ctx, cur); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "named in allowCritical, it is throttled", throttleOf)
+}
