@@ -35,27 +35,34 @@ type inPlace struct {
 	// paused are the DaemonSets the policy paused, and records their records.
 	paused  map[types.NamespacedName]*appsv1.DaemonSet
 	records map[types.NamespacedName]plan.Pause
-	// others maps DaemonSets other policies paused to the policy.
-	others map[types.NamespacedName]string
+	// others maps DaemonSets other policies paused to the policy, and
+	// othersThrottled ServiceAccounts other policies throttle.
+	others          map[types.NamespacedName]string
+	othersThrottled map[types.NamespacedName]string
 }
 
 // inPlaceFrom finds, in the shed state, what the policy has in place.
 func inPlaceFrom(policyName string, st *shedState) (*inPlace, error) {
 	out := &inPlace{
-		throttles: map[types.NamespacedName]*flowcontrolv1.FlowSchema{},
-		level:     st.level,
-		paused:    map[types.NamespacedName]*appsv1.DaemonSet{},
-		records:   map[types.NamespacedName]plan.Pause{},
-		others:    map[types.NamespacedName]string{},
+		throttles:       map[types.NamespacedName]*flowcontrolv1.FlowSchema{},
+		level:           st.level,
+		paused:          map[types.NamespacedName]*appsv1.DaemonSet{},
+		records:         map[types.NamespacedName]plan.Pause{},
+		others:          map[types.NamespacedName]string{},
+		othersThrottled: map[types.NamespacedName]string{},
 	}
 	for i := range st.schemas {
 		fs := &st.schemas[i]
-		if !attribution.IsOwned(fs) || fs.Labels[v1alpha1.LabelRole] != v1alpha1.RoleThrottle ||
-			fs.Labels[v1alpha1.LabelPolicy] != policyName {
+		if !attribution.IsOwned(fs) || fs.Labels[v1alpha1.LabelRole] != v1alpha1.RoleThrottle {
 			continue
 		}
-		if sa, ok := shed.ThrottledServiceAccount(fs); ok {
+		sa, ok := shed.ThrottledServiceAccount(fs)
+		switch {
+		case !ok:
+		case fs.Labels[v1alpha1.LabelPolicy] == policyName:
 			out.throttles[sa] = fs
+		default:
+			out.othersThrottled[sa] = fs.Labels[v1alpha1.LabelPolicy]
 		}
 	}
 	for i := range st.daemonSets {
@@ -89,16 +96,17 @@ func (c *inPlace) addPause(policyName string, ds *appsv1.DaemonSet) error {
 func (r *LoadShedPolicyReconciler) planInput(state *reconcileState, w *world) plan.Input {
 	cur := w.inPlace
 	in := plan.Input{
-		Now:            state.evaluated,
-		Config:         state.config,
-		Firing:         detection.Firing(state.readings),
-		FiringSince:    firingSince(state.readings),
-		ClearSince:     clearSince(state.readings),
-		Restorations:   restorations(w.selected),
-		Throttled:      map[types.NamespacedName]time.Time{},
-		Paused:         cur.records,
-		PausedByOthers: cur.others,
-		LastRestored:   lastRestored(cur.level),
+		Now:               state.evaluated,
+		Config:            state.config,
+		Firing:            detection.Firing(state.readings),
+		FiringSince:       firingSince(state.readings),
+		ClearSince:        clearSince(state.readings),
+		Restorations:      restorations(w.selected),
+		Throttled:         map[types.NamespacedName]time.Time{},
+		Paused:            cur.records,
+		PausedByOthers:    cur.others,
+		ThrottledByOthers: cur.othersThrottled,
+		LastRestored:      lastRestored(cur.level),
 	}
 	for sa, fs := range cur.throttles {
 		since, err := shed.ThrottledSince(fs)

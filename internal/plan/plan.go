@@ -120,6 +120,9 @@ type Input struct {
 	Paused map[types.NamespacedName]Pause
 	// PausedByOthers maps DaemonSets paused by other policies to the policy.
 	PausedByOthers map[types.NamespacedName]string
+	// ThrottledByOthers maps ServiceAccounts other policies throttle to the
+	// policy: a throttle has one owner at a time, the first to apply it.
+	ThrottledByOthers map[types.NamespacedName]string
 	// LastRestored is when this policy last finished restoring a DaemonSet.
 	LastRestored time.Time
 	// Restorations are the last full restores of DaemonSets, by DaemonSet.
@@ -282,12 +285,16 @@ func decideFiring(in Input, p *Plan) {
 }
 
 // throttleOne throttles an offender not yet throttled, or says why it may
-// not: a protected DaemonSet runs as it, or no throttle can be applied.
+// not: a protected DaemonSet runs as it, no throttle can be applied, or
+// another policy's throttle is in place.
 func throttleOne(in Input, p *Plan, o Offender) {
 	if _, ok := p.Throttled[o.ServiceAccount]; ok {
 		return
 	}
 	why := cmp.Or(o.protected(), o.CannotThrottle)
+	if by := in.ThrottledByOthers[o.ServiceAccount]; by != "" && why == "" {
+		why = fmt.Sprintf("policy %s throttles it already", by)
+	}
 	if why != "" {
 		p.Blocked = append(p.Blocked, Block{Kind: Throttled, Target: o.ServiceAccount, Reason: why})
 		return

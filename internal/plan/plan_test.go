@@ -160,6 +160,13 @@ func TestDecide(t *testing.T) {
 			wantBlocked: "would pause b/b, but 1 DaemonSets are paused already, 0 of them by other policies (maxPaused 1)",
 		},
 		{
+			name: "a ServiceAccount another policy throttles is left to it",
+			in: Input{Now: at(0), Firing: true, FiringSince: at(0), Offenders: []Offender{telemetry(0.8)},
+				ThrottledByOthers: map[types.NamespacedName]string{nn("telemetry/agent"): "first"}},
+			wantActions: "",
+			wantBlocked: "would throttle telemetry/agent, but policy first throttles it already",
+		},
+		{
 			name:   "maxPaused counts what other policies paused",
 			mutate: func(c *policy.Config) { c.Pause.After = 0; c.Throttle.Enabled = false; c.Pause.MaxPaused = 2 },
 			in: Input{Now: at(0), Firing: true, Offenders: []Offender{telemetry(0.7)},

@@ -108,25 +108,32 @@ func (c *writeCounter) stop() int {
 	return <-c.writes
 }
 
-// TestASteadyFloodWritesEachObjectOnce: once a DaemonSet is paused and its
-// ServiceAccount (of the same namespace and name) throttled, a minute of the
-// flood going on changes neither, however often the policy is evaluated.
-func TestASteadyFloodWritesEachObjectOnce(t *testing.T) {
-	cluster(t)
-	t.Cleanup(startOperator(t)) // stops after the policy is deleted: its finalizer needs the operator
-	ctx := context.Background()
-	p := policy("steady")
-	// Queue, not reject: the flood's LISTs keep being served, slowly, so the
-	// trigger keeps firing through the minute; and nothing is restored.
+// steadyPolicy is the test policy with a throttle that queues rather than
+// rejects, so that the flood's LISTs keep being served, slowly, and the
+// trigger keeps firing; and nothing is restored for ten minutes.
+func steadyPolicy(name string) *v1alpha1.LoadShedPolicy {
+	p := policy(name)
 	p.Spec.Actions.Throttle.LimitResponse = v1alpha1.LimitResponseQueue
 	p.Spec.Restore.StableFor = &metav1.Duration{Duration: 10 * time.Minute}
-	if err := env.Client.Create(ctx, p); err != nil {
+	return p
+}
+
+// TestASteadyFloodWritesEachObjectOnce: once a DaemonSet is paused and its
+// ServiceAccount (of the same namespace and name) throttled, a minute of the
+// flood going on changes neither, however often the policy is evaluated;
+// and a second policy with the same targets, firing too, does not fight
+// the first over them: it reports them as the first one's.
+func TestASteadyFloodWritesEachObjectOnce(t *testing.T) {
+	cluster(t)
+	t.Cleanup(startOperator(t)) // stops after the policies are deleted: their finalizers need the operator
+	ctx := context.Background()
+	first := steadyPolicy("steady")
+	if err := env.Client.Create(ctx, first); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { deletePolicy(t, p) })
+	t.Cleanup(func() { deletePolicy(t, first) })
 	flood := startLoad(t, "telemetry", 16, 0)
 	defer flood.Stop()
-	sa := attribution.ServiceAccount{Namespace: "telemetry", Name: "agent"}
 	eventually(t, "the ServiceAccount is throttled and the DaemonSet paused", func() error {
 		if err := throttleOf(); err != nil {
 			return err
@@ -136,8 +143,14 @@ func TestASteadyFloodWritesEachObjectOnce(t *testing.T) {
 		}
 		return nil
 	})
+	rival := steadyPolicy("rival")
+	if err := env.Client.Create(ctx, rival); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deletePolicy(t, rival) })
 
 	dsWrites := daemonSetWrites(t)
+	sa := attribution.ServiceAccount{Namespace: "telemetry", Name: "agent"}
 	fsWatch, err := kubernetes.NewForConfigOrDie(env.Config).FlowcontrolV1().FlowSchemas().Watch(ctx,
 		metav1.ListOptions{FieldSelector: "metadata.name=" + shed.ThrottleName(sa)})
 	if err != nil {
@@ -154,7 +167,7 @@ func TestASteadyFloodWritesEachObjectOnce(t *testing.T) {
 		t.Fatalf("the policy was not evaluated during the minute (%v, then %v): nothing was tested", evaluated, last)
 	}
 	if ds := getDS(t); shed.PausedBy(ds) != "steady" || ds.Annotations[v1alpha1.AnnotationWave] != "0" {
-		t.Fatalf("the DaemonSet is no longer fully paused: %v", ds.Annotations)
+		t.Fatalf("the DaemonSet is no longer fully paused by the first policy: %v", ds.Annotations)
 	}
 	if n := dsWrites.stop(); n > 1 {
 		t.Errorf("the paused DaemonSet was written %d times in a minute of steady flood, want at most 1", n)
@@ -162,11 +175,19 @@ func TestASteadyFloodWritesEachObjectOnce(t *testing.T) {
 	if n := fsWrites.stop(); n > 1 {
 		t.Errorf("the throttle FlowSchema was written %d times in a minute of steady flood, want at most 1", n)
 	}
-	if n := eventCount(t, "steady", v1alpha1.EventThrottled); n != 1 {
-		t.Errorf("%d Throttled events, want 1", n)
+	for policy, want := range map[string]map[string]int{
+		"steady": {v1alpha1.EventThrottled: 1, v1alpha1.EventPaused: 1, v1alpha1.EventBlocked: 0},
+		"rival":  {v1alpha1.EventThrottled: 0, v1alpha1.EventPaused: 0, v1alpha1.EventBlocked: 2},
+	} {
+		for reason, n := range want {
+			if got := eventCount(t, policy, reason); got != n {
+				t.Errorf("policy %s: %d %s events, want %d", policy, got, reason, n)
+			}
+		}
 	}
-	if n := eventCount(t, "steady", v1alpha1.EventPaused); n != 1 {
-		t.Errorf("%d Paused events, want 1", n)
+	blocked := getPolicy(t, "rival").Status.Blocked
+	if len(blocked) != 2 {
+		t.Errorf("the rival policy reports %+v blocked, want the throttle and the pause, as the first policy's", blocked)
 	}
 }
 
