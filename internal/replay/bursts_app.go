@@ -51,7 +51,7 @@ func appDeployment(replicas int32) *appsv1.Deployment {
 }
 
 // prepareApp creates the application and waits until all its pods are
-// available.
+// running.
 func prepareApp(ctx context.Context, env *BurstEnv) error {
 	replicas := int32(appPodsPerNode * env.Nodes)
 	if err := createAll(ctx, env.Client, []client.Object{appDeployment(replicas)}); err != nil {
@@ -60,14 +60,19 @@ func prepareApp(ctx context.Context, env *BurstEnv) error {
 	if err := waitForApp(ctx, env.Admin, 3*time.Minute); err != nil {
 		return err
 	}
-	env.Say("%s/%s: %d pods available", shopNamespace, appName, replicas)
+	env.Say("%s/%s: %d pods running", shopNamespace, appName, replicas)
 	return nil
 }
 
 // waitForApp waits until the application's rollout is complete: every
-// replica updated and available, and no old one left.
+// replica updated, no old one left, and every pod running. Not "available":
+// kube-controller-manager's node lifecycle controller marks pods on kwok's
+// fake nodes not ready now and then (Ready=False with the containers ready,
+// no reason), which stalls availability for minutes without changing the
+// load a rollout puts on the API servers, which is what the burst is for.
 func waitForApp(ctx context.Context, cs kubernetes.Interface, timeout time.Duration) error {
 	var last appsv1.DeploymentStatus
+	running := 0
 	err := wait.PollUntilContextTimeout(ctx, time.Second, timeout, true, func(ctx context.Context) (bool, error) {
 		d, err := cs.AppsV1().Deployments(shopNamespace).Get(ctx, appName, metav1.GetOptions{})
 		if err != nil {
@@ -75,13 +80,34 @@ func waitForApp(ctx context.Context, cs kubernetes.Interface, timeout time.Durat
 		}
 		want := ptr.Deref(d.Spec.Replicas, 1)
 		last = d.Status
-		return d.Status.ObservedGeneration >= d.Generation && d.Status.UpdatedReplicas == want &&
-			d.Status.Replicas == want && d.Status.AvailableReplicas == want, nil
+		if d.Status.ObservedGeneration < d.Generation || d.Status.UpdatedReplicas != want || d.Status.Replicas != want {
+			return false, nil
+		}
+		if running, err = runningAppPods(ctx, cs, nil); err != nil {
+			return false, nil
+		}
+		return running >= int(want), nil
 	})
 	if err != nil {
-		return fmt.Errorf("waiting for %s/%s's pods (status %+v): %w", shopNamespace, appName, last, err)
+		return fmt.Errorf("waiting for %s/%s's pods (status %+v, %d running): %w", shopNamespace, appName, last, running, err)
 	}
 	return nil
+}
+
+// runningAppPods counts the application's running pods, not deleting and
+// not on a node in skip.
+func runningAppPods(ctx context.Context, cs kubernetes.Interface, skip map[string]bool) (int, error) {
+	pods, err := cs.CoreV1().Pods(shopNamespace).List(ctx, metav1.ListOptions{LabelSelector: labels.FormatLabels(appLabels)})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, p := range pods.Items {
+		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil && !skip[p.Spec.NodeName] {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // rolloutBurst is a rolling update of the application (`kubectl rollout
@@ -193,16 +219,11 @@ func (d drainBurst) Run(ctx context.Context, env *BurstEnv) error {
 func waitForAppOff(ctx context.Context, cs kubernetes.Interface, drained map[string]bool, want int, timeout time.Duration) error {
 	running := 0
 	err := wait.PollUntilContextTimeout(ctx, time.Second, timeout, true, func(ctx context.Context) (bool, error) {
-		pods, err := cs.CoreV1().Pods(shopNamespace).List(ctx, metav1.ListOptions{LabelSelector: labels.FormatLabels(appLabels)})
+		n, err := runningAppPods(ctx, cs, drained)
 		if err != nil {
 			return false, nil
 		}
-		running = 0
-		for _, p := range pods.Items {
-			if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil && !drained[p.Spec.NodeName] {
-				running++
-			}
-		}
+		running = n
 		return running >= want, nil
 	})
 	if err != nil {
