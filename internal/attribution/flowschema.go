@@ -57,8 +57,12 @@ func Name(sa ServiceAccount) string {
 //
 // It returns an error when sa is incomplete, matched is nil or one of
 // loadshed's own, or matched's matchingPrecedence is below
-// MinAttributablePrecedence (wrapping ErrNoRoomAhead). A matched schema on
-// the exempt priority level is allowed: routing to it again changes nothing.
+// MinAttributablePrecedence, or routes to the exempt priority level (both
+// wrapping ErrNoRoomAhead). Only the operator's self-protection schema
+// routes to exempt: the admission policy in config/admission denies any
+// other schema of loadshed's that would, so that loadshed's credentials
+// cannot exempt anyone from APF. Requests on exempt are never limited;
+// there is nothing to attribute them for.
 func FlowSchemaFor(sa ServiceAccount, matched *flowcontrolv1.FlowSchema) (*flowcontrolv1ac.FlowSchemaApplyConfiguration, error) {
 	if sa.Namespace == "" || sa.Name == "" {
 		return nil, fmt.Errorf("serviceaccount %q needs a namespace and a name", sa.String())
@@ -73,6 +77,11 @@ func FlowSchemaFor(sa ServiceAccount, matched *flowcontrolv1.FlowSchema) (*flowc
 	if precedence < MinAttributablePrecedence {
 		return nil, fmt.Errorf("attributing %s: flowschema %q has matchingPrecedence %d, and only the mandatory %q schema may have matchingPrecedence 1, so nothing can go ahead of it: %w",
 			sa, matched.Name, precedence, flowcontrolv1.FlowSchemaNameExempt, ErrNoRoomAhead)
+	}
+
+	if matched.Spec.PriorityLevelConfiguration.Name == flowcontrolv1.PriorityLevelConfigurationNameExempt {
+		return nil, fmt.Errorf("attributing %s: flowschema %q routes it to the %q priority level, which only loadshed's "+
+			"self-protection schema may route to: %w", sa, matched.Name, flowcontrolv1.PriorityLevelConfigurationNameExempt, ErrNoRoomAhead)
 	}
 
 	spec := flowcontrolv1ac.FlowSchemaSpec().

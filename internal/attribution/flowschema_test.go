@@ -48,7 +48,7 @@ func TestFlowSchemaFor(t *testing.T) {
 			wantDistinguish: ptr.To(flowcontrolv1.FlowDistinguisherMethodByNamespaceType),
 		},
 		{
-			name: "a schema on the exempt level without a distinguisher is copied as it is",
+			name: "a schema on the exempt level is not attributed: only self-protection routes to exempt",
 			sa:   agent,
 			matched: &flowcontrolv1.FlowSchema{
 				ObjectMeta: metav1.ObjectMeta{Name: "trusted"},
@@ -57,8 +57,9 @@ func TestFlowSchemaFor(t *testing.T) {
 					MatchingPrecedence:         50,
 				},
 			},
-			wantLevel:      "exempt",
-			wantPrecedence: 49,
+			wantErr:          true,
+			wantErrNoRoom:    true,
+			wantErrSubstring: `routes it to the "exempt" priority level`,
 		},
 		{
 			name:             "a schema at precedence 1 leaves no room ahead",

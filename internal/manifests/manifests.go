@@ -68,3 +68,14 @@ func ApplyRBAC(ctx context.Context, c client.Client, root, namespace, fieldOwner
 	}
 	return nil
 }
+
+// ApplyAdmission applies the admission policies that hold the operator's
+// ServiceAccount (loadshed-system/loadshed-controller-manager, as the file
+// names it) to what loadshed does, from a checkout's config/admission.
+func ApplyAdmission(ctx context.Context, c client.Client, root, fieldOwner string) error {
+	objs, err := Read(root + "/config/admission/operator_limits.yaml")
+	if err != nil {
+		return err
+	}
+	return Apply(ctx, c, fieldOwner, objs...)
+}

@@ -26,7 +26,7 @@ import (
 // OperatorOptions say how to run the operator as its own process.
 type OperatorOptions struct {
 	// Root is the repository checkout: cmd/manager is built from it and
-	// config/rbac applied from it.
+	// config/rbac and config/admission applied from it.
 	Root string
 	// Namespace and ServiceAccount are the operator's.
 	Namespace, ServiceAccount string
@@ -34,10 +34,11 @@ type OperatorOptions struct {
 	Dir string
 }
 
-// StartOperator builds cmd/manager, applies the generated RBAC, and runs the
-// operator as its own process, authenticated as its ServiceAccount with a
-// TokenRequest token: exactly the permissions it ships with. Call stop to
-// end it.
+// StartOperator builds cmd/manager, applies the generated RBAC and the
+// admission policies of config/admission, and runs the operator as its own
+// process, authenticated as its ServiceAccount with a TokenRequest token:
+// exactly the permissions it ships with, and the limits beyond them. Call
+// stop to end it.
 func StartOperator(ctx context.Context, admin client.Client, base *rest.Config, opts OperatorOptions) (*Operator, error) {
 	bin := filepath.Join(opts.Dir, "loadshed-operator")
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/manager")
@@ -50,6 +51,9 @@ func StartOperator(ctx context.Context, admin client.Client, base *rest.Config, 
 		return nil, fmt.Errorf("creating namespace %s: %w", opts.Namespace, err)
 	}
 	if err := manifests.ApplyRBAC(ctx, admin, opts.Root, opts.Namespace, "loadshed-replay"); err != nil {
+		return nil, err
+	}
+	if err := manifests.ApplyAdmission(ctx, admin, opts.Root, "loadshed-replay"); err != nil {
 		return nil, err
 	}
 	cs, err := kubernetes.NewForConfig(base)
