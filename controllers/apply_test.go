@@ -276,7 +276,11 @@ func applyThrottlesOn(t *testing.T, r *LoadShedPolicyReconciler, state *reconcil
 		t.Fatal(err)
 	}
 	w := &world{inPlace: cur, matched: map[types.NamespacedName]*flowcontrolv1.FlowSchema{agentSA: matchedSchema(matched)}}
-	if err := r.applyThrottles(ctx, "flood", state, w, p); err != nil {
+	refused, err := r.applyThrottles(ctx, "flood", state, w, p)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if len(refused) > 0 {
+		t.Fatalf("refused %v", refused)
 	}
 }

@@ -1,16 +1,21 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -203,16 +208,24 @@ func lastRestored(level *flowcontrolv1.PriorityLevelConfiguration) time.Time {
 }
 
 // mitigate asks the planner what to do, carries the plan out (unless
-// dryRun) and records events and metrics.
+// dryRun), takes back what the API server refused, and records events and
+// metrics of what happened.
 func (r *LoadShedPolicyReconciler) mitigate(ctx context.Context, obj *v1alpha1.LoadShedPolicy, w *world, state *reconcileState) error {
-	p := plan.Decide(r.planInput(state, w))
+	in := r.planInput(state, w)
+	in.ThrottleBlockedSince = throttleBlockedSince(obj.Status.Blocked)
+	p := plan.Decide(in)
 	state.plan = &p
 	if !state.config.DryRun {
-		if err := r.applyPauses(ctx, obj.Name, state, w.inPlace, p); err != nil {
+		refusedPauses, err := r.applyPauses(ctx, obj.Name, state, w.inPlace, p)
+		if err != nil {
 			return err
 		}
-		if err := r.applyThrottles(ctx, obj.Name, state, w, p); err != nil {
+		refusedThrottles, err := r.applyThrottles(ctx, obj.Name, state, w, p)
+		if err != nil {
 			return err
+		}
+		for _, b := range append(refusedPauses, refusedThrottles...) {
+			p.Refuse(in, b)
 		}
 	}
 	r.recordChanges(obj, p, state.config.DryRun)
@@ -223,44 +236,83 @@ func (r *LoadShedPolicyReconciler) mitigate(ctx context.Context, obj *v1alpha1.L
 }
 
 // applyPauses writes each pause of the plan that differs from the
-// DaemonSet, then completes the restores the plan finished.
+// DaemonSet, then completes the restores the plan finished. It returns the
+// writes the API server refused; any other error stops it.
 func (r *LoadShedPolicyReconciler) applyPauses(ctx context.Context, policyName string, state *reconcileState,
-	cur *inPlace, p plan.Plan) error {
+	cur *inPlace, p plan.Plan) ([]plan.Block, error) {
+	var refusals []plan.Block
 	if len(p.Paused) > 0 {
 		nodes := &corev1.NodeList{}
 		if err := r.List(ctx, nodes); err != nil {
-			return fmt.Errorf("listing nodes: %w", err)
+			return nil, fmt.Errorf("listing nodes: %w", err)
 		}
-		reasons := pauseReasons(p)
+		kinds, reasons := daemonSetChanges(p)
 		for _, key := range slices.SortedFunc(maps.Keys(p.Paused), plan.CompareNames) {
 			if slices.Contains(p.Held, key) {
 				continue
 			}
-			if err := r.applyPause(ctx, policyName, state, cur.paused[key], key, p, reasons[key], nodes.Items); err != nil {
-				return err
+			err := r.applyPause(ctx, policyName, state, cur.paused[key], key, p, reasons[key], nodes.Items)
+			if b, refused := refusal(err, cmp.Or(kinds[key], plan.Paused), key); refused {
+				refusals = append(refusals, b)
+			} else if err != nil {
+				return nil, err
 			}
 		}
 	}
 	for _, key := range p.Restored {
 		if ds := cur.paused[key]; ds != nil {
 			remember := &plan.Restoration{At: state.evaluated, Attempt: cur.records[key].Attempt}
-			if err := r.restore(ctx, ds, remember); err != nil {
-				return err
+			err := r.restore(ctx, ds, remember)
+			if b, refused := refusal(err, plan.Restored, key); refused {
+				refusals = append(refusals, b)
+			} else if err != nil {
+				return nil, err
 			}
 		}
 	}
-	return nil
+	return refusals, nil
 }
 
-// pauseReasons are the reasons of the plan's changes to DaemonSets, by DaemonSet.
-func pauseReasons(p plan.Plan) map[types.NamespacedName]string {
-	out := map[types.NamespacedName]string{}
-	for _, c := range p.Changes {
-		if c.Kind.OnDaemonSet() {
-			out[c.Target] = c.Reason
+// refusal reports whether err is the API server refusing a write (denied by
+// RBAC or an admission policy, invalid, too large): trying again at once
+// would not help, so the plan reports it as blocked instead of failing the
+// loop. Other errors (conflicts, timeouts) are retried.
+func refusal(err error, kind plan.ChangeKind, target types.NamespacedName) (plan.Block, bool) {
+	var status apierrors.APIStatus
+	if err == nil || !errors.As(err, &status) {
+		return plan.Block{}, false
+	}
+	switch status.Status().Code {
+	case http.StatusForbidden, http.StatusUnprocessableEntity, http.StatusRequestEntityTooLarge, http.StatusBadRequest:
+		return plan.Block{Kind: kind, Target: target, Reason: "the API server refused it: " + status.Status().Message}, true
+	}
+	return plan.Block{}, false
+}
+
+// throttleBlockedSince reads, from the status the loop started from, since
+// when each ServiceAccount's throttle has been blocked.
+func throttleBlockedSince(blocked []v1alpha1.BlockedStatus) map[types.NamespacedName]time.Time {
+	out := map[types.NamespacedName]time.Time{}
+	for _, b := range blocked {
+		ns, name, ok := strings.Cut(b.Target, "/")
+		if b.Kind != v1alpha1.ActionThrottle || !ok || b.Since == nil {
+			continue
 		}
+		out[types.NamespacedName{Namespace: ns, Name: name}] = b.Since.Time
 	}
 	return out
+}
+
+// daemonSetChanges are the kinds and reasons of the plan's changes to
+// DaemonSets, by DaemonSet.
+func daemonSetChanges(p plan.Plan) (map[types.NamespacedName]plan.ChangeKind, map[types.NamespacedName]string) {
+	kinds, out := map[types.NamespacedName]plan.ChangeKind{}, map[types.NamespacedName]string{}
+	for _, c := range p.Changes {
+		if c.Kind.OnDaemonSet() {
+			kinds[c.Target], out[c.Target] = c.Kind, c.Reason
+		}
+	}
+	return kinds, out
 }
 
 // applyPause writes one DaemonSet's pause or restore wave, if it changed. ds

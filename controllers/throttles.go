@@ -21,22 +21,27 @@ import (
 
 // applyThrottles makes the policy's throttles what the plan says: the
 // throttling priority level while anything is throttled or paused, a
-// throttle FlowSchema per throttled ServiceAccount, nothing else.
+// throttle FlowSchema per throttled ServiceAccount, nothing else. It
+// returns the throttles the API server refused; any other error stops it.
 func (r *LoadShedPolicyReconciler) applyThrottles(ctx context.Context, policyName string, state *reconcileState,
-	w *world, p plan.Plan) error {
+	w *world, p plan.Plan) ([]plan.Block, error) {
 	cur := w.inPlace
 	if len(p.Throttled) > 0 || len(cur.throttles) > 0 {
 		if err := r.applyThrottleLevel(ctx, policyName, state, cur.level, len(p.Restored) > 0); err != nil {
-			return err
+			return nil, err
 		}
 	}
+	var refusals []plan.Block
 	for _, sa := range slices.SortedFunc(maps.Keys(p.Throttled), plan.CompareNames) {
 		matched := w.matched[sa]
 		if cur.throttles[sa] != nil || matched == nil {
 			continue
 		}
-		if err := r.applyThrottle(ctx, policyName, attribution.ServiceAccount(sa), matched, p.Throttled[sa]); err != nil {
-			return err
+		err := r.applyThrottle(ctx, policyName, attribution.ServiceAccount(sa), matched, p.Throttled[sa])
+		if b, refused := refusal(err, plan.Throttled, sa); refused {
+			refusals = append(refusals, b)
+		} else if err != nil {
+			return nil, err
 		}
 	}
 	for sa, fs := range cur.throttles {
@@ -44,16 +49,16 @@ func (r *LoadShedPolicyReconciler) applyThrottles(ctx context.Context, policyNam
 			continue
 		}
 		if err := r.Delete(ctx, fs); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("removing the throttle of %s: %w", sa, err)
+			return nil, fmt.Errorf("removing the throttle of %s: %w", sa, err)
 		}
 		ctrl.LoggerFrom(ctx).Info("Unthrottled a ServiceAccount", "serviceAccount", sa.String())
 	}
 	if len(p.Throttled) == 0 && len(p.Paused) == 0 && cur.level != nil {
 		if err := r.Delete(ctx, cur.level); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("removing the throttling priority level: %w", err)
+			return nil, fmt.Errorf("removing the throttling priority level: %w", err)
 		}
 	}
-	return nil
+	return refusals, nil
 }
 
 // applyThrottleLevel applies the throttling priority level when it is

@@ -127,6 +127,11 @@ type Input struct {
 	LastRestored time.Time
 	// Restorations are the last full restores of DaemonSets, by DaemonSet.
 	Restorations map[types.NamespacedName]Restoration
+	// ThrottleBlockedSince maps each ServiceAccount whose throttle was
+	// blocked (refused by the API server, or not possible) at the last
+	// evaluation to since when: a throttle tried again and refused again
+	// does not restart the pause clock.
+	ThrottleBlockedSince map[types.NamespacedName]time.Time
 	// Overridden maps each paused DaemonSet whose pause someone else removed
 	// to when loadshed last put one back on it (zero if never).
 	Overridden map[types.NamespacedName]time.Time
@@ -185,10 +190,40 @@ type Block struct {
 
 func (b Block) String() string {
 	verb := "pause"
-	if b.Kind == Throttled {
+	switch b.Kind {
+	case Throttled:
 		verb = "throttle"
+	case Unthrottled:
+		verb = "unthrottle"
+	case RestoreStarted, WaveAdvanced, Restored:
+		verb = "restore"
 	}
 	return fmt.Sprintf("would %s %s, but %s", verb, b.Target, b.Reason)
+}
+
+// Refuse takes back a change the API server refused to make, so that the
+// plan, which status, events and metrics report, holds only what happened,
+// and reports it as blocked. What was in place before stays as it was.
+func (p *Plan) Refuse(in Input, b Block) {
+	onDaemonSet := b.Kind.OnDaemonSet()
+	if onDaemonSet {
+		if rec, ok := in.Paused[b.Target]; ok {
+			p.Paused[b.Target] = rec
+		} else {
+			delete(p.Paused, b.Target)
+		}
+		isTarget := func(k types.NamespacedName) bool { return k == b.Target }
+		p.Restored = slices.DeleteFunc(p.Restored, isTarget)
+		p.PutBack = slices.DeleteFunc(p.PutBack, isTarget)
+	} else if since, ok := in.Throttled[b.Target]; ok {
+		p.Throttled[b.Target] = since
+	} else {
+		delete(p.Throttled, b.Target)
+	}
+	p.Changes = slices.DeleteFunc(p.Changes, func(c Change) bool {
+		return c.Target == b.Target && c.Kind.OnDaemonSet() == onDaemonSet
+	})
+	p.Blocked = append(p.Blocked, b)
 }
 
 // Change is one change, with a sentence saying why. Target is the
@@ -304,14 +339,18 @@ func throttleOne(in Input, p *Plan, o Offender) {
 }
 
 // pauseDue reports whether an offender's DaemonSets are due to be paused:
-// pause.after after its throttle began or, when it could not be throttled,
-// after the triggers started firing.
+// pause.after after its throttle began (or was first blocked, when it is
+// being tried again) or, when it cannot be throttled, after the triggers
+// started firing.
 func pauseDue(in Input, p *Plan, o Offender) bool {
 	cfg := in.Config
 	if !cfg.Throttle.Enabled || cfg.Pause.After <= 0 {
 		return true
 	}
 	since, throttled := p.Throttled[o.ServiceAccount]
+	if blocked, ok := in.ThrottleBlockedSince[o.ServiceAccount]; ok && throttled && blocked.Before(since) {
+		since = blocked
+	}
 	if !throttled {
 		since = in.FiringSince
 		if since.IsZero() {

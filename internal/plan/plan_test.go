@@ -417,3 +417,49 @@ func TestEachPutBackWaitsLonger(t *testing.T) {
 		t.Errorf("the record counts %d overrides, want %d", got, len(putBacks)+1)
 	}
 }
+
+// TestARefusedChangeIsTakenBack: what the API server refused is neither in
+// the plan's sets nor among its changes, and is reported as blocked; what
+// was in place before stays.
+func TestARefusedChangeIsTakenBack(t *testing.T) {
+	cfg := config()
+	cfg.Pause.After = 0
+	in := Input{Config: cfg, Now: at(0), Firing: true, FiringSince: at(0),
+		Offenders: []Offender{telemetry(0.8)},
+		Paused:    map[types.NamespacedName]Pause{nn("old/one"): {Since: at(-600), Wave: 1, WaveStarted: at(-30)}}}
+	p := Decide(in)
+	if got := kinds(p); got != "Repaused old/one; Throttled telemetry/agent; Paused telemetry/agent" {
+		t.Fatalf("changes %q", got)
+	}
+	p.Refuse(in, Block{Kind: Throttled, Target: nn("telemetry/agent"), Reason: "the API server refused: denied"})
+	p.Refuse(in, Block{Kind: Repaused, Target: nn("old/one"), Reason: "the API server refused: denied"})
+	if got := kinds(p); got != "Paused telemetry/agent" {
+		t.Errorf("changes after the refusals %q, want only the pause that was made", got)
+	}
+	if _, ok := p.Throttled[nn("telemetry/agent")]; ok {
+		t.Error("the refused throttle is still in the plan")
+	}
+	if rec := p.Paused[nn("old/one")]; rec.Wave != 1 || rec.Attempt != 0 {
+		t.Errorf("the refused re-pause changed the record in the plan: %+v", rec)
+	}
+	if len(p.Blocked) != 2 || p.Blocked[0].String() != "would throttle telemetry/agent, but the API server refused: denied" ||
+		p.Blocked[1].String() != "would pause old/one, but the API server refused: denied" {
+		t.Errorf("blocked %v", p.Blocked)
+	}
+}
+
+// TestARefusedThrottleDoesNotHoldThePauseBack: tried again every loop and
+// refused every time, a throttle's pause clock runs from the first refusal.
+func TestARefusedThrottleDoesNotHoldThePauseBack(t *testing.T) {
+	cfg := config() // pause.after 1m
+	in := Input{Config: cfg, Now: at(70), Firing: true, FiringSince: at(0), Offenders: []Offender{telemetry(0.8)},
+		ThrottleBlockedSince: map[types.NamespacedName]time.Time{nn("telemetry/agent"): at(5)}}
+	p := Decide(in)
+	if _, ok := p.Paused[nn("telemetry/agent")]; !ok {
+		t.Errorf("not paused 65s after the throttle was first refused: %s", kinds(p))
+	}
+	in.ThrottleBlockedSince = nil
+	if p := Decide(in); len(p.Paused) != 0 {
+		t.Errorf("paused at once by a throttle made now: %s", kinds(p))
+	}
+}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
@@ -15,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
@@ -325,4 +328,110 @@ func TestACriticalDaemonSetIsReportedNeverPaused(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "named in allowCritical, it is throttled", throttleOf)
+}
+
+// denyPolicy installs a ValidatingAdmissionPolicy that denies, to everyone,
+// the writes of a resource that expression rejects, and returns a function
+// that removes it.
+func denyPolicy(t *testing.T, name, group, resource, expression string) func() {
+	t.Helper()
+	ctx := context.Background()
+	vap := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+			MatchConstraints: &admissionregistrationv1.MatchResources{
+				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+					RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+						Operations: []admissionregistrationv1.OperationType{
+							admissionregistrationv1.Create, admissionregistrationv1.Update},
+						Rule: admissionregistrationv1.Rule{APIGroups: []string{group}, APIVersions: []string{"*"},
+							Resources: []string{resource}},
+					},
+				}},
+			},
+			Validations: []admissionregistrationv1.Validation{{Expression: expression, Message: name}},
+		},
+	}
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: name,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}},
+	}
+	for _, o := range []client.Object{vap, binding} {
+		if err := env.Client.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return func() {
+		for _, o := range []client.Object{binding, vap} {
+			if err := env.Client.Delete(ctx, o); client.IgnoreNotFound(err) != nil {
+				t.Errorf("removing %s: %v", name, err)
+			}
+		}
+	}
+}
+
+// TestARefusedWriteIsReportedNotClaimed: the API server refuses the
+// throttle FlowSchema and the DaemonSet's pause (here two admission
+// policies; in production RBAC, an admission webhook, or an object too
+// large). Status and one Blocked event each say so, no event or status
+// claims either; once the pause is allowed it comes at once, its clock
+// having run since the throttle was first refused.
+func TestARefusedWriteIsReportedNotClaimed(t *testing.T) {
+	original := cluster(t)
+	ctx := context.Background()
+	allowThrottles := denyPolicy(t, "no-throttles-here", "flowcontrol.apiserver.k8s.io", "flowschemas",
+		`object.metadata.?labels.orValue({})[?"loadshed.io/role"] != optional.of("throttle")`)
+	t.Cleanup(allowThrottles)
+	allowPauses := denyPolicy(t, "no-pauses-here", "apps", "daemonsets",
+		`!object.spec.template.spec.?nodeSelector.orValue({}).exists(k, k == "loadshed.io/paused")`)
+	t.Cleanup(allowPauses)
+	t.Cleanup(startOperator(t))
+	p := policy("refused")
+	p.Spec.Actions.Pause.After = &metav1.Duration{Duration: 5 * time.Second}
+	if err := env.Client.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deletePolicy(t, p) })
+	flood := startLoad(t, "telemetry", 16, 0)
+	defer flood.Stop()
+
+	eventually(t, "the refused throttle and pause are reported", func() error {
+		reasons := map[v1alpha1.ActionKind]string{}
+		for _, b := range getPolicy(t, "refused").Status.Blocked {
+			reasons[b.Kind] = b.Reason
+		}
+		for _, kind := range []v1alpha1.ActionKind{v1alpha1.ActionThrottle, v1alpha1.ActionPause} {
+			if !strings.Contains(reasons[kind], "the API server refused it") {
+				return fmt.Errorf("%s blocked: %q", kind, reasons[kind])
+			}
+		}
+		return nil
+	})
+	time.Sleep(3 * time.Second) // a few more evaluations, each refused again
+	got := getPolicy(t, "refused")
+	if len(got.Status.Actions) != 0 || got.Status.PausedCount != 0 || got.Status.ThrottledCount != 0 {
+		t.Errorf("status claims what the API server refused: actions %+v, %d paused, %d throttled",
+			got.Status.Actions, got.Status.PausedCount, got.Status.ThrottledCount)
+	}
+	for reason, n := range map[string]int{v1alpha1.EventThrottled: 0, v1alpha1.EventPaused: 0, v1alpha1.EventBlocked: 2} {
+		if got := eventCount(t, "refused", reason); got != n {
+			t.Errorf("%d %s events, want %d", got, reason, n)
+		}
+	}
+	if !sameTemplate(getDS(t), original) {
+		t.Error("the DaemonSet changed although its pause was refused")
+	}
+
+	allowPauses()
+	eventually(t, "allowed, the pause is made", func() error {
+		if shed.PausedBy(getDS(t)) != "refused" {
+			return errors.New("not paused yet")
+		}
+		return nil
+	})
+	if n := eventCount(t, "refused", v1alpha1.EventPaused); n != 1 {
+		t.Errorf("%d Paused events, want 1", n)
+	}
 }
