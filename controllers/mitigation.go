@@ -213,6 +213,9 @@ func lastRestored(level *flowcontrolv1.PriorityLevelConfiguration) time.Time {
 func (r *LoadShedPolicyReconciler) mitigate(ctx context.Context, obj *v1alpha1.LoadShedPolicy, w *world, state *reconcileState) error {
 	in := r.planInput(state, w)
 	in.ThrottleBlockedSince = throttleBlockedSince(obj.Status.Blocked)
+	if state.config.DryRun {
+		in.Throttled, in.Paused = wouldBeInPlace(obj.Status.Actions, state.config.Restore.Probation)
+	}
 	p := plan.Decide(in)
 	state.plan = &p
 	if !state.config.DryRun {
@@ -287,6 +290,35 @@ func refusal(err error, kind plan.ChangeKind, target types.NamespacedName) (plan
 		return plan.Block{Kind: kind, Target: target, Reason: "the API server refused it: " + status.Status().Message}, true
 	}
 	return plan.Block{}, false
+}
+
+// wouldBeInPlace reads, from a dryRun policy's status, what it would have in
+// place had it acted: its plan goes on from there, so that it says "would
+// throttle" once and then, pause.after later, "would pause", as the policy
+// would, rather than "would throttle" at every evaluation.
+func wouldBeInPlace(actions []v1alpha1.ActionStatus, probation time.Duration) (map[types.NamespacedName]time.Time,
+	map[types.NamespacedName]plan.Pause) {
+	throttled, paused := map[types.NamespacedName]time.Time{}, map[types.NamespacedName]plan.Pause{}
+	for _, a := range actions {
+		ns, name, ok := strings.Cut(a.Target, "/")
+		if !ok || a.Since == nil {
+			continue
+		}
+		key := types.NamespacedName{Namespace: ns, Name: name}
+		switch a.Kind {
+		case v1alpha1.ActionThrottle:
+			throttled[key] = a.Since.Time
+		case v1alpha1.ActionPause:
+			rec := plan.Pause{Since: a.Since.Time, Attempt: int(a.Attempt), Wave: int(a.Wave)}
+			if a.NextRestoreTime != nil && rec.Wave > 0 {
+				rec.WaveStarted = a.NextRestoreTime.Add(-probation)
+			} else if a.NextRestoreTime != nil {
+				rec.NextRestore = a.NextRestoreTime.Time
+			}
+			paused[key] = rec
+		}
+	}
+	return throttled, paused
 }
 
 // throttleBlockedSince reads, from the status the loop started from, since

@@ -56,14 +56,15 @@ func deletePolicy(t *testing.T, p *v1alpha1.LoadShedPolicy) {
 }
 
 // TestDryRunChangesNothing: a dryRun policy reports what it would do, in
-// status and "Would..." events, and leaves the cluster as it is.
+// status and "Would..." events, each once and in the order the policy
+// would act (the pause pause.after after the throttle), and leaves the
+// cluster as it is.
 func TestDryRunChangesNothing(t *testing.T) {
 	original := cluster(t)
 	stop := startOperator(t)
 	defer stop()
-	p := policy("dry-run")
+	p := policy("dry-run") // pause.after 3s
 	p.Spec.DryRun = true
-	p.Spec.Actions.Pause.After = &metav1.Duration{}
 	if err := env.Client.Create(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +86,11 @@ func TestDryRunChangesNothing(t *testing.T) {
 		return nil
 	})
 	flood.Stop()
+	for _, reason := range []string{v1alpha1.EventThrottled, v1alpha1.EventPaused} {
+		if n := eventCount(t, "dry-run", v1alpha1.DryRunReason(reason)); n != 1 {
+			t.Errorf("%d %s events, want 1", n, v1alpha1.DryRunReason(reason))
+		}
+	}
 	if left := owned(t); len(left) > 0 {
 		t.Errorf("dryRun created %v", left)
 	}
