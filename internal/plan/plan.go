@@ -180,8 +180,9 @@ func (k ChangeKind) OnDaemonSet() bool {
 	return k != Throttled && k != Unthrottled
 }
 
-// Block is a change the policy would make but may not: Kind is Throttled
-// or Paused.
+// Block is a change the policy would make but may not, and why: Kind is
+// the change (Throttled, Paused, or a step of a restore the API server
+// refused).
 type Block struct {
 	Kind   ChangeKind
 	Target types.NamespacedName
