@@ -42,6 +42,7 @@ func (r *LoadShedPolicyReconciler) reconcileDelete(ctx context.Context, obj *v1a
 	}
 	r.Sampler.Unregister(obj.Name)
 	r.forgetMetrics(obj.Name)
+	r.statuses.forget(obj.Name)
 
 	err := r.undoAll(ctx, obj)
 	if err != nil {
@@ -70,7 +71,7 @@ func (r *LoadShedPolicyReconciler) undoAll(ctx context.Context, obj *v1alpha1.Lo
 	if err := r.writeDeleting(ctx, obj, describeUndo(cur), nil); err != nil {
 		return err
 	}
-	return r.undo(ctx, cur)
+	return r.undo(ctx, obj.Name, cur)
 }
 
 // writeDeleting writes the status of a policy being deleted.

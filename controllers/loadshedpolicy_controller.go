@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -58,6 +59,8 @@ type LoadShedPolicyReconciler struct {
 
 	// shedding counts, for the metrics, the time each policy spends shedding.
 	shedding sheddingClock
+	// statuses remembers the status each policy's last loop wrote.
+	statuses statusMemory
 }
 
 // reconcileState is what one loop saw and decided, for the status setters.
@@ -88,12 +91,57 @@ func (r *LoadShedPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		return ctrl.Result{}, err
 	}
 
+	r.statuses.freshen(obj)
 	base := obj.DeepCopy()
 	state := r.reconcilePolicy(ctx, obj)
 	setStatus(obj, state)
 	statusErr := r.patchStatus(ctx, obj, base)
+	if statusErr == nil {
+		r.statuses.remember(obj)
+	}
 	r.observeMetrics(obj.Name, state)
 	return resultFor(state), kerrors.NewAggregate([]error{ignoreSpecErrors(state.err), statusErr})
+}
+
+// statusMemory remembers the status each policy's last loop wrote. A loop
+// reads the policy from the cache, which may not hold that write yet when
+// the next loop starts (interval 1s, a slow API server): the triggers'
+// states, the blocked actions and a dryRun's would-be actions would then be
+// read as they were a loop earlier, and their events recorded twice.
+type statusMemory struct {
+	mu   sync.Mutex
+	last map[string]*v1alpha1.LoadShedPolicyStatus
+}
+
+// freshen replaces obj's status with the one this process last wrote, when
+// the cached one is older (evaluated earlier).
+func (m *statusMemory) freshen(obj *v1alpha1.LoadShedPolicy) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	last := m.last[obj.Name]
+	if last == nil || last.LastEvaluationTime == nil {
+		return
+	}
+	if cached := obj.Status.LastEvaluationTime; cached == nil || cached.Before(last.LastEvaluationTime) {
+		obj.Status = *last.DeepCopy()
+	}
+}
+
+// remember records the status written for obj.
+func (m *statusMemory) remember(obj *v1alpha1.LoadShedPolicy) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.last == nil {
+		m.last = map[string]*v1alpha1.LoadShedPolicyStatus{}
+	}
+	m.last[obj.Name] = obj.Status.DeepCopy()
+}
+
+// forget drops a deleted policy's status.
+func (m *statusMemory) forget(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.last, name)
 }
 
 // reconcilePolicy resolves the spec and, unless the policy is suspended,

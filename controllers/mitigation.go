@@ -44,6 +44,9 @@ type inPlace struct {
 	// othersThrottled ServiceAccounts other policies throttle.
 	others          map[types.NamespacedName]string
 	othersThrottled map[types.NamespacedName]string
+	// remembered are the DaemonSets the policy restored that keep the
+	// record of it, for a relapse; deleting the policy forgets them.
+	remembered []*appsv1.DaemonSet
 }
 
 // inPlaceFrom finds, in the shed state, what the policy has in place.
@@ -82,6 +85,9 @@ func inPlaceFrom(policyName string, st *shedState) (*inPlace, error) {
 func (c *inPlace) addPause(policyName string, ds *appsv1.DaemonSet) error {
 	by := shed.PausedBy(ds)
 	key := client.ObjectKeyFromObject(ds)
+	if _, ok := shed.ReadRestoration(ds, policyName); ok {
+		c.remembered = append(c.remembered, ds)
+	}
 	switch {
 	case by == "":
 	case by != policyName:
@@ -106,7 +112,6 @@ func (r *LoadShedPolicyReconciler) planInput(state *reconcileState, w *world) pl
 		Firing:            detection.Firing(state.readings),
 		FiringSince:       firingSince(state.readings),
 		ClearSince:        clearSince(state.readings),
-		Restorations:      restorations(w.selected),
 		Throttled:         map[types.NamespacedName]time.Time{},
 		Paused:            cur.records,
 		PausedByOthers:    cur.others,
@@ -157,11 +162,12 @@ func cannotThrottle(matched *flowcontrolv1.FlowSchema) string {
 	return ""
 }
 
-// restorations reads what the last full restores left on the DaemonSets.
-func restorations(dss []appsv1.DaemonSet) map[types.NamespacedName]plan.Restoration {
+// restorations reads what the policy's last full restores left on the
+// DaemonSets.
+func restorations(dss []appsv1.DaemonSet, policyName string) map[types.NamespacedName]plan.Restoration {
 	out := map[types.NamespacedName]plan.Restoration{}
 	for i := range dss {
-		if r, ok := shed.ReadRestoration(&dss[i]); ok {
+		if r, ok := shed.ReadRestoration(&dss[i], policyName); ok {
 			out[client.ObjectKeyFromObject(&dss[i])] = r
 		}
 	}
@@ -213,6 +219,7 @@ func lastRestored(level *flowcontrolv1.PriorityLevelConfiguration) time.Time {
 func (r *LoadShedPolicyReconciler) mitigate(ctx context.Context, obj *v1alpha1.LoadShedPolicy, w *world, state *reconcileState) error {
 	in := r.planInput(state, w)
 	in.ThrottleBlockedSince = throttleBlockedSince(obj.Status.Blocked)
+	in.Restorations = restorations(w.selected, obj.Name)
 	if state.config.DryRun {
 		in.Throttled, in.Paused = wouldBeInPlace(obj.Status.Actions, state.config.Restore.Probation)
 	}

@@ -4,12 +4,15 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/plan"
 )
 
@@ -41,5 +44,43 @@ func TestRefusal(t *testing.T) {
 				t.Errorf("block %+v", b)
 			}
 		})
+	}
+}
+
+// TestAStaleCachedStatusIsFreshened: a loop that starts before the cache
+// holds the status the last loop wrote reads that status instead.
+func TestAStaleCachedStatusIsFreshened(t *testing.T) {
+	at := func(s int) *metav1.Time {
+		tm := metav1.NewTime(time.Date(2026, 12, 2, 12, 0, s, 0, time.UTC))
+		return &tm
+	}
+	var m statusMemory
+	written := &v1alpha1.LoadShedPolicy{ObjectMeta: metav1.ObjectMeta{Name: "p"}}
+	written.Status.LastEvaluationTime = at(2)
+	written.Status.Blocked = []v1alpha1.BlockedStatus{{Kind: v1alpha1.ActionThrottle, Target: "a/b", Reason: "r"}}
+	m.remember(written)
+
+	stale := &v1alpha1.LoadShedPolicy{ObjectMeta: metav1.ObjectMeta{Name: "p"}}
+	stale.Status.LastEvaluationTime = at(1)
+	m.freshen(stale)
+	if len(stale.Status.Blocked) != 1 || !stale.Status.LastEvaluationTime.Equal(at(2)) {
+		t.Errorf("a stale status was not freshened: %+v", stale.Status)
+	}
+	newer := &v1alpha1.LoadShedPolicy{ObjectMeta: metav1.ObjectMeta{Name: "p"}}
+	newer.Status.LastEvaluationTime = at(3)
+	m.freshen(newer)
+	if len(newer.Status.Blocked) != 0 {
+		t.Error("a newer cached status was replaced by an older one")
+	}
+	other := &v1alpha1.LoadShedPolicy{ObjectMeta: metav1.ObjectMeta{Name: "q"}}
+	m.freshen(other)
+	if other.Status.LastEvaluationTime != nil {
+		t.Error("another policy's status was used")
+	}
+	m.forget("p")
+	stale.Status = v1alpha1.LoadShedPolicyStatus{LastEvaluationTime: at(1)}
+	m.freshen(stale)
+	if len(stale.Status.Blocked) != 0 {
+		t.Error("a deleted policy's status was remembered")
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -115,12 +116,21 @@ func throttleLevelChanged(level *flowcontrolv1.PriorityLevelConfiguration, t pol
 	return wantReject != (l.LimitResponse.Type == flowcontrolv1.LimitResponseTypeReject)
 }
 
-// undo restores every DaemonSet the policy paused and removes its throttles
-// and priority level: the finalizer's work.
-func (r *LoadShedPolicyReconciler) undo(ctx context.Context, cur *inPlace) error {
+// undo restores every DaemonSet the policy paused, forgets its restores,
+// and removes its throttles and priority level: the finalizer's work.
+func (r *LoadShedPolicyReconciler) undo(ctx context.Context, policyName string, cur *inPlace) error {
 	for _, ds := range cur.paused {
 		if err := r.restore(ctx, ds, nil); err != nil {
 			return err
+		}
+	}
+	for _, ds := range cur.remembered {
+		want, changed := shed.Forget(ds, policyName)
+		if !changed {
+			continue
+		}
+		if err := r.Update(ctx, want, client.FieldOwner(FieldOwner)); err != nil {
+			return fmt.Errorf("removing the record of the last restore from DaemonSet %s: %w", klog.KObj(ds), err)
 		}
 	}
 	for _, fs := range cur.throttles {

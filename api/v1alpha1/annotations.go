@@ -49,12 +49,8 @@ const (
 	AnnotationOriginal = "loadshed.io/original-scheduling"
 )
 
-// Annotations a full restore leaves on a DaemonSet, so that a relapse soon
+// AnnotationLastRestore is what a full restore leaves on a DaemonSet, as
+// JSON: the policy, when, and the attempt count, so that a relapse soon
 // after it continues the backoff (see plan.Restoration). A pause replaces
-// them; deleting the policy removes them.
-const (
-	// AnnotationRestoredAt is when the DaemonSet's last restore completed.
-	AnnotationRestoredAt = "loadshed.io/restored-at"
-	// AnnotationRestoredAttempt is the attempt count of that restore.
-	AnnotationRestoredAttempt = "loadshed.io/restored-attempt"
-)
+// it; deleting the policy removes it.
+const AnnotationLastRestore = "loadshed.io/last-restore"

@@ -122,8 +122,7 @@ func Apply(ds *appsv1.DaemonSet, policyName, reason string, rec plan.Pause, wave
 	setOrDelete(out.Annotations, v1alpha1.AnnotationNextRestore, formatTime(rec.NextRestore))
 	setOrDelete(out.Annotations, v1alpha1.AnnotationOverrides, formatCount(rec.Overrides))
 	// The pause record carries on what the last restore left.
-	delete(out.Annotations, v1alpha1.AnnotationRestoredAt)
-	delete(out.Annotations, v1alpha1.AnnotationRestoredAttempt)
+	delete(out.Annotations, v1alpha1.AnnotationLastRestore)
 
 	spec := &out.Spec.Template.Spec
 	spec.NodeSelector = copyMap(orig.NodeSelector)
@@ -151,10 +150,17 @@ var pauseAnnotations = []string{v1alpha1.AnnotationPausedBy, v1alpha1.Annotation
 	v1alpha1.AnnotationAttempt, v1alpha1.AnnotationWave, v1alpha1.AnnotationWaveStarted, v1alpha1.AnnotationNextRestore,
 	v1alpha1.AnnotationLoad, v1alpha1.AnnotationOriginal, v1alpha1.AnnotationOverriddenAt, v1alpha1.AnnotationOverrides}
 
+// lastRestore is the JSON of AnnotationLastRestore.
+type lastRestore struct {
+	Policy  string    `json:"policy"`
+	At      time.Time `json:"at"`
+	Attempt int       `json:"attempt"`
+}
+
 // Restore returns ds with its pod template's scheduling exactly as before
 // the pause and the pause record removed. With remember, it leaves what a
-// relapse must know of the restore (plan.Restoration); without, nothing of
-// loadshed's (the policy is being deleted).
+// relapse must know of the restore (plan.Restoration), for the policy that
+// paused it; without, nothing of loadshed's (the policy is being deleted).
 func Restore(ds *appsv1.DaemonSet, remember *plan.Restoration) (*appsv1.DaemonSet, error) {
 	orig, err := Original(ds)
 	if err != nil {
@@ -166,11 +172,13 @@ func Restore(ds *appsv1.DaemonSet, remember *plan.Restoration) (*appsv1.DaemonSe
 	for _, k := range pauseAnnotations {
 		delete(out.Annotations, k)
 	}
-	delete(out.Annotations, v1alpha1.AnnotationRestoredAt)
-	delete(out.Annotations, v1alpha1.AnnotationRestoredAttempt)
+	delete(out.Annotations, v1alpha1.AnnotationLastRestore)
 	if remember != nil {
-		out.Annotations[v1alpha1.AnnotationRestoredAt] = formatTime(remember.At)
-		out.Annotations[v1alpha1.AnnotationRestoredAttempt] = strconv.Itoa(remember.Attempt)
+		raw, err := json.Marshal(lastRestore{Policy: PausedBy(ds), At: remember.At.UTC(), Attempt: remember.Attempt})
+		if err != nil {
+			return nil, fmt.Errorf("recording the restore: %w", err)
+		}
+		out.Annotations[v1alpha1.AnnotationLastRestore] = string(raw)
 	}
 	if len(out.Annotations) == 0 {
 		out.Annotations = nil
@@ -178,18 +186,33 @@ func Restore(ds *appsv1.DaemonSet, remember *plan.Restoration) (*appsv1.DaemonSe
 	return out, nil
 }
 
-// ReadRestoration reads what the last restore left on a DaemonSet; false
-// if nothing (or nothing readable) is there.
-func ReadRestoration(ds *appsv1.DaemonSet) (plan.Restoration, bool) {
-	at, err := parseTime(ds.Annotations[v1alpha1.AnnotationRestoredAt])
-	if err != nil || at.IsZero() {
+// ReadRestoration reads what policyName's last restore left on a
+// DaemonSet; false if nothing (or nothing readable, or another policy's) is
+// there.
+func ReadRestoration(ds *appsv1.DaemonSet, policyName string) (plan.Restoration, bool) {
+	raw, ok := ds.Annotations[v1alpha1.AnnotationLastRestore]
+	if !ok {
 		return plan.Restoration{}, false
 	}
-	attempt, err := parseInt(ds.Annotations[v1alpha1.AnnotationRestoredAttempt])
-	if err != nil {
+	var r lastRestore
+	if err := json.Unmarshal([]byte(raw), &r); err != nil || r.Policy != policyName || r.At.IsZero() {
 		return plan.Restoration{}, false
 	}
-	return plan.Restoration{At: at, Attempt: attempt}, true
+	return plan.Restoration{At: r.At, Attempt: r.Attempt}, true
+}
+
+// Forget returns ds without what policyName's last restore left on it, and
+// whether there was anything to remove.
+func Forget(ds *appsv1.DaemonSet, policyName string) (*appsv1.DaemonSet, bool) {
+	if _, ok := ReadRestoration(ds, policyName); !ok {
+		return ds, false
+	}
+	out := ds.DeepCopy()
+	delete(out.Annotations, v1alpha1.AnnotationLastRestore)
+	if len(out.Annotations) == 0 {
+		out.Annotations = nil
+	}
+	return out, true
 }
 
 // OverriddenAt reads when loadshed last put back a pause someone removed.

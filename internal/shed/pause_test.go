@@ -166,15 +166,21 @@ func TestARestoreRemembersItsAttemptUntilTheNextPause(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, ok := ReadRestoration(restored)
+	got, ok := ReadRestoration(restored, "flood")
 	if !ok || got.Attempt != 2 || !got.At.Equal(t0.Add(time.Hour)) {
 		t.Errorf("restoration read back %+v (%v)", got, ok)
+	}
+	if _, ok := ReadRestoration(restored, "other"); ok {
+		t.Error("another policy reads the restoration as its own")
+	}
+	if forgot, ok := Forget(restored, "flood"); !ok || !equality.Semantic.DeepEqual(forgot.Annotations, ds.Annotations) {
+		t.Errorf("forgetting the restore leaves %v (%v), want %v", forgot.Annotations, ok, ds.Annotations)
 	}
 	again, err := Apply(restored, "flood", "", plan.Pause{Since: t0.Add(2 * time.Hour), Attempt: 3}, []int32{100}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := ReadRestoration(again); ok {
+	if _, ok := ReadRestoration(again, "flood"); ok {
 		t.Error("a new pause keeps the last restore's annotations beside its own record")
 	}
 	clean, err := Restore(again, nil)

@@ -425,8 +425,13 @@ func TestAFloodIsThrottledPausedAndRestoredInWaves(t *testing.T) {
 		}
 		return out
 	}
+	// The restore is remembered, for a relapse, until the policy goes.
+	if _, ok := shed.ReadRestoration(got, "flood"); !ok {
+		t.Errorf("the restore left no record for a relapse: %v", got.Annotations)
+	}
+	got, _ = shed.Forget(got, "flood")
 	if !equality.Semantic.DeepEqual(annotations(got), annotations(original)) {
-		t.Errorf("annotations after the restore: %v, want %v", got.Annotations, original.Annotations)
+		t.Errorf("annotations after the restore: %v, want %v and the restore's record", got.Annotations, original.Annotations)
 	}
 	eventually(t, "the throttle goes once quiet for stableFor again", func() error {
 		if left := owned(t); len(left) > 0 {
@@ -455,4 +460,7 @@ func TestAFloodIsThrottledPausedAndRestoredInWaves(t *testing.T) {
 		}
 		return nil
 	})
+	if got := getDS(t); !equality.Semantic.DeepEqual(annotations(got), annotations(original)) {
+		t.Errorf("annotations after the policy was deleted: %v, want %v", got.Annotations, original.Annotations)
+	}
 }
