@@ -307,11 +307,10 @@ func wouldBeInPlace(actions []v1alpha1.ActionStatus, probation time.Duration) (m
 	map[types.NamespacedName]plan.Pause) {
 	throttled, paused := map[types.NamespacedName]time.Time{}, map[types.NamespacedName]plan.Pause{}
 	for _, a := range actions {
-		ns, name, ok := strings.Cut(a.Target, "/")
+		key, ok := targetKey(a.Target)
 		if !ok || a.Since == nil {
 			continue
 		}
-		key := types.NamespacedName{Namespace: ns, Name: name}
 		switch a.Kind {
 		case v1alpha1.ActionThrottle:
 			throttled[key] = a.Since.Time
@@ -328,16 +327,22 @@ func wouldBeInPlace(actions []v1alpha1.ActionStatus, probation time.Duration) (m
 	return throttled, paused
 }
 
+// targetKey reads a status target, "namespace/name".
+func targetKey(target string) (types.NamespacedName, bool) {
+	ns, name, ok := strings.Cut(target, "/")
+	return types.NamespacedName{Namespace: ns, Name: name}, ok && ns != "" && name != ""
+}
+
 // throttleBlockedSince reads, from the status the loop started from, since
 // when each ServiceAccount's throttle has been blocked.
 func throttleBlockedSince(blocked []v1alpha1.BlockedStatus) map[types.NamespacedName]time.Time {
 	out := map[types.NamespacedName]time.Time{}
 	for _, b := range blocked {
-		ns, name, ok := strings.Cut(b.Target, "/")
+		key, ok := targetKey(b.Target)
 		if b.Kind != v1alpha1.ActionThrottle || !ok || b.Since == nil {
 			continue
 		}
-		out[types.NamespacedName{Namespace: ns, Name: name}] = b.Since.Time
+		out[key] = b.Since.Time
 	}
 	return out
 }

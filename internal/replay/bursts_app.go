@@ -66,10 +66,11 @@ func prepareApp(ctx context.Context, env *BurstEnv) error {
 
 // waitForApp waits until the application's rollout is complete: every
 // replica updated, no old one left, and every pod running. Not "available":
-// kube-controller-manager's node lifecycle controller marks pods on kwok's
-// fake nodes not ready now and then (Ready=False with the containers ready,
-// no reason), which stalls availability for minutes without changing the
-// load a rollout puts on the API servers, which is what the burst is for.
+// at 50 nodes, pods on kwok's fake nodes were seen turning Ready=False with
+// their containers ready and no reason (the mark kube-controller-manager's
+// node lifecycle controller leaves; not confirmed which writer it was),
+// which stalled availability for minutes without changing the load a
+// rollout puts on the API servers, which is what the burst is for.
 func waitForApp(ctx context.Context, cs kubernetes.Interface, timeout time.Duration) error {
 	var last appsv1.DeploymentStatus
 	running := 0
