@@ -47,8 +47,8 @@ type Work struct {
 	Path string
 	// Rate is requests per second per agent.
 	Rate float64
-	// List says that Path is a LIST: its requests count in Counts.Lists,
-	// the agents' offered load.
+	// List says that Path is a LIST: its requests count in Counts.Lists
+	// and Counts.ListAttempts, the agents' offered load.
 	List bool
 }
 
@@ -56,9 +56,15 @@ type Work struct {
 type Counts struct {
 	Running  int64
 	Requests int64
-	// Lists are the requests sent while the work was a LIST (each once:
-	// client-go's own retries of a 429 are not counted again); Bytes is
-	// every response body byte read, counted as it arrives.
+	// ListAttempts are the LISTs the agents meant to send, one per agent
+	// and period while the work was a LIST: those sent, and those skipped
+	// because the agent already had Parallel requests in flight. They are
+	// what the agents offer, whatever the API server makes of it.
+	ListAttempts int64
+	// Lists are the LISTs sent (each once: client-go's own retries of a
+	// 429 are not counted again): fewer than the attempts when the API
+	// server is slow to answer. Bytes is every response body byte read,
+	// counted as it arrives.
 	Lists     int64
 	Bytes     int64
 	Errors    int64
@@ -80,7 +86,7 @@ type Agents struct {
 	wg      sync.WaitGroup
 	work    atomic.Pointer[Work]
 
-	requests, lists, bytes, errors, throttled atomic.Int64
+	requests, attempts, lists, bytes, errors, throttled atomic.Int64
 }
 
 // NewAgents returns agents for the pods admin can see; base is the API
@@ -195,6 +201,9 @@ func (a *Agents) agent(ctx context.Context, pod *corev1.Pod) {
 		if w.Rate <= 0 {
 			continue
 		}
+		if w.List {
+			a.attempts.Add(1)
+		}
 		select {
 		case slots <- struct{}{}:
 		default:
@@ -269,12 +278,12 @@ func (a *Agents) Counts() Counts {
 	a.mu.Lock()
 	running := int64(len(a.running))
 	a.mu.Unlock()
-	return Counts{Running: running, Requests: a.requests.Load(), Lists: a.lists.Load(), Bytes: a.bytes.Load(),
-		Errors: a.errors.Load(), Throttled: a.throttled.Load()}
+	return Counts{Running: running, Requests: a.requests.Load(), ListAttempts: a.attempts.Load(), Lists: a.lists.Load(),
+		Bytes: a.bytes.Load(), Errors: a.errors.Load(), Throttled: a.throttled.Load()}
 }
 
 // String describes counts for logs.
 func (c Counts) String() string {
-	return fmt.Sprintf("%d agents, %d requests (%d LISTs), %d bytes read, %d errors, %d HTTP 429",
-		c.Running, c.Requests, c.Lists, c.Bytes, c.Errors, c.Throttled)
+	return fmt.Sprintf("%d agents, %d requests (%d LISTs of %d attempted), %d bytes read, %d errors, %d HTTP 429",
+		c.Running, c.Requests, c.Lists, c.ListAttempts, c.Bytes, c.Errors, c.Throttled)
 }

@@ -82,8 +82,8 @@ func TestAgentsFollowTheDaemonSetsPods(t *testing.T) {
 	if n := agents.Counts(); n.Errors != 0 {
 		t.Errorf("the agents' requests failed: %v", n)
 	}
-	if n := agents.Counts(); n.Lists == 0 || n.Lists > n.Requests || n.Bytes == 0 {
-		t.Errorf("want every LIST counted and the bytes read: %v", n)
+	if n := agents.Counts(); n.Lists == 0 || n.Lists > n.Requests || n.Bytes == 0 || n.ListAttempts < n.Lists {
+		t.Errorf("want every LIST counted, as sent and as attempted, and the bytes read: %v", n)
 	}
 
 	setSelector := func(sel map[string]string) {
@@ -109,15 +109,16 @@ func TestAgentsFollowTheDaemonSetsPods(t *testing.T) {
 	// only works if the path names a real one.
 	agents.Set(Work{Path: "/api/v1/nodes/{node}", Rate: 20})
 	before = agents.Counts().Requests
-	lists := agents.Counts().Lists
+	sofar := agents.Counts()
+	lists, attempts := sofar.Lists, sofar.ListAttempts
 	until("the agents GET their Nodes", func(n Counts) bool { return n.Requests > before+3*nodes })
 	if n := agents.Counts(); n.Errors != 0 {
 		t.Errorf("GETting their own Nodes failed: %v", n)
 	}
 	// An agent that read its work just before the change may count one
 	// more LIST.
-	if n := agents.Counts(); n.Lists > lists+nodes {
-		t.Errorf("GETs counted as LISTs: %d LISTs before, %v", lists, n)
+	if n := agents.Counts(); n.Lists > lists+nodes || n.ListAttempts > attempts+nodes {
+		t.Errorf("GETs counted as LISTs: %d LISTs of %d attempted before, %v", lists, attempts, n)
 	}
 	// Rate 0: idle. Requests are counted when sent: after a moment, none.
 	agents.Set(Work{})

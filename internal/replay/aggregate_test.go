@@ -98,7 +98,7 @@ func TestAggregateTable(t *testing.T) {
 		{"median (min–max) of 3 runs", "baseline loadshed drain"},
 		{"time to throttle (flood to throttle)", "never 22s (20s–30s) -"},
 		{"time to mitigate (flood to pause)", "never 33s (30s–35s) 2/3 -"},
-		{"offered load: agents' LISTs/s", "50.0 (10.0–50.0) 50.0 -"},
+		{"offered load: agents' LIST attempts/s", "50.0 (10.0–50.0) 50.0 -"},
 		{"false pauses (benign burst)", "- - 0 (0–1)"},
 		{"operator's API requests", "- 100 100"},
 		{"runs in which loadshed throttled", "- 3/3 0/3"},

@@ -9,7 +9,8 @@ import (
 )
 
 // flooded is a scenario whose flood starts at 10s and lasts a minute; in
-// its second i of the flood the agents send lists(i) LISTs of 1 MB each.
+// its second i of the flood the agents attempt and send lists(i) LISTs of
+// 1 MB each.
 func flooded(name string, lists func(i int) int64, events ...Event) Scenario {
 	s := Scenario{Name: name, FloodStart: 10 * time.Second, Events: events}
 	for i := range 70 {
@@ -17,6 +18,7 @@ func flooded(name string, lists func(i int) int64, events ...Event) Scenario {
 		if i >= 10 {
 			x.Phase = PhaseFlood
 			x.AgentLists = lists(i - 10)
+			x.AgentListAttempts = x.AgentLists
 			x.AgentBytes = x.AgentLists * 1_000_000
 		}
 		s.Samples = append(s.Samples, x)
@@ -25,6 +27,18 @@ func flooded(name string, lists func(i int) int64, events ...Event) Scenario {
 }
 
 func steady(n int64) func(int) int64 { return func(int) int64 { return n } }
+
+// answeredSlowly is s with the agents sending only a fraction of the LISTs
+// they attempt and reading as much fewer bytes: an API server slower to
+// answer, with every agent at its cap of requests in flight.
+func answeredSlowly(s Scenario, fraction float64) Scenario {
+	for i := range s.Samples {
+		x := &s.Samples[i]
+		x.AgentLists = int64(float64(x.AgentLists) * fraction)
+		x.AgentBytes = int64(float64(x.AgentBytes) * fraction)
+	}
+	return s
+}
 
 // tiring sends 50 a second for its first 8 seconds, then half as many: an
 // API server that falls behind.
@@ -48,6 +62,7 @@ func TestOfferedLoadOf(t *testing.T) {
 	busyBefore := flooded("baseline", steady(50))
 	for i := range 10 {
 		busyBefore.Samples[i].AgentLists, busyBefore.Samples[i].AgentBytes = 1000, 1000*1e6
+		busyBefore.Samples[i].AgentListAttempts = 1000
 	}
 	for _, tc := range []struct {
 		name       string
@@ -70,11 +85,18 @@ func TestOfferedLoadOf(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := OfferedLoadOf(tc.s)
-			if got.Window != tc.wantWindow || got.ListsPerSecond != tc.wantLists || got.BytesPerSecond != tc.wantLists*1e6 {
+			if got.Window != tc.wantWindow || got.AttemptsPerSecond != tc.wantLists ||
+				got.ListsPerSecond != tc.wantLists || got.BytesPerSecond != tc.wantLists*1e6 {
 				t.Errorf("got %+v, want %v of %v LISTs/s", got, tc.wantWindow, tc.wantLists)
 			}
 		})
 	}
+	t.Run("attempts, LISTs sent and bytes are read apart", func(t *testing.T) {
+		got := OfferedLoadOf(answeredSlowly(flooded("baseline", steady(50)), 0.5))
+		if got.AttemptsPerSecond != 50 || got.ListsPerSecond != 25 || got.BytesPerSecond != 25e6 {
+			t.Errorf("got %+v, want 50 attempts, 25 LISTs and 25 MB a second", got)
+		}
+	})
 }
 
 func TestCompareOfferedLoad(t *testing.T) {
@@ -83,6 +105,10 @@ func TestCompareOfferedLoad(t *testing.T) {
 	lighter := flooded("loadshed", steady(50))
 	for i := range lighter.Samples {
 		lighter.Samples[i].AgentBytes /= 2
+	}
+	unsent := flooded("loadshed", steady(50))
+	for i := range unsent.Samples {
+		unsent.Samples[i].AgentLists = 0
 	}
 	for _, tc := range []struct {
 		name string
@@ -94,10 +120,14 @@ func TestCompareOfferedLoad(t *testing.T) {
 			flooded("baseline", steady(50)), flooded("loadshed", steady(50)), ""},
 		{"a difference within the tolerance compares",
 			flooded("baseline", steady(50)), flooded("loadshed", steady(41)), ""},
-		{"fewer LISTs than the tolerance allows do not",
-			flooded("baseline", steady(50)), flooded("loadshed", steady(35)), "LISTs per second over the first 20s of the flood differ by 30%"},
+		{"fewer attempts than the tolerance allows do not",
+			flooded("baseline", steady(50)), flooded("loadshed", steady(35)), "LIST attempts per second over the first 20s of the flood differ by 30%"},
 		{"fewer bytes read, as responses arrive later, do not make another flood",
 			flooded("baseline", steady(50)), lighter, ""},
+		{"fewer LISTs sent, as the agents wait for a slower API server, do not make another flood",
+			flooded("baseline", steady(50)), answeredSlowly(flooded("loadshed", steady(50)), 0.7), ""},
+		{"no LIST sent is a flood not measured",
+			flooded("baseline", steady(50)), unsent, "LISTs sent per second over the first 20s of the flood: baseline 50, loadshed 0"},
 		{"both are measured over the shorter window: before loadshed throttled",
 			flooded("baseline", tiring()), flooded("loadshed", tiring(), at(18*time.Second, v1alpha1.EventThrottled)), ""},
 		{"a shorter window does not hide a difference",

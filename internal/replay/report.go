@@ -36,9 +36,10 @@ type Sample struct {
 	InnocentLatencies []time.Duration
 	// Paused and Throttled count what loadshed has in place.
 	Paused, Throttled int
-	// AgentLists are the LISTs the telemetry agents sent in the second, and
-	// AgentBytes the response bytes they read in it.
-	AgentLists, AgentBytes int64
+	// AgentListAttempts are the LISTs the telemetry agents meant to send in
+	// the second, AgentLists those they sent (at most Parallel each in
+	// flight), and AgentBytes the response bytes they read in it.
+	AgentListAttempts, AgentLists, AgentBytes int64
 	// AgentsRunning is how many agents ran as the second began.
 	AgentsRunning int
 }
@@ -178,14 +179,15 @@ func scoreInnocents(s Scenario, sc *Score) {
 func WriteCSV(w io.Writer, runs [][]Scenario) error {
 	cw := csv.NewWriter(w)
 	_ = cw.Write([]string{"run", "scenario", "second", "phase", "inflight", "innocent_requests", "innocent_errors",
-		"innocent_p99_seconds", "paused", "throttled", "agents_running", "agent_lists", "agent_bytes"})
+		"innocent_p99_seconds", "paused", "throttled", "agents_running", "agent_list_attempts", "agent_lists", "agent_bytes"})
 	for i, run := range runs {
 		for _, s := range run {
 			for _, x := range s.Samples {
 				_ = cw.Write([]string{strconv.Itoa(i + 1), s.Name, strconv.Itoa(int(x.At / time.Second)), x.Phase,
 					strconv.FormatFloat(x.Inflight, 'f', -1, 64), strconv.Itoa(x.InnocentRequests), strconv.Itoa(x.InnocentErrors),
 					strconv.FormatFloat(x.InnocentP99.Seconds(), 'f', 3, 64), strconv.Itoa(x.Paused), strconv.Itoa(x.Throttled),
-					strconv.Itoa(x.AgentsRunning), strconv.FormatInt(x.AgentLists, 10), strconv.FormatInt(x.AgentBytes, 10)})
+					strconv.Itoa(x.AgentsRunning), strconv.FormatInt(x.AgentListAttempts, 10), strconv.FormatInt(x.AgentLists, 10),
+					strconv.FormatInt(x.AgentBytes, 10)})
 			}
 		}
 	}

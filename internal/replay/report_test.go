@@ -184,7 +184,7 @@ func TestTheScoreTableShowsWhatAppliesToEachScenario(t *testing.T) {
 		{"time to throttle (flood to throttle)", "never -"},
 		{"false pauses (benign burst)", "- 1"},
 		{"false throttles (benign burst)", "- 0"},
-		{"offered load: agents' LISTs/s", "0.0 -"},
+		{"offered load: agents' LIST attempts/s", "0.0 -"},
 	} {
 		line := ""
 		for _, l := range strings.Split(table, "\n") {

@@ -82,7 +82,8 @@ func scoreRows() []scoreRow {
 	return []scoreRow{
 		{"time to throttle (flood to throttle)", flood(func(_ Scenario, sc Score) figure { return duration(sc.TimeToThrottle) }), seconds},
 		{"time to mitigate (flood to pause)", flood(func(_ Scenario, sc Score) figure { return duration(sc.TimeToMitigate) }), seconds},
-		{"offered load: agents' LISTs/s", flood(func(_ Scenario, sc Score) figure { return number(sc.Offered.ListsPerSecond) }), tenths},
+		{"offered load: agents' LIST attempts/s", flood(func(_ Scenario, sc Score) figure { return number(sc.Offered.AttemptsPerSecond) }), tenths},
+		{"offered load: agents' LISTs sent/s", flood(func(_ Scenario, sc Score) figure { return number(sc.Offered.ListsPerSecond) }), tenths},
 		{"offered load: agents' MB/s read", flood(func(_ Scenario, sc Score) figure { return number(sc.Offered.BytesPerSecond) }), mbps},
 		{"offered load: measured over the flood's first", flood(func(_ Scenario, sc Score) figure { return number(float64(sc.Offered.Window)) }), seconds},
 		{"peak in-flight requests during the flood/burst", func(_ Scenario, sc Score) figure { return number(sc.PeakInflight) }, whole},

@@ -533,20 +533,21 @@ func (r *runner) record(s int, phase string, snap *snapshot, rec *Recorder) {
 	worst := snap.worst
 	snap.mu.Unlock()
 	r.res.Samples = append(r.res.Samples, sample)
-	prev, lists := Second{}, int64(0)
+	prev, last := Second{}, Sample{}
 	if s > 0 {
 		prev = rec.Second(s - 1)
-		lists = r.res.Samples[s-1].AgentLists
+		last = r.res.Samples[s-1]
 	}
-	r.say("t=%4ds %-7s inflight %4.0f  innocent p99 %6s err %d/%-3d  paused %d throttled %d  agents %d LIST/s %d  %s",
+	r.say("t=%4ds %-7s inflight %4.0f  innocent p99 %6s err %d/%-3d  paused %d throttled %d  agents %d LIST/s %d of %d  %s",
 		s, sample.Phase, sample.Inflight, prev.P99.Round(time.Millisecond), prev.Errors, prev.Requests,
-		sample.Paused, sample.Throttled, n.Running, lists, worst)
+		sample.Paused, sample.Throttled, n.Running, last.AgentLists, last.AgentListAttempts, worst)
 }
 
 // countAgents gives the last sample what the agents did since it began.
 func (r *runner) countAgents(n Counts) {
 	if k := len(r.res.Samples); k > 0 {
 		x := &r.res.Samples[k-1]
+		x.AgentListAttempts = n.ListAttempts - r.counted.ListAttempts
 		x.AgentLists, x.AgentBytes = n.Lists-r.counted.Lists, n.Bytes-r.counted.Bytes
 	}
 	r.counted = n
