@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -106,70 +108,83 @@ func findSchema(schemas []flowcontrolv1.FlowSchema, name string) *flowcontrolv1.
 	return &schemas[i]
 }
 
-func TestApplyAttribution(t *testing.T) {
-	attr := attribution.Name(attribution.ServiceAccount(agentSA))
+func TestCannotThrottle(t *testing.T) {
+	sa := func(s string) types.NamespacedName {
+		ns, name, _ := strings.Cut(s, "/")
+		return types.NamespacedName{Namespace: ns, Name: name}
+	}
+	everywhere := policy.Targets{NamespaceSelector: labels.Everything()}
+	only := func(ns string) policy.Targets {
+		return policy.Targets{NamespaceSelector: labels.SelectorFromSet(labels.Set{"kubernetes.io/metadata.name": ns})}
+	}
+	nsLabels := map[string]labels.Set{}
+	for _, ns := range []string{"shop", "telemetry", "kube-system"} {
+		nsLabels[ns] = labels.Set{"kubernetes.io/metadata.name": ns}
+	}
 	tests := []struct {
 		name      string
-		schemas   []client.Object
-		selected  []appsv1.DaemonSet
-		wantAttr  []string // ServiceAccounts attributed
-		wantDSs   int      // DaemonSets of the first one
-		wantPrec  int32    // its attribution FlowSchema's precedence; 0 for none
-		wantOwned bool
+		sa        string
+		targets   policy.Targets
+		schemas   []flowcontrolv1.FlowSchema
+		want      string // a piece of the reason; "" for none
+		wantMatch bool
 	}{
-		{name: "a selected DaemonSet's ServiceAccount gets a FlowSchema just ahead of its match",
-			schemas: []client.Object{matchedSchema(9000)}, selected: []appsv1.DaemonSet{daemonSet("telemetry", "agent", "agent")},
-			wantAttr: []string{"telemetry/agent"}, wantDSs: 1, wantPrec: 8999, wantOwned: true},
-		{name: "two DaemonSets of one ServiceAccount share one attribution",
-			schemas:  []client.Object{matchedSchema(9000)},
-			selected: []appsv1.DaemonSet{daemonSet("telemetry", "agent-v2", "agent"), daemonSet("telemetry", "agent", "agent")},
-			wantAttr: []string{"telemetry/agent"}, wantDSs: 2, wantPrec: 8999, wantOwned: true},
-		{name: "a ServiceAccount no FlowSchema matches is not attributed",
-			selected: []appsv1.DaemonSet{daemonSet("telemetry", "agent", "agent")}},
-		{name: "a FlowSchema loadshed does not own, with the attribution's name, is left alone",
-			schemas: []client.Object{matchedSchema(9000), &flowcontrolv1.FlowSchema{ObjectMeta: metav1.ObjectMeta{Name: attr},
-				Spec: flowcontrolv1.FlowSchemaSpec{MatchingPrecedence: 5000,
-					PriorityLevelConfiguration: flowcontrolv1.PriorityLevelConfigurationReference{Name: "global-default"}}}},
-			selected: []appsv1.DaemonSet{daemonSet("telemetry", "agent", "agent")}, wantPrec: 5000},
+		{name: "a Deployment's ServiceAccount matched by service-accounts can be throttled",
+			sa: "shop/api", schemas: []flowcontrolv1.FlowSchema{*matchedSchema(9000)}, wantMatch: true},
+		{name: "the operator's own never is",
+			sa: "loadshed-system/loadshed-operator", schemas: []flowcontrolv1.FlowSchema{*matchedSchema(9000)}, want: "it is the operator"},
+		{name: "kube-system is protected",
+			sa: "kube-system/coredns", schemas: []flowcontrolv1.FlowSchema{*matchedSchema(9000)}, want: "its namespace kube-system is protected"},
+		{name: "unless the policy allows it",
+			sa: "kube-system/coredns", targets: policy.Targets{NamespaceSelector: labels.Everything(), AllowProtectedNamespaces: true},
+			schemas: []flowcontrolv1.FlowSchema{*matchedSchema(9000)}, wantMatch: true},
+		{name: "a namespace the policy does not select is out of its scope",
+			sa: "shop/api", targets: only("telemetry"),
+			schemas: []flowcontrolv1.FlowSchema{*matchedSchema(9000)}, want: "not one spec.targets.namespaceSelector selects"},
+		{name: "one it selects is in",
+			sa: "telemetry/agent", targets: only("telemetry"),
+			schemas: []flowcontrolv1.FlowSchema{*matchedSchema(9000)}, wantMatch: true},
+		{name: "no FlowSchema to go ahead of",
+			sa: "shop/api", want: "no FlowSchema matches it"},
+		{name: "matched too early for a throttle",
+			sa: "shop/api", schemas: []flowcontrolv1.FlowSchema{*matchedSchema(1001)}, want: "a throttle would have to go ahead of 1000", wantMatch: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, writes := fakeReconciler(t, tt.schemas...)
-			ctx := context.Background()
-			w := &world{selected: tt.selected, schemas: listSchemas(t, r.Client), matched: map[types.NamespacedName]*flowcontrolv1.FlowSchema{}}
-			got, err := r.applyAttribution(ctx, w)
-			if err != nil {
-				t.Fatal(err)
+			if tt.targets.NamespaceSelector == nil {
+				tt.targets = everywhere
 			}
-			var sas []string
-			for _, a := range got {
-				sas = append(sas, a.ServiceAccount.String())
+			r := &LoadShedPolicyReconciler{Namespace: "loadshed-system", ServiceAccount: "loadshed-operator"}
+			w := &world{schemas: tt.schemas, nsLabels: nsLabels, matched: map[types.NamespacedName]*flowcontrolv1.FlowSchema{}}
+			got := r.cannotThrottle(sa(tt.sa), &policy.Config{Targets: tt.targets}, w)
+			if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+				t.Errorf("cannotThrottle = %q, want %q", got, tt.want)
 			}
-			if !slices.Equal(sas, tt.wantAttr) {
-				t.Errorf("attributed %v, want %v", sas, tt.wantAttr)
-			}
-			if len(got) > 0 && (len(got[0].DaemonSets) != tt.wantDSs ||
-				!slices.IsSortedFunc(got[0].DaemonSets, plan.CompareNames)) {
-				t.Errorf("DaemonSets %v, want %d sorted", got[0].DaemonSets, tt.wantDSs)
-			}
-			fs := findSchema(listSchemas(t, r.Client), attr)
-			switch {
-			case tt.wantPrec == 0 && fs != nil:
-				t.Errorf("a FlowSchema %s was made", attr)
-			case tt.wantPrec != 0 && (fs == nil || fs.Spec.MatchingPrecedence != tt.wantPrec || attribution.IsOwned(fs) != tt.wantOwned):
-				t.Errorf("FlowSchema %s = %+v, want precedence %d, owned %v", attr, fs, tt.wantPrec, tt.wantOwned)
-			}
-
-			// A second loop over the same cluster writes nothing.
-			before := writes.Load()
-			w = &world{selected: tt.selected, schemas: listSchemas(t, r.Client), matched: map[types.NamespacedName]*flowcontrolv1.FlowSchema{}}
-			if _, err := r.applyAttribution(ctx, w); err != nil {
-				t.Fatal(err)
-			}
-			if n := writes.Load() - before; n != 0 {
-				t.Errorf("the second loop wrote %d times, want 0", n)
+			if _, ok := w.matched[sa(tt.sa)]; ok != tt.wantMatch {
+				t.Errorf("matched recorded: %v, want %v", ok, tt.wantMatch)
 			}
 		})
+	}
+}
+
+func TestLegacyAttributionCleanup(t *testing.T) {
+	legacy := &flowcontrolv1.FlowSchema{ObjectMeta: metav1.ObjectMeta{Name: "loadshed-attr-telemetry.agent",
+		Labels: map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue, v1alpha1.LabelRole: v1alpha1.RoleAttribution}}}
+	notOurs := &flowcontrolv1.FlowSchema{ObjectMeta: metav1.ObjectMeta{Name: "someone-elses",
+		Labels: map[string]string{v1alpha1.LabelRole: v1alpha1.RoleAttribution}}}
+	r, _ := fakeReconciler(t, legacy, notOurs, matchedSchema(9000))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := (&LegacyAttributionCleanup{Client: r.Client}).Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	schemas := listSchemas(t, r.Client)
+	left := make([]string, 0, len(schemas))
+	for _, fs := range schemas {
+		left = append(left, fs.Name)
+	}
+	if want := []string{"service-accounts", "someone-elses"}; !slices.Equal(left, want) {
+		t.Errorf("left %v, want %v", left, want)
 	}
 }
 

@@ -1,22 +1,19 @@
 package controllers
 
 import (
-	"context"
 	"fmt"
-	"maps"
 	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
 	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/attribution"
 	"github.com/loadshed/loadshed/internal/detection"
 	"github.com/loadshed/loadshed/internal/plan"
+	"github.com/loadshed/loadshed/internal/policy"
 	"github.com/loadshed/loadshed/internal/shed"
 )
 
@@ -34,73 +31,45 @@ func daemonSetsByServiceAccount(dss []appsv1.DaemonSet) map[types.NamespacedName
 	return out
 }
 
-// applyAttribution keeps an attribution FlowSchema for the ServiceAccount of
-// each DaemonSet the policy selects, and returns them, by ServiceAccount.
-// Writes are server-side applies of only the fields loadshed owns, made only
-// when the FlowSchema differs from what it should be.
-func (r *LoadShedPolicyReconciler) applyAttribution(ctx context.Context, w *world) ([]detection.Attributed, error) {
-	existing := make(map[string]*flowcontrolv1.FlowSchema, len(w.schemas))
-	for i := range w.schemas {
-		existing[w.schemas[i].Name] = &w.schemas[i]
+// scopeOf is what a policy's offenders are measured against: the DaemonSets
+// it targets, by ServiceAccount, and the throttle FlowSchemas it has.
+func scopeOf(w *world) detection.Scope {
+	s := detection.Scope{DaemonSets: daemonSetsByServiceAccount(w.selected), Throttles: map[types.NamespacedName]string{}}
+	for sa, fs := range w.inPlace.throttles {
+		s.Throttles[sa] = fs.Name
 	}
-	groups := daemonSetsByServiceAccount(w.selected)
-	var out []detection.Attributed
-	for _, sa := range slices.SortedFunc(maps.Keys(groups), plan.CompareNames) {
-		matched, ok := attribution.Match(attribution.ServiceAccount(sa), attribution.FloodRequest, w.schemas)
-		if !ok {
-			continue // nothing to go ahead of: APF's catch-all would take it
-		}
-		w.matched[sa] = matched
-		applied, err := r.applyAttributionFor(ctx, attribution.ServiceAccount(sa), matched, existing)
-		if err != nil {
-			return nil, err
-		}
-		if !applied {
-			continue
-		}
-		name := attribution.Name(attribution.ServiceAccount(sa))
-		out = append(out, detection.Attributed{ServiceAccount: sa, DaemonSets: groups[sa],
-			FlowSchemas: []string{name, shed.ThrottleName(attribution.ServiceAccount(sa))}})
-	}
-	return out, nil
+	return s
 }
 
-// applyAttributionFor applies one ServiceAccount's attribution FlowSchema
-// when it is missing or out of date. It returns false when the
-// ServiceAccount cannot be attributed, and says why in the log.
-func (r *LoadShedPolicyReconciler) applyAttributionFor(ctx context.Context, sa attribution.ServiceAccount,
-	matched *flowcontrolv1.FlowSchema, existing map[string]*flowcontrolv1.FlowSchema) (bool, error) {
-	log := ctrl.LoggerFrom(ctx)
-	desired, err := attribution.FlowSchemaFor(sa, matched)
-	if err != nil {
-		log.Info("Could not attribute a ServiceAccount", "serviceAccount", sa.String(), "reason", err.Error())
-		return false, nil
-	}
-	name := attribution.Name(sa)
-	cur := existing[name]
+// cannotThrottle says why the policy may not or cannot throttle a
+// ServiceAccount, or "" when it can: the operator's own; in a protected
+// namespace (kube-system, the operator's) the policy does not allow; in a
+// namespace its namespaceSelector leaves out; or matched by no FlowSchema,
+// or by one too early for a throttle to go ahead of. It records what
+// matches the ServiceAccount in w.matched, for the throttle.
+func (r *LoadShedPolicyReconciler) cannotThrottle(sa types.NamespacedName, cfg *policy.Config, w *world) string {
+	t := cfg.Targets
 	switch {
-	case cur != nil && !attribution.IsOwned(cur):
-		// Never take over a FlowSchema someone else made, even with our name.
-		log.Info("Skipped attribution: a FlowSchema loadshed does not own has its name",
-			"flowSchema", name, "serviceAccount", sa.String())
-		return false, nil
-	case cur != nil && attributionUpToDate(cur, matched):
-		return true, nil
+	case sa.Namespace == r.Namespace && sa.Name == r.ServiceAccount:
+		return "it is the operator"
+	case !t.AllowProtectedNamespaces && (sa.Namespace == metav1.NamespaceSystem || sa.Namespace == r.Namespace):
+		return fmt.Sprintf("its namespace %s is protected (spec.targets.allowProtectedNamespaces)", sa.Namespace)
+	case !t.NamespaceSelector.Empty() && !t.NamespaceSelector.Matches(w.nsLabels[sa.Namespace]):
+		return fmt.Sprintf("its namespace %s is not one spec.targets.namespaceSelector selects", sa.Namespace)
 	}
-	if err := r.Apply(ctx, desired, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
-		return false, fmt.Errorf("applying attribution FlowSchema %s: %w", name, err)
+	matched, ok := attribution.Match(attribution.ServiceAccount(sa), attribution.FloodRequest, w.schemas)
+	if !ok {
+		return "no FlowSchema matches it for a throttle to go ahead of"
 	}
-	log.Info("Applied an attribution FlowSchema", "flowSchema", name, "serviceAccount", sa.String(), "attributedFrom", matched.Name)
-	return true, nil
+	w.matched[sa] = matched
+	return throttleRoom(matched)
 }
 
-// attributionUpToDate reports whether an attribution FlowSchema still goes
-// just ahead of the schema that matches its ServiceAccount, to the same
-// priority level with the same distinguisher.
-func attributionUpToDate(cur, matched *flowcontrolv1.FlowSchema) bool {
-	return attribution.IsAttribution(cur) &&
-		cur.Annotations[v1alpha1.AnnotationAttributedFrom] == matched.Name &&
-		cur.Spec.PriorityLevelConfiguration.Name == matched.Spec.PriorityLevelConfiguration.Name &&
-		cur.Spec.MatchingPrecedence == matched.Spec.MatchingPrecedence-1 &&
-		equality.Semantic.DeepEqual(cur.Spec.DistinguisherMethod, matched.Spec.DistinguisherMethod)
+// throttleRoom says why no throttle can go ahead of the FlowSchema that
+// matches a ServiceAccount, or "".
+func throttleRoom(matched *flowcontrolv1.FlowSchema) string {
+	if _, err := shed.ThrottlePrecedence(matched); err != nil {
+		return err.Error()
+	}
+	return ""
 }

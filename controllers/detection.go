@@ -2,6 +2,8 @@ package controllers
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
@@ -18,7 +20,7 @@ const maxOffenders = 5
 // evaluate registers what the policy needs with the sampler, and evaluates
 // its triggers and offenders on the rounds already taken.
 func (r *LoadShedPolicyReconciler) evaluate(name string, spec *resolvedSpec, previous map[string]trigger.Status,
-	attributed []detection.Attributed, state *reconcileState) {
+	scope detection.Scope, state *reconcileState) {
 	cfg := spec.config
 	r.Sampler.Register(name, spec.interest)
 	prometheus := spec.interest.Prometheus != nil
@@ -41,7 +43,7 @@ func (r *LoadShedPolicyReconciler) evaluate(name string, spec *resolvedSpec, pre
 		}
 	}
 	state.metrics = metricsAvailability(r.Sampler.Status(), rounds, state.readings, prometheus, in.Now, detection.MaxGap(cfg))
-	offenders := detection.Offenders(rounds, attributed, attributionWindow(cfg))
+	offenders := detection.Offenders(rounds, scope, attributionWindow(cfg))
 	state.offenders = offenders[:min(len(offenders), maxOffenders)]
 	state.evaluated = in.Now
 }
@@ -105,13 +107,27 @@ func metricsAvailability(st sampler.Status, rounds []*signals.Round, readings []
 	if !prometheus {
 		msg = "Read every signal; " + st.String()
 	}
-	return metricsStatus{available: true, reason: v1alpha1.ReasonMetricsRead, message: msg + failures(st)}
+	return metricsStatus{available: true, reason: v1alpha1.ReasonMetricsRead, message: msg + failures(st) + blindness(rounds)}
+}
+
+// blindness says when the newest round could not read who the API servers
+// hold (APF's dump_requests): offenders cannot be named then.
+func blindness(rounds []*signals.Round) string {
+	if len(rounds) == 0 {
+		return ""
+	}
+	r := rounds[len(rounds)-1]
+	out := ""
+	for _, target := range slices.Sorted(maps.Keys(r.ClientsFailed)) {
+		out += fmt.Sprintf("; cannot tell who loads %s: %s", target, r.ClientsFailed[target])
+	}
+	return out
 }
 
 func failures(st sampler.Status) string {
 	out := ""
-	for target, why := range st.Failed {
-		out += fmt.Sprintf("; %s: %s", target, why)
+	for _, target := range slices.Sorted(maps.Keys(st.Failed)) {
+		out += fmt.Sprintf("; %s: %s", target, st.Failed[target])
 	}
 	return out
 }

@@ -108,7 +108,7 @@ func keyOf(b plan.Block) blockKey {
 	if b.Kind == plan.Throttled {
 		kind = v1alpha1.ActionThrottle
 	}
-	return blockKey{kind, b.Target.String()}
+	return blockKey{kind, b.Subject()}
 }
 
 // daemonSetRef is a DaemonSet to record an event on.

@@ -163,7 +163,7 @@ func (r *LoadShedPolicyReconciler) reconcilePolicy(ctx context.Context, obj *v1a
 }
 
 // reconcileActive runs the loop of a policy that is not suspended: it reads
-// the cluster, keeps attribution, evaluates the triggers and offenders, and
+// the cluster, evaluates the triggers and measures the offenders, and
 // has the planner decide what to throttle, pause and restore.
 func (r *LoadShedPolicyReconciler) reconcileActive(ctx context.Context, obj *v1alpha1.LoadShedPolicy, spec *resolvedSpec,
 	state *reconcileState) error {
@@ -171,12 +171,8 @@ func (r *LoadShedPolicyReconciler) reconcileActive(ctx context.Context, obj *v1a
 	if err != nil {
 		return err
 	}
-	attributed, err := r.applyAttribution(ctx, w)
-	if err != nil {
-		return err
-	}
 	previous := previousStates(obj)
-	r.evaluate(obj.Name, spec, previous, attributed, state)
+	r.evaluate(obj.Name, spec, previous, scopeOf(w), state)
 	r.recordTransitions(obj, previous, state.readings)
 	return r.mitigate(ctx, obj, w, state)
 }

@@ -70,15 +70,22 @@ func setSignals(obj *v1alpha1.LoadShedPolicy, state *reconcileState) {
 func setOffenders(obj *v1alpha1.LoadShedPolicy, state *reconcileState) {
 	out := make([]v1alpha1.OffenderStatus, 0, len(state.offenders))
 	for _, o := range state.offenders {
-		out = append(out, v1alpha1.OffenderStatus{
-			ServiceAccount:      o.ServiceAccount.String(),
-			DaemonSets:          namesOf(o.DaemonSets),
-			Shared:              o.Shared(),
-			RequestsPerSecond:   detection.FormatValue(o.RequestsPerSecond),
-			RejectedPerSecond:   detection.FormatValue(o.RejectedPerSecond),
-			RequestSharePercent: percent(o.RequestShare),
-			SeatSharePercent:    percent(o.SeatShare),
-		})
+		st := v1alpha1.OffenderStatus{
+			User:                 o.User,
+			DaemonSets:           namesOf(o.DaemonSets),
+			Shared:               o.Shared(),
+			InFlightSharePercent: percent(o.InFlightShare),
+			SeatSharePercent:     percent(o.SeatShare),
+			RequestSharePercent:  percent(o.RequestShare),
+		}
+		if o.ServiceAccount != (types.NamespacedName{}) {
+			st.ServiceAccount = o.ServiceAccount.String()
+		}
+		if o.RequestsPerSecond > 0 || o.RejectedPerSecond > 0 {
+			st.RequestsPerSecond = detection.FormatValue(o.RequestsPerSecond)
+			st.RejectedPerSecond = detection.FormatValue(o.RejectedPerSecond)
+		}
+		out = append(out, st)
 	}
 	obj.Status.Offenders = out
 }

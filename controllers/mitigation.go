@@ -141,25 +141,17 @@ func (r *LoadShedPolicyReconciler) planInput(state *reconcileState, w *world) pl
 		}
 	}
 	for _, o := range state.offenders {
-		po := plan.Offender{ServiceAccount: o.ServiceAccount, Share: o.RequestShare, SeatShare: o.SeatShare,
-			RequestsPerSecond: o.RequestsPerSecond, CannotThrottle: cannotThrottle(w.matched[o.ServiceAccount])}
+		po := plan.Offender{User: o.User, ServiceAccount: o.ServiceAccount, Share: max(o.InFlightShare, o.RequestShare),
+			SeatShare: o.SeatShare, RequestsPerSecond: o.RequestsPerSecond}
+		if o.ServiceAccount != (types.NamespacedName{}) {
+			po.CannotThrottle = r.cannotThrottle(o.ServiceAccount, state.config, w)
+		}
 		for _, ds := range o.DaemonSets {
 			po.DaemonSets = append(po.DaemonSets, plan.DaemonSet{Key: ds, Protected: protected[ds]})
 		}
 		in.Offenders = append(in.Offenders, po)
 	}
 	return in
-}
-
-// cannotThrottle says why no throttle can route a ServiceAccount, or "".
-func cannotThrottle(matched *flowcontrolv1.FlowSchema) string {
-	if matched == nil {
-		return "no FlowSchema matches it for a throttle to go ahead of"
-	}
-	if _, err := shed.ThrottlePrecedence(matched); err != nil {
-		return err.Error()
-	}
-	return ""
 }
 
 // restorations reads what the policy's last full restores left on the

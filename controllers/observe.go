@@ -32,11 +32,14 @@ type world struct {
 	selected []appsv1.DaemonSet
 	// schemas are all the FlowSchemas of the cluster.
 	schemas []flowcontrolv1.FlowSchema
+	// nsLabels holds every namespace's labels when the policy selects
+	// namespaces by label, else nil.
+	nsLabels map[string]labels.Set
 	// inPlace is what the policy has in place now.
 	inPlace *inPlace
-	// matched maps each attributed ServiceAccount to the FlowSchema that
+	// matched maps each offending ServiceAccount to the FlowSchema that
 	// matches it without loadshed's own (attribution.Match); set by
-	// applyAttribution, read by the throttles.
+	// cannotThrottle, read by the throttles.
 	matched map[types.NamespacedName]*flowcontrolv1.FlowSchema
 }
 
@@ -57,6 +60,7 @@ func (r *LoadShedPolicyReconciler) observe(ctx context.Context, name string, cfg
 	return &world{
 		selected: selectDaemonSets(st.daemonSets, nsLabels, cfg, r.Namespace),
 		schemas:  st.schemas,
+		nsLabels: nsLabels,
 		inPlace:  cur,
 		matched:  map[types.NamespacedName]*flowcontrolv1.FlowSchema{},
 	}, nil

@@ -791,11 +791,20 @@ type SignalStatus struct {
 	Message string `json:"message,omitempty"`
 }
 
-// OffenderStatus is one ServiceAccount's attributed load and its DaemonSets.
+// OffenderStatus is one client of the API servers with its measured load:
+// whoever the API servers held requests of (from APF's dump of the requests
+// each one is executing or queueing), and every ServiceAccount the policy
+// throttles.
 type OffenderStatus struct {
-	// serviceAccount as namespace/name.
-	ServiceAccount string `json:"serviceAccount"`
-	// daemonSets running as this ServiceAccount, as namespace/name.
+	// user is the name the API servers authenticated the client as, e.g.
+	// system:serviceaccount:telemetry:agent, system:node:node-7 or a person.
+	User string `json:"user"`
+	// serviceAccount as namespace/name, when user is a ServiceAccount: only
+	// a ServiceAccount is ever throttled.
+	// +optional
+	ServiceAccount string `json:"serviceAccount,omitempty"`
+	// daemonSets the policy targets that run as this ServiceAccount, as
+	// namespace/name: only these are ever paused.
 	// +optional
 	// +listType=atomic
 	DaemonSets []string `json:"daemonSets,omitempty"`
@@ -803,20 +812,27 @@ type OffenderStatus struct {
 	// load cannot be told apart between them.
 	// +optional
 	Shared bool `json:"shared,omitempty"`
-	// requestsPerSecond dispatched for this ServiceAccount.
+	// inFlightSharePercent is its share of the requests the API servers
+	// held, executing or queued, over the policy's attribution window.
 	// +optional
-	RequestsPerSecond string `json:"requestsPerSecond,omitempty"`
-	// rejectedPerSecond requests of this ServiceAccount rejected by APF.
-	// +optional
-	RejectedPerSecond string `json:"rejectedPerSecond,omitempty"`
-	// requestSharePercent is its share of all requests APF saw, dispatched
-	// or rejected: what it asks for, so a throttled client that keeps trying
-	// keeps its share.
-	// +optional
-	RequestSharePercent int32 `json:"requestSharePercent,omitempty"`
-	// seatSharePercent is its share of the executing seats.
+	InFlightSharePercent int32 `json:"inFlightSharePercent,omitempty"`
+	// seatSharePercent is its share of the seats those requests reserved.
 	// +optional
 	SeatSharePercent int32 `json:"seatSharePercent,omitempty"`
+	// requestsPerSecond dispatched by its throttle FlowSchema: measured
+	// only while it is throttled.
+	// +optional
+	RequestsPerSecond string `json:"requestsPerSecond,omitempty"`
+	// rejectedPerSecond of its requests APF rejected at its throttle:
+	// measured only while it is throttled.
+	// +optional
+	RejectedPerSecond string `json:"rejectedPerSecond,omitempty"`
+	// requestSharePercent is the share of all requests APF saw, dispatched
+	// or rejected, that went through its throttle: what it asks for, so a
+	// throttled client that keeps trying keeps its share. Measured only
+	// while it is throttled.
+	// +optional
+	RequestSharePercent int32 `json:"requestSharePercent,omitempty"`
 }
 
 // ActionStatus is one throttle or pause in place, and what comes next for it.

@@ -162,11 +162,8 @@ func addControllers(mgr ctrl.Manager, opts Options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the LoadShedPolicy controller: %w", err)
 	}
-	if err := (&controllers.AttributionCollector{
-		Client:    mgr.GetClient(),
-		Namespace: opts.Namespace,
-	}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("setting up the attribution collector: %w", err)
+	if err := mgr.Add(&controllers.LegacyAttributionCleanup{Client: mgr.GetClient()}); err != nil {
+		return fmt.Errorf("adding the cleanup of legacy attribution FlowSchemas: %w", err)
 	}
 	if err := mgr.Add(&selfProtection{client: mgr.GetClient(), sa: attribution.ServiceAccount{Namespace: opts.Namespace, Name: sa}}); err != nil {
 		return fmt.Errorf("adding self-protection: %w", err)

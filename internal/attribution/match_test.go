@@ -210,7 +210,7 @@ func TestMatch(t *testing.T) {
 			name:     "loadshed's own schemas are ignored",
 			sa:       agent,
 			req:      FloodRequest,
-			schemas:  withBootstrap(owned(schema(Name(agent), 8999, everything(saSubject("telemetry", "agent"))))),
+			schemas:  withBootstrap(owned(schema("loadshed-throttle-telemetry.agent", 8998, everything(saSubject("telemetry", "agent"))))),
 			wantName: "service-accounts",
 			wantOK:   true,
 		},

@@ -1,17 +1,13 @@
-// Package attribution attributes API-server load to ServiceAccounts with API
-// Priority and Fairness (APF). apiserver_request_total carries no client
-// label, but apiserver_flowcontrol_dispatched_requests_total carries the name
-// of the FlowSchema that matched each request. So for each ServiceAccount
-// loadshed watches it keeps an "attribution" FlowSchema that matches exactly
-// that ServiceAccount, one step ahead of the schema that matches it today and
-// routed to the same priority level with the same flow distinguisher; the
-// ServiceAccount's load is then the rate of requests dispatched for that
-// schema.
+// Package attribution knows how API Priority and Fairness (APF) sees a
+// ServiceAccount: the user name and groups its tokens authenticate as, and
+// which FlowSchema matches its requests, so that a throttle can go just
+// ahead of it. Who loads the API servers is measured elsewhere (package
+// apfdump, from APF's own dump of the requests it holds); earlier versions
+// kept an "attribution" FlowSchema per ServiceAccount for it, and IsAttribution
+// recognises those, for their cleanup.
 //
 // The package is pure: it works on plain values, reads no cluster and
-// mirrors APF's matching (k8s.io/apiserver/pkg/util/flowcontrol, rule.go)
-// so that the controller can compute, from a list of FlowSchemas, which one
-// a ServiceAccount falls into and what to apply ahead of it.
+// mirrors APF's matching (k8s.io/apiserver/pkg/util/flowcontrol, rule.go).
 package attribution
 
 import (

@@ -1,13 +1,16 @@
 package detection
 
 import (
+	"fmt"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
+	"github.com/loadshed/loadshed/internal/apfdump"
 	"github.com/loadshed/loadshed/internal/policy"
 	"github.com/loadshed/loadshed/internal/signals"
 	"github.com/loadshed/loadshed/internal/trigger"
@@ -94,43 +97,87 @@ func TestTransitionsNameTheTriggersThatChanged(t *testing.T) {
 	}
 }
 
-func TestOffendersRankByRequestsAndShareTheLoad(t *testing.T) {
-	key, seats := signals.DispatchedByFlowSchema.Key(), signals.SeatsByFlowSchema.Key()
-	round := func(s int, flood, web, other, floodSeats float64) *signals.Round {
-		return &signals.Round{T: t0.Add(time.Duration(s) * time.Second), Instances: map[string]map[string]signals.Result{"a": {
-			key: {Groups: map[string]float64{"loadshed-attr-telemetry.agent": flood / 3, "loadshed-throttle-telemetry.agent": 2 * flood / 3,
-				"loadshed-attr-payments.web": web, "exempt": other}},
-			seats: {Groups: map[string]float64{"loadshed-attr-telemetry.agent": floodSeats, "exempt": 1}},
-		}}}
+// sampled is a round at second s in which the API servers held, per
+// instance, the given loads by user.
+func sampled(s int, instances ...map[string]apfdump.Load) *signals.Round {
+	r := &signals.Round{T: t0.Add(time.Duration(s) * time.Second), Clients: map[string]apfdump.Summary{}}
+	for i, byUser := range instances {
+		sum := apfdump.Summary{ByUser: byUser}
+		for _, l := range byUser {
+			sum.Total.Add(l)
+		}
+		r.Clients[fmt.Sprintf("10.0.0.%d:6443", i+1)] = sum
 	}
-	rounds := []*signals.Round{round(0, 0, 0, 0, 3), round(10, 900, 50, 50, 3)}
-	got := Offenders(rounds, []Attributed{
-		{ServiceAccount: types.NamespacedName{Namespace: "payments", Name: "web"}, FlowSchemas: []string{"loadshed-attr-payments.web"}, DaemonSets: []types.NamespacedName{{Namespace: "payments", Name: "web"}}},
-		{ServiceAccount: types.NamespacedName{Namespace: "telemetry", Name: "agent"}, FlowSchemas: []string{"loadshed-attr-telemetry.agent", "loadshed-throttle-telemetry.agent"}, DaemonSets: []types.NamespacedName{{Namespace: "telemetry", Name: "agent"}, {Namespace: "telemetry", Name: "agent-v2"}}},
-	}, time.Minute)
-	if got[0].ServiceAccount.String() != "telemetry/agent" || got[0].RequestsPerSecond != 90 || math.Abs(got[0].RequestShare-0.9) > 1e-9 {
-		t.Errorf("first offender = %+v, want telemetry/agent at 90/s, 90%%", got[0])
+	return r
+}
+
+func TestOffendersAreWhoeverTheAPIServersHold(t *testing.T) {
+	const (
+		agent = "system:serviceaccount:telemetry:agent"
+		api   = "system:serviceaccount:shop:api"
+		node  = "system:node:node-7"
+	)
+	agentSA := types.NamespacedName{Namespace: "telemetry", Name: "agent"}
+	scope := Scope{DaemonSets: map[types.NamespacedName][]types.NamespacedName{
+		agentSA: {{Namespace: "telemetry", Name: "agent"}, {Namespace: "telemetry", Name: "agent-v2"}},
+	}}
+	rounds := []*signals.Round{
+		// Out of the window: a minute before the newest.
+		sampled(0, map[string]apfdump.Load{"alice": {Requests: 100, Seats: 100}}),
+		sampled(50,
+			map[string]apfdump.Load{agent: {Requests: 6, Seats: 60}, api: {Requests: 3, Seats: 3}},
+			map[string]apfdump.Load{agent: {Requests: 2, Waiting: 2, Seats: 20}, node: {Requests: 1, Seats: 1}}),
+		sampled(60,
+			map[string]apfdump.Load{api: {Requests: 7, Seats: 7}, "alice": {Requests: 1, Seats: 1}}),
 	}
-	if got[0].SeatShare != 0.75 || !got[0].Shared() || got[1].Shared() {
-		t.Errorf("seat share %v, shared %v/%v; want 0.75, true, false", got[0].SeatShare, got[0].Shared(), got[1].Shared())
+	got := Offenders(rounds, scope, time.Minute)
+	users := make([]string, 0, len(got))
+	for _, o := range got {
+		users = append(users, o.User)
+	}
+	// Seats: agent 80, api 10, node 1, alice 1 (of 92); requests: agent 8,
+	// api 10, node 1, alice 1 (of 20).
+	if want := []string{agent, api, "alice", node}; !slices.Equal(users, want) {
+		t.Fatalf("offenders %v, want %v (alice's load a minute ago out of the window)", users, want)
+	}
+	top := got[0]
+	if top.ServiceAccount != agentSA || !top.Shared() || math.Abs(top.SeatShare-80.0/92) > 1e-9 ||
+		math.Abs(top.InFlightShare-8.0/20) > 1e-9 {
+		t.Errorf("top offender %+v; want telemetry/agent, its two DaemonSets, 87%% of the seats, 40%% of the requests", top)
+	}
+	if got[1].ServiceAccount.String() != "shop/api" || len(got[1].DaemonSets) != 0 || got[1].InFlightShare != 0.5 {
+		t.Errorf("a Deployment's ServiceAccount read as %+v; want shop/api, no DaemonSet, half the requests", got[1])
+	}
+	for _, o := range got[2:] {
+		if o.ServiceAccount != (types.NamespacedName{}) {
+			t.Errorf("%s read as ServiceAccount %v", o.User, o.ServiceAccount)
+		}
 	}
 }
 
 func TestAThrottledClientThatKeepsTryingKeepsItsShare(t *testing.T) {
 	dispatched, rejected := signals.DispatchedByFlowSchema.Key(), signals.RejectedByFlowSchema.Key()
-	round := func(s int, attr, throttleOK, throttleRejected, others float64) *signals.Round {
-		return &signals.Round{T: t0.Add(time.Duration(s) * time.Second), Instances: map[string]map[string]signals.Result{"a": {
-			dispatched: {Groups: map[string]float64{"loadshed-attr-telemetry.agent": attr, "loadshed-throttle-telemetry.agent": throttleOK, "service-accounts": others}},
+	round := func(s int, throttleOK, throttleRejected, others float64) *signals.Round {
+		r := sampled(s, map[string]apfdump.Load{"system:serviceaccount:shop:web": {Requests: 2, Seats: 2}})
+		r.Instances = map[string]map[string]signals.Result{"a": {
+			dispatched: {Groups: map[string]float64{"loadshed-throttle-telemetry.agent": throttleOK, "service-accounts": others}},
 			rejected:   {Groups: map[string]float64{"loadshed-throttle-telemetry.agent": throttleRejected}},
-		}}}
+		}}
+		return r
 	}
 	// Over 10s the throttle lets 10 of the agents' requests through and
-	// turns 890 away, while everyone else makes 100.
-	rounds := []*signals.Round{round(0, 0, 0, 0, 0), round(10, 0, 10, 890, 100)}
-	got := Offenders(rounds, []Attributed{{ServiceAccount: types.NamespacedName{Namespace: "telemetry", Name: "agent"},
-		FlowSchemas: []string{"loadshed-attr-telemetry.agent", "loadshed-throttle-telemetry.agent"}}}, time.Minute)
-	if o := got[0]; o.RequestsPerSecond != 1 || o.RejectedPerSecond != 89 || math.Abs(o.RequestShare-0.9) > 1e-9 {
-		t.Errorf("throttled offender = %+v; want 1/s dispatched, 89/s rejected, 90%% of what was asked", o)
+	// turns 890 away, while everyone else makes 100. The rejected requests
+	// are gone at once: no sample holds them.
+	rounds := []*signals.Round{round(0, 0, 0, 0), round(10, 10, 890, 100)}
+	agentSA := types.NamespacedName{Namespace: "telemetry", Name: "agent"}
+	got := Offenders(rounds, Scope{Throttles: map[types.NamespacedName]string{agentSA: "loadshed-throttle-telemetry.agent"}}, time.Minute)
+	if o := got[0]; o.ServiceAccount != agentSA || o.RequestsPerSecond != 1 || o.RejectedPerSecond != 89 ||
+		math.Abs(o.RequestShare-0.9) > 1e-9 || o.InFlightShare != 0 {
+		t.Errorf("throttled offender = %+v; want telemetry/agent first, 1/s dispatched, 89/s rejected, 90%% of what was asked", o)
+	}
+	// shop/web is all the API server holds, of the 11% of requests it let in.
+	if o := got[1]; math.Abs(o.InFlightShare-0.11) > 1e-9 || math.Abs(o.SeatShare-0.11) > 1e-9 {
+		t.Errorf("the one client held while the flood is turned away = %+v; want 11%% shares, not 100%%", o)
 	}
 }
 
@@ -142,20 +189,18 @@ func TestRetentionCoversTheLongestForAndWindow(t *testing.T) {
 }
 
 func TestAGetCaughtInFlightInAQuietClusterHoldsNoSeatShare(t *testing.T) {
-	seats := signals.SeatsByFlowSchema.Key()
-	round := func(s int, agent float64) *signals.Round {
-		return &signals.Round{T: t0.Add(time.Duration(s) * time.Second), Instances: map[string]map[string]signals.Result{"a": {
-			seats: {Groups: map[string]float64{"loadshed-attr-telemetry.agent": agent, "exempt": 1, "workload-high": 1}}}}}
-	}
-	// Twelve readings of a quiet cluster; in the newest one, one of the
-	// agents' GETs was executing beside the two other seats in use.
+	const agent = "system:serviceaccount:telemetry:agent"
+	// Twelve samples of a quiet cluster, two requests of others held in
+	// each; in the newest one, one of the agents' GETs was executing too.
 	var rounds []*signals.Round
 	for s := 0; s < 60; s += 5 {
-		rounds = append(rounds, round(s, 0))
+		rounds = append(rounds, sampled(s, map[string]apfdump.Load{"system:kube-scheduler": {Requests: 2, Seats: 2}}))
 	}
-	rounds = append(rounds, round(60, 1))
-	got := Offenders(rounds, []Attributed{{ServiceAccount: types.NamespacedName{Namespace: "telemetry", Name: "agent"}, FlowSchemas: []string{"loadshed-attr-telemetry.agent"}}}, time.Minute)
-	if share := got[0].SeatShare; share > 0.05 {
-		t.Errorf("seat share = %v; want the window's (1 seat in 13 readings of about 2), not the instant's third", share)
+	rounds = append(rounds, sampled(60, map[string]apfdump.Load{"system:kube-scheduler": {Requests: 2, Seats: 2},
+		agent: {Requests: 1, Seats: 1}}))
+	got := Offenders(rounds, Scope{}, time.Minute)
+	i := slices.IndexFunc(got, func(o Offender) bool { return o.User == agent })
+	if i < 0 || got[i].SeatShare > 0.05 || got[i].InFlightShare > 0.05 {
+		t.Errorf("offenders %+v; want the agent's shares over the window (1 in 12 samples of 2), not the instant's third", got)
 	}
 }

@@ -30,22 +30,29 @@ type DaemonSet struct {
 	Protected string
 }
 
-// Offender is a ServiceAccount with its attributed load.
+// Offender is a client of the API servers with its measured load.
 type Offender struct {
+	// User is who the API servers authenticated it as.
+	User string
+	// ServiceAccount is the ServiceAccount User names; zero when it names
+	// none (a node, a person), which no throttle is made for.
 	ServiceAccount types.NamespacedName
-	// Share is its share (0 to 1) of all requests, dispatched or rejected.
+	// Share is its share (0 to 1) of the requests the API servers held
+	// (executing or queued), or, while it is throttled, of all requests
+	// APF saw, dispatched or rejected, whichever is larger.
 	Share float64
-	// SeatShare is its share (0 to 1) of the seats executing. A LIST of
-	// thousands of objects holds many seats for seconds, a GET one seat for
-	// milliseconds: a flood of expensive requests is on top by seats long
-	// before it is by count, and while the API server is stalled its
-	// requests wait in queues, where no rate counts them yet.
-	SeatShare         float64
+	// SeatShare is its share (0 to 1) of the seats those requests reserved.
+	// A LIST of thousands of objects reserves many seats for seconds, a GET
+	// one for milliseconds: a flood of expensive requests is on top by
+	// seats long before it is by count.
+	SeatShare float64
+	// RequestsPerSecond is what its throttle FlowSchema dispatched, while
+	// it is throttled; 0 otherwise.
 	RequestsPerSecond float64
 	DaemonSets        []DaemonSet
-	// CannotThrottle says why the ServiceAccount cannot be throttled (no
-	// room for a throttle FlowSchema ahead of what matches it); empty if it
-	// can be.
+	// CannotThrottle says why the client may not or cannot be throttled
+	// (not a ServiceAccount, outside the policy's namespaces, no room for a
+	// throttle FlowSchema ahead of what matches it, ...); empty if it can.
 	CannotThrottle string
 }
 
@@ -68,8 +75,7 @@ func (o Offender) onTop(share float64) bool {
 
 // load describes the offender's load for reasons.
 func (o Offender) load() string {
-	return fmt.Sprintf("%.0f%% of all requests (%.1f/s) and %.0f%% of the seats in use",
-		o.Share*100, o.RequestsPerSecond, o.SeatShare*100)
+	return fmt.Sprintf("%.0f%% of the requests and %.0f%% of the seats in use", o.Share*100, o.SeatShare*100)
 }
 
 // Pause is a DaemonSet this policy paused, as recorded on the DaemonSet.
@@ -182,11 +188,21 @@ func (k ChangeKind) OnDaemonSet() bool {
 
 // Block is a change the policy would make but may not, and why: Kind is
 // the change (Throttled, Paused, or a step of a restore the API server
-// refused).
+// refused). Target is the ServiceAccount or the DaemonSet; a client that is
+// not a ServiceAccount has a zero Target and its User instead.
 type Block struct {
 	Kind   ChangeKind
 	Target types.NamespacedName
+	User   string
 	Reason string
+}
+
+// Subject names what the block is about: the target, or the user.
+func (b Block) Subject() string {
+	if b.Target == (types.NamespacedName{}) && b.User != "" {
+		return b.User
+	}
+	return b.Target.String()
 }
 
 func (b Block) String() string {
@@ -199,7 +215,7 @@ func (b Block) String() string {
 	case RestoreStarted, WaveAdvanced, Restored:
 		verb = "restore"
 	}
-	return fmt.Sprintf("would %s %s, but %s", verb, b.Target, b.Reason)
+	return fmt.Sprintf("would %s %s, but %s", verb, b.Subject(), b.Reason)
 }
 
 // Refuse takes back a change the API server refused to make, so that the
@@ -328,11 +344,18 @@ func throttleOne(in Input, p *Plan, o Offender) {
 		return
 	}
 	why := cmp.Or(o.protected(), o.CannotThrottle)
+	if o.ServiceAccount == (types.NamespacedName{}) {
+		why = cmp.Or(why, "it is not a ServiceAccount")
+	}
 	if by := in.ThrottledByOthers[o.ServiceAccount]; by != "" && why == "" {
 		why = fmt.Sprintf("policy %s throttles it already", by)
 	}
 	if why != "" {
-		p.Blocked = append(p.Blocked, Block{Kind: Throttled, Target: o.ServiceAccount, Reason: why})
+		b := Block{Kind: Throttled, Target: o.ServiceAccount, Reason: why}
+		if o.ServiceAccount == (types.NamespacedName{}) {
+			b.User = o.User
+		}
+		p.Blocked = append(p.Blocked, b)
 		return
 	}
 	p.Throttled[o.ServiceAccount] = in.Now

@@ -126,6 +126,28 @@ func TestDecide(t *testing.T) {
 				"would pause kube-system/kube-proxy, but it is protected (system-node-critical)",
 		},
 		{
+			name:   "a ServiceAccount that runs no DaemonSet (a Deployment's) is throttled, and nothing is paused",
+			mutate: func(c *policy.Config) { c.Pause.After = 0 },
+			in: Input{Now: at(0), Firing: true,
+				Offenders: []Offender{{User: "system:serviceaccount:shop:api", ServiceAccount: nn("shop/api"), Share: 0.8}}},
+			wantActions: "Throttled shop/api",
+			wantThrottl: []string{"shop/api"},
+		},
+		{
+			name:   "a client that is not a ServiceAccount is named, and neither throttled nor paused",
+			mutate: func(c *policy.Config) { c.Pause.After = 0 },
+			in: Input{Now: at(0), Firing: true,
+				Offenders: []Offender{{User: "system:node:node-7", SeatShare: 0.9}}},
+			wantActions: "",
+			wantBlocked: "would throttle system:node:node-7, but it is not a ServiceAccount",
+		},
+		{
+			name: "a client below minShare is left alone, whatever it is",
+			in: Input{Now: at(0), Firing: true,
+				Offenders: []Offender{{User: "alice", Share: 0.1, SeatShare: 0.19}}},
+			wantActions: "",
+		},
+		{
 			name: "an offender that cannot be throttled is reported, not claimed",
 			in: Input{Now: at(30), Firing: true, FiringSince: at(0),
 				Offenders: []Offender{func() Offender { o := telemetry(0.8); o.CannotThrottle = "no room"; return o }()}},
@@ -272,7 +294,7 @@ func TestDecide(t *testing.T) {
 			for _, b := range p.Blocked {
 				blocked = append(blocked, b.String())
 			}
-			if got := strings.Join(blocked, "\n"); !strings.Contains(got, tt.wantBlocked) {
+			if got := strings.Join(blocked, "\n"); !strings.Contains(got, tt.wantBlocked) || (tt.wantBlocked == "" && got != "") {
 				t.Errorf("blocked = %v, want it to say %q", p.Blocked, tt.wantBlocked)
 			}
 			if p.RequeueAfter <= 0 || p.RequeueAfter > cfg.Interval {

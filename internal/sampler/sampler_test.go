@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
+	"github.com/loadshed/loadshed/internal/apfdump"
 	"github.com/loadshed/loadshed/internal/policy"
 	"github.com/loadshed/loadshed/internal/signals"
 
@@ -32,6 +33,10 @@ func apiServer(t *testing.T, serveProtobuf bool, delay time.Duration) (*httptest
 	hits := new(atomic.Int64)
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
+		if r.URL.Path == apfdump.Path && r.URL.Query().Get("includeRequestDetails") != "" {
+			http.ServeFile(w, r, "../apfdump/testdata/dump_requests.txt")
+			return
+		}
 		if r.URL.Path != "/metrics" {
 			http.NotFound(w, r)
 			return
@@ -132,6 +137,40 @@ func TestScrapeAsksForProtobufAndFallsBackToText(t *testing.T) {
 		if d := results[signals.DispatchedByFlowSchema.Key()]; d.Groups["exempt"] == 0 {
 			t.Errorf("protobuf=%v: dispatched by flow schema folded to %v", pb, d.Groups)
 		}
+	}
+}
+
+func TestARoundReadsWhoTheAPIServerHolds(t *testing.T) {
+	srv, _ := apiServer(t, true, 0)
+	sc, err := newScraper(restConfigFor(srv), slices(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := sc.round(context.Background(), time.Now(), inflightAccums(t), 5*time.Second)
+	held := r.Clients[sc.host]
+	if len(r.ClientsFailed) > 0 || held.ByUser["system:serviceaccount:telemetry:agent"].Requests != 20 || held.Total.Requests != 25 {
+		t.Errorf("the round read %+v (failed %v); want the dump's 25 requests, 20 of them the agents'", held, r.ClientsFailed)
+	}
+}
+
+func TestADumpThatCannotBeReadIsReportedAndTheScrapeKept(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == apfdump.Path {
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		_, _ = w.Write(testutil.Recorded(t, "apiserver.txt"))
+	}))
+	t.Cleanup(srv.Close)
+	sc, err := newScraper(restConfigFor(srv), slices(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := sc.round(context.Background(), time.Now(), inflightAccums(t), 5*time.Second)
+	if r.Instances[sc.host] == nil || !strings.Contains(r.ClientsFailed[sc.host], "HTTP 403") || len(r.Clients) != 0 {
+		t.Errorf("instances %v, clients %v, failed %v; want the scrape kept and the dump's 403 reported",
+			r.Instances, r.Clients, r.ClientsFailed)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/loadshed/loadshed/internal/apfdump"
 	"github.com/loadshed/loadshed/internal/metrics/exposition"
 	"github.com/loadshed/loadshed/internal/signals"
 )
@@ -33,6 +34,14 @@ const (
 
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=list;watch
 // +kubebuilder:rbac:urls=/metrics,verbs=get
+// +kubebuilder:rbac:urls=/debug/api_priority_and_fairness/dump_requests,verbs=get
+
+// usersPerSample is how many clients of one API server one sample keeps
+// (those with the most seats): the shares of those kept stay true.
+const usersPerSample = 64
+
+// maxDump bounds one APF dump: about 200 bytes a request held.
+const maxDump = 32 << 20
 
 // scraper finds the API server instances and scrapes each.
 type scraper struct {
@@ -121,7 +130,8 @@ func endpointURLs(slices []discoveryv1.EndpointSlice) []string {
 // round scrapes every instance once. When no endpoint is known, or none
 // could be scraped, it scrapes the configured host instead and says so.
 func (s *scraper) round(ctx context.Context, start time.Time, accums []signals.Accumulator, timeout time.Duration) (*signals.Round, Status) {
-	r := &signals.Round{T: start, Instances: map[string]map[string]signals.Result{}, Failed: map[string]string{}}
+	r := &signals.Round{T: start, Instances: map[string]map[string]signals.Result{}, Failed: map[string]string{},
+		Clients: map[string]apfdump.Summary{}, ClientsFailed: map[string]string{}}
 	st := Status{LastRound: start, Failed: map[string]string{}}
 
 	targets, err := s.endpoints(ctx)
@@ -139,6 +149,7 @@ func (s *scraper) round(ctx context.Context, start time.Time, accums []signals.A
 		st.Fallback = fmt.Sprintf("no endpoint of default/kubernetes could be scraped (%s): scraped %s",
 			firstFailure(r.Failed), s.host)
 		r.Failed = map[string]string{}
+		r.Clients, r.ClientsFailed = map[string]apfdump.Summary{}, map[string]string{}
 	}
 	s.scrapeAll(ctx, s.fallback, []string{s.host}, accums, timeout, r)
 	st.Targets, st.Failed = []string{s.host}, r.Failed
@@ -148,25 +159,41 @@ func (s *scraper) round(ctx context.Context, start time.Time, accums []signals.A
 // errTimedOut is the error of a scrape that ran into its timeout.
 var errTimedOut = errors.New("timed out")
 
-// scrapeAll scrapes the targets concurrently into r.
+// scrapeAll scrapes the targets concurrently into r: each one's /metrics,
+// then its APF dump. The dump comes after the scrape, not beside it, so
+// that the only request of the operator's that it holds is the dump's own
+// (which apfdump leaves out): the operator is not a client of every sample.
 func (s *scraper) scrapeAll(ctx context.Context, c *http.Client, targets []string, accums []signals.Accumulator,
 	timeout time.Duration, r *signals.Round) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, target := range targets {
 		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
 			began := time.Now()
 			results, err := s.scrape(ctx, c, target, accums, timeout)
 			took := time.Since(began).Seconds()
 			mu.Lock()
-			defer mu.Unlock()
 			r.ScrapeSeconds = max(r.ScrapeSeconds, took)
 			if err != nil {
 				r.Failed[target] = err.Error()
 				r.TimedOut = r.TimedOut || errors.Is(err, errTimedOut)
+			} else {
+				r.Instances[target] = results
+			}
+			mu.Unlock()
+			if err != nil {
 				return
 			}
-			r.Instances[target] = results
+			clients, err := s.dump(ctx, c, target, timeout)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				r.ClientsFailed[target] = err.Error()
+				return
+			}
+			r.Clients[target] = clients
 		})
 	}
 	wg.Wait()
@@ -208,6 +235,39 @@ func (s *scraper) scrape(ctx context.Context, c *http.Client, base string, accum
 		return nil, fmt.Errorf("parsing %s/metrics: %w", base, err)
 	}
 	return folder.Results(), nil
+}
+
+// dump reads one instance's APF dump of the requests it holds and sums it
+// by user.
+func (s *scraper) dump(ctx context.Context, c *http.Client, base string, timeout time.Duration) (apfdump.Summary, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+apfdump.Path+"?"+apfdump.Query, nil)
+	if err != nil {
+		return apfdump.Summary{}, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return apfdump.Summary{}, fmt.Errorf("%w after %v", errTimedOut, timeout)
+		}
+		return apfdump.Summary{}, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		return apfdump.Summary{}, fmt.Errorf("HTTP %d from %s%s", resp.StatusCode, base, apfdump.Path)
+	}
+	reqs, _, err := apfdump.Parse(io.LimitReader(resp.Body, maxDump))
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return apfdump.Summary{}, fmt.Errorf("%w after %v", errTimedOut, timeout)
+		}
+		return apfdump.Summary{}, fmt.Errorf("reading %s%s: %w", base, apfdump.Path, err)
+	}
+	sum := apfdump.Summarize(reqs)
+	sum.Trim(usersPerSample)
+	return sum, nil
 }
 
 func firstFailure(failed map[string]string) string {

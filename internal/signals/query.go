@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
+	"github.com/loadshed/loadshed/internal/apfdump"
 	"github.com/loadshed/loadshed/internal/trigger"
 )
 
@@ -27,6 +28,11 @@ type Round struct {
 	// round's scrape latency is then known (at least the timeout) even when
 	// no instance could be read.
 	TimedOut bool
+	// Clients maps each instance whose APF dump was read to whose requests
+	// it held (see package apfdump); ClientsFailed maps each instance whose
+	// dump could not be read to why.
+	Clients       map[string]apfdump.Summary
+	ClientsFailed map[string]string
 }
 
 // Kind is how a query derives a value.

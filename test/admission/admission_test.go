@@ -25,6 +25,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/apis/flowcontrol/bootstrap"
+	flowcontrolv1ac "k8s.io/client-go/applyconfigurations/flowcontrol/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
@@ -184,10 +185,6 @@ func TestEveryWriteLoadshedMakesIsAdmitted(t *testing.T) {
 	}
 
 	agent := attribution.ServiceAccount{Namespace: "telemetry", Name: "agent"}
-	attr, err := attribution.FlowSchemaFor(agent, bootstrap.SuggestedFlowSchemaServiceAccounts)
-	if err != nil {
-		t.Fatal(err)
-	}
 	throttle, err := shed.ThrottleFlowSchema("flood", agent, bootstrap.SuggestedFlowSchemaServiceAccounts, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -196,7 +193,6 @@ func TestEveryWriteLoadshedMakesIsAdmitted(t *testing.T) {
 		policy.Throttle{NominalConcurrencyShares: 1, LimitResponse: v1alpha1.LimitResponseReject})
 	for name, ac := range map[string]runtime.ApplyConfiguration{
 		"the self-protection FlowSchema": shed.SelfProtection(operatorSA),
-		"an attribution FlowSchema":      attr,
 		"a throttle FlowSchema":          throttle,
 		"the throttling priority level":  level,
 	} {
@@ -204,9 +200,22 @@ func TestEveryWriteLoadshedMakesIsAdmitted(t *testing.T) {
 			t.Errorf("applying %s: %v", name, err)
 		}
 	}
+	// An attribution FlowSchema an earlier version left, which the operator
+	// deletes once it leads.
+	legacy := &flowcontrolv1.FlowSchema{
+		ObjectMeta: metav1.ObjectMeta{Name: "loadshed-attr-telemetry.agent",
+			Labels: map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue,
+				v1alpha1.LabelRole: v1alpha1.RoleAttribution}},
+		Spec: *bootstrap.SuggestedFlowSchemaServiceAccounts.Spec.DeepCopy(),
+	}
+	legacy.Spec.MatchingPrecedence--
+	if err := env.Client.Create(ctx, legacy); err != nil {
+		t.Fatal(err)
+	}
 	for _, o := range []client.Object{
 		&flowcontrolv1.FlowSchema{ObjectMeta: metav1.ObjectMeta{Name: *throttle.Name}},
 		&flowcontrolv1.PriorityLevelConfiguration{ObjectMeta: metav1.ObjectMeta{Name: *level.Name}},
+		&flowcontrolv1.FlowSchema{ObjectMeta: metav1.ObjectMeta{Name: legacy.Name}},
 	} {
 		if err := c.Delete(ctx, o); err != nil {
 			t.Errorf("deleting %s: %v", o.GetName(), err)
@@ -271,6 +280,16 @@ func TestWhatLoadshedNeverDoesIsDenied(t *testing.T) {
 	wantDenied(t, "a FlowSchema of loadshed's that exempts a client",
 		c.Apply(ctx, exemptThrottle, client.FieldOwner("loadshed-operator"), client.ForceOwnership),
 		"only loadshed's self-protection FlowSchema")
+	boost, err := shed.ThrottleFlowSchema("flood", attribution.ServiceAccount{Namespace: "telemetry", Name: "agent"},
+		bootstrap.SuggestedFlowSchemaServiceAccounts, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	high := flowcontrolv1ac.PriorityLevelConfigurationReference().WithName("workload-high")
+	boost.Spec.WithPriorityLevelConfiguration(high)
+	wantDenied(t, "a FlowSchema of loadshed's that moves a client to a level loadshed does not own",
+		c.Apply(ctx, boost, client.FieldOwner("loadshed-operator"), client.ForceOwnership),
+		"routes only to one of its throttling priority levels")
 	forgedSelf := shed.SelfProtection(attribution.ServiceAccount{Namespace: "telemetry", Name: "agent"})
 	wantDenied(t, "the self-protection FlowSchema for another ServiceAccount",
 		c.Apply(ctx, forgedSelf, client.FieldOwner("loadshed-operator"), client.ForceOwnership),

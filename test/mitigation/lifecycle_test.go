@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -65,6 +68,8 @@ func TestDryRunChangesNothing(t *testing.T) {
 	defer stop()
 	p := policy("dry-run") // pause.after 3s
 	p.Spec.DryRun = true
+	apf := flowControlWrites(t)
+	ds := daemonSetWrites(t)
 	if err := env.Client.Create(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
@@ -86,6 +91,14 @@ func TestDryRunChangesNothing(t *testing.T) {
 		return nil
 	})
 	flood.Stop()
+	// Nothing of APF's configuration changed (so no request's priority
+	// level, FlowSchema or fair-queuing flow did), nor the DaemonSet.
+	if writes := apf(); len(writes) > 0 {
+		t.Errorf("dryRun wrote to APF's configuration: %v", writes)
+	}
+	if n := ds.stop(); n > 0 {
+		t.Errorf("dryRun wrote the DaemonSet %d times", n)
+	}
 	for _, reason := range []string{v1alpha1.EventThrottled, v1alpha1.EventPaused} {
 		if n := eventCount(t, "dry-run", v1alpha1.DryRunReason(reason)); n != 1 {
 			t.Errorf("%d %s events, want 1", n, v1alpha1.DryRunReason(reason))
@@ -99,6 +112,54 @@ func TestDryRunChangesNothing(t *testing.T) {
 	}
 	if err := podsAre(nodeCount)(); err != nil {
 		t.Error(err)
+	}
+}
+
+// flowControlWrites watches FlowSchemas and PriorityLevelConfigurations
+// from now on, and returns a function that stops and lists every write
+// seen, as "type kind/name": all but the operator's self-protection schema,
+// which every replica applies as it starts.
+func flowControlWrites(t *testing.T) func() []string {
+	t.Helper()
+	ctx := context.Background()
+	fc := kubernetes.NewForConfigOrDie(env.Config).FlowcontrolV1()
+	fss, err := fc.FlowSchemas().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plcs, err := fc.PriorityLevelConfigurations().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsw, err := fc.FlowSchemas().Watch(ctx, metav1.ListOptions{ResourceVersion: fss.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plcw, err := fc.PriorityLevelConfigurations().Watch(ctx, metav1.ListOptions{ResourceVersion: plcs.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var writes []string
+	var wg sync.WaitGroup
+	for _, w := range []watch.Interface{fsw, plcw} {
+		wg.Go(func() {
+			for ev := range w.ResultChan() {
+				o, ok := ev.Object.(client.Object)
+				if !ok || o.GetName() == shed.SelfProtectionName {
+					continue
+				}
+				mu.Lock()
+				writes = append(writes, fmt.Sprintf("%s %T/%s", ev.Type, o, o.GetName()))
+				mu.Unlock()
+			}
+		})
+	}
+	return func() []string {
+		fsw.Stop()
+		plcw.Stop()
+		wg.Wait()
+		return writes
 	}
 }
 

@@ -12,12 +12,14 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -450,4 +452,97 @@ func TestARefusedWriteIsReportedNotClaimed(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestEveryFloodingClientIsSeenWhateverRunsIt: a ServiceAccount that runs
+// no DaemonSet (a Deployment's, say) floods: it is named the offender and
+// throttled, and nothing is paused. Then a user who is not a ServiceAccount
+// floods: status and one event name them and say why nothing is done.
+func TestEveryFloodingClientIsSeenWhateverRunsIt(t *testing.T) {
+	cluster(t)
+	ctx := context.Background()
+	t.Cleanup(startOperator(t)) // stops after the policies are deleted: their finalizers need the operator
+
+	deployment := policy("any-client")
+	if err := env.Client.Create(ctx, deployment); err != nil {
+		t.Fatal(err)
+	}
+	flood := startLoad(t, "payments", 16, 0)
+	payments := attribution.ServiceAccount{Namespace: "payments", Name: "agent"}
+	eventually(t, "payments/agent, which runs no DaemonSet, is named and throttled", func() error {
+		got := getPolicy(t, "any-client")
+		if len(got.Status.Offenders) == 0 || got.Status.Offenders[0].User != payments.UserName() ||
+			got.Status.Offenders[0].ServiceAccount != "payments/agent" || len(got.Status.Offenders[0].DaemonSets) != 0 {
+			return fmt.Errorf("offenders %+v", got.Status.Offenders)
+		}
+		fs := &flowcontrolv1.FlowSchema{}
+		return env.Client.Get(ctx, client.ObjectKey{Name: shed.ThrottleName(payments)}, fs)
+	})
+	eventually(t, "the flood gets 429s", func() error {
+		if flood.throttled.Load() == 0 {
+			return errors.New("no 429 yet")
+		}
+		return nil
+	})
+	time.Sleep(5 * time.Second) // past pause.after (3s): still nothing to pause
+	if by := shed.PausedBy(getDS(t)); by != "" {
+		t.Errorf("the telemetry DaemonSet, which did not flood, was paused by %s", by)
+	}
+	if n := eventCount(t, "any-client", v1alpha1.EventThrottled); n != 1 {
+		t.Errorf("%d Throttled events, want 1", n)
+	}
+	flood.Stop()
+	deletePolicy(t, deployment)
+
+	// A person, bound to the same role, floods the same way.
+	if err := env.Client.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "list-pods-alice"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "list-pods"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "alice"}}}); err != nil &&
+		!apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	users := policy("any-user")
+	if err := env.Client.Create(ctx, users); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deletePolicy(t, users) })
+	cfg := rest.CopyConfig(env.Config)
+	cfg.QPS, cfg.Burst = -1, 0
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "alice", Groups: []string{"system:authenticated"}}
+	alice := kubernetes.NewForConfigOrDie(cfg)
+	stop := make(chan struct{})
+	defer close(stop)
+	for range 16 {
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, _ = alice.CoreV1().Pods("").List(context.Background(), metav1.ListOptions{})
+			}
+		}()
+	}
+	eventually(t, "alice is named, and the throttle reported as not possible", func() error {
+		got := getPolicy(t, "any-user")
+		if o := got.Status.Offenders; len(o) == 0 || o[0].User != "alice" || o[0].ServiceAccount != "" {
+			return fmt.Errorf("offenders %+v", o)
+		}
+		for _, b := range got.Status.Blocked {
+			if b.Kind == v1alpha1.ActionThrottle && b.Target == "alice" && strings.Contains(b.Reason, "not a ServiceAccount") {
+				return nil
+			}
+		}
+		return fmt.Errorf("blocked %+v", got.Status.Blocked)
+	})
+	eventually(t, "a Blocked event says so", func() error {
+		if n := eventCount(t, "any-user", v1alpha1.EventBlocked); n == 0 {
+			return errors.New("no Blocked event yet")
+		}
+		return nil
+	})
+	if left := owned(t); len(left) > 0 {
+		t.Errorf("a flood by a user left %v in place", left)
+	}
 }
