@@ -489,16 +489,19 @@ func (s *LabelSelector) AsLabelSelector() *metav1.LabelSelector {
 	return out
 }
 
-// Targets selects the DaemonSets that may be acted on. kube-system and the
-// operator's own namespace are protected unless allowProtectedNamespaces is
-// set, and so is any DaemonSet labelled loadshed.io/protected=true.
+// Targets selects the DaemonSets that may be paused and the ServiceAccounts
+// that may be throttled. kube-system and the operator's own namespace are
+// protected unless allowProtectedNamespaces is set, and so is any DaemonSet
+// labelled loadshed.io/protected=true.
 type Targets struct {
-	// namespaceSelector selects the namespaces whose DaemonSets may be acted
-	// on. Empty or absent selects all namespaces.
+	// namespaceSelector selects the namespaces whose DaemonSets may be
+	// paused and whose ServiceAccounts, whatever runs them, may be
+	// throttled. Empty or absent selects all namespaces.
 	// +optional
 	NamespaceSelector *LabelSelector `json:"namespaceSelector,omitempty"`
 
-	// selector selects DaemonSets by their labels. Empty or absent selects all.
+	// selector selects the DaemonSets that may be paused by their labels.
+	// Empty or absent selects all.
 	// Both selectors are checked at apply time (see LabelSelector).
 	// +optional
 	Selector *LabelSelector `json:"selector,omitempty"`
@@ -544,9 +547,10 @@ type DaemonSetReference struct {
 
 // Actions says what is done while a trigger fires.
 type Actions struct {
-	// minSharePercent is the share, in percent, of all requests APF saw
-	// (dispatched or rejected), or of the seats executing, from which a
-	// DaemonSet's ServiceAccount counts as an offender.
+	// minSharePercent is the share, in percent, of the requests the API
+	// servers hold (executing or queued; for a throttled ServiceAccount, of
+	// all requests APF saw, rejected included), or of the seats they
+	// reserve, from which a client counts as an offender.
 	// +optional
 	// +kubebuilder:default=20
 	// +kubebuilder:validation:Minimum=1
