@@ -3,13 +3,14 @@ package operator_test
 import (
 	"context"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -111,9 +112,9 @@ func TestTheOperatorRunsOnItsGeneratedRBAC(t *testing.T) {
 		t.Fatalf("the policy did not become Ready under the operator's own RBAC: %s", last)
 	}
 
-	// A policy on the apiServer source reads /metrics, the API servers'
-	// EndpointSlices, DaemonSets, namespaces and FlowSchemas, and applies an
-	// attribution FlowSchema: all under the same RBAC.
+	// A policy on the apiServer source reads /metrics and APF's dump of the
+	// requests each API server holds, the API servers' EndpointSlices,
+	// DaemonSets, namespaces and FlowSchemas: all under the same RBAC.
 	for _, o := range []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "telemetry", Labels: map[string]string{"team": "observability"}}},
 		&appsv1.DaemonSet{
@@ -151,9 +152,8 @@ func TestTheOperatorRunsOnItsGeneratedRBAC(t *testing.T) {
 		}
 		c := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionMetricsAvailable)
 		last = fmt.Sprintf("MetricsAvailable %+v; phase %s", c, got.Status.Phase)
-		fs := &flowcontrolv1.FlowSchema{}
-		fsErr := env.Client.Get(ctx, client.ObjectKey{Name: "loadshed-attr-telemetry.agent"}, fs)
-		return c != nil && c.Status == metav1.ConditionTrue && fsErr == nil && got.Status.Phase == v1alpha1.PhaseHealthy, nil
+		return c != nil && c.Status == metav1.ConditionTrue && !strings.Contains(c.Message, "cannot tell who loads") &&
+			got.Status.Phase == v1alpha1.PhaseHealthy, nil
 	})
 	if err != nil {
 		t.Fatalf("the apiServer source did not work under the operator's own RBAC: %s", last)
@@ -179,9 +179,18 @@ func TestTheOperatorRunsOnItsGeneratedRBAC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The agent's requests are forbidden, but APF holds them first: from
+	// eight loops, some are in flight whenever the operator samples APF.
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	var load sync.WaitGroup
+	for range 8 {
+		load.Go(func() {
+			for loadCtx.Err() == nil {
+				_ = agent.List(loadCtx, &corev1.PodList{})
+			}
+		})
+	}
 	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
-		// The agent's requests are forbidden, but APF dispatches them first.
-		_ = agent.List(ctx, &corev1.PodList{})
 		ds := &appsv1.DaemonSet{}
 		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "telemetry", Name: "agent"}, ds); err != nil {
 			return false, err
@@ -193,6 +202,8 @@ func TestTheOperatorRunsOnItsGeneratedRBAC(t *testing.T) {
 		last = fmt.Sprintf("paused by %q; status %+v", ds.Annotations[v1alpha1.AnnotationPausedBy], got.Status.Conditions)
 		return ds.Annotations[v1alpha1.AnnotationPausedBy] == "rbac-acting" && got.Status.ThrottledCount == 1, nil
 	})
+	stopLoad()
+	load.Wait()
 	if err != nil {
 		t.Fatalf("the operator could not act under its own RBAC: %s", last)
 	}
