@@ -213,6 +213,12 @@ func (c *Cluster) Restart(name string) error {
 // finished its graceful shutdown within 20 seconds, as a kubelet does
 // after a static pod's grace period. It reports how the server stopped.
 func (c *Cluster) RestartAPIServer() (stopped string, err error) {
+	return c.RestartAPIServerAfter(0)
+}
+
+// RestartAPIServerAfter is RestartAPIServer with the server kept down for
+// down once it has stopped, as a crash-looping or rescheduled one is.
+func (c *Cluster) RestartAPIServerAfter(down time.Duration) (stopped string, err error) {
 	s := c.env.ControlPlane.GetAPIServer()
 	began := time.Now()
 	stopped = "stopped"
@@ -225,6 +231,7 @@ func (c *Cluster) RestartAPIServer() (stopped string, err error) {
 		return stopped, err
 	}
 	stopped += fmt.Sprintf(" in %v", time.Since(began).Round(100*time.Millisecond))
+	time.Sleep(down)
 	if err := s.Start(); err != nil {
 		return stopped, fmt.Errorf("starting kube-apiserver again: %w", err)
 	}

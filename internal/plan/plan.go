@@ -452,7 +452,9 @@ func advanceRestore(in Input, p *Plan) bool {
 		if rec.Wave == 0 {
 			continue
 		}
-		due := rec.WaveStarted.Add(cfg.Restore.Probation)
+		// Probation counts only time every trigger was seen clear: a gap in
+		// the data after the wave began restarts it.
+		due := maxTime(rec.WaveStarted, in.ClearSince).Add(cfg.Restore.Probation)
 		switch {
 		case in.Now.Before(due):
 			p.RequeueAfter = min(p.RequeueAfter, positive(due.Sub(in.Now)))

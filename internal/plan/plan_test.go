@@ -252,6 +252,15 @@ func TestDecide(t *testing.T) {
 			wantPaused:  []string{"a/a"},
 		},
 		{
+			name: "a gap in the data after the wave began restarts its probation",
+			// Probation is a minute: 70s after the wave began, but every
+			// trigger has been seen clear for 30s only.
+			in: Input{Now: at(200), ClearSince: at(170), Paused: map[types.NamespacedName]Pause{
+				nn("a/a"): {Since: at(-300), Wave: 1, WaveStarted: at(130)}}},
+			wantActions: "",
+			wantPaused:  []string{"a/a"},
+		},
+		{
 			name: "the last wave's probation completes the restore",
 			in: Input{Now: at(400), ClearSince: at(0), Paused: map[types.NamespacedName]Pause{
 				nn("a/a"): {Since: at(-300), Wave: 3, WaveStarted: at(330)}},

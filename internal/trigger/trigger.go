@@ -6,10 +6,13 @@
 // clearThreshold for "for" (hysteresis: a value between the two changes
 // nothing). Missing or stale data never counts as healthy: a firing trigger
 // without fresh data stays firing, and one that was not firing becomes
-// Unknown, which blocks restores just as firing does.
+// Unknown, which blocks restores just as firing does. Nor does it count
+// toward a healthy streak seen only afterwards: an OK state is never older
+// than the unbroken run of fresh points it rests on.
 package trigger
 
 import (
+	"slices"
 	"time"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
@@ -69,7 +72,7 @@ func Evaluate(spec Spec, prev Status, points []Point, now time.Time) Status {
 	if !latched {
 		start, ok := runStart(points, spec.MaxGap, func(v float64) bool { return v > spec.Threshold })
 		if !ok {
-			return keep(prev, v1alpha1.TriggerOK, now, now)
+			return okSince(prev, points, spec.MaxGap, now)
 		}
 		if now.Sub(start) >= spec.For {
 			return Status{State: v1alpha1.TriggerFiring, Since: now}
@@ -86,6 +89,42 @@ func Evaluate(spec Spec, prev Status, points []Point, now time.Time) Status {
 		return Status{State: v1alpha1.TriggerOK, Since: now}
 	}
 	return keep(prev, v1alpha1.TriggerClearing, start, now)
+}
+
+// okSince returns the OK state. It keeps prev's Since while the points
+// since then are unbroken, and otherwise starts it where the newest unbroken
+// run of points began: a gap in the data (an API server down, a scrape
+// that failed) that no loop saw as Unknown, because none ran or none could
+// write its status, still ends the healthy streak.
+func okSince(prev Status, points []Point, maxGap time.Duration, now time.Time) Status {
+	st := keep(prev, v1alpha1.TriggerOK, now, now)
+	start, broken := unbrokenSince(points, maxGap)
+	if broken && start.After(st.Since) {
+		st.Since = start
+	}
+	return st
+}
+
+// unbrokenSince returns when the newest run of fresh points without a
+// missing point or a gap longer than maxGap began, and whether something
+// broke it. Missing points with no value before them are the edge of the
+// history kept (the oldest round has no earlier one to take a rate from),
+// not a gap in the data: a run that reaches them is unbroken.
+func unbrokenSince(points []Point, maxGap time.Duration) (time.Time, bool) {
+	i := len(points) - 1
+	if i < 0 {
+		return time.Time{}, false
+	}
+	for i > 0 {
+		if points[i].T.Sub(points[i-1].T) > maxGap {
+			return points[i].T, true
+		}
+		if !points[i-1].OK {
+			return points[i].T, slices.ContainsFunc(points[:i-1], func(p Point) bool { return p.OK })
+		}
+		i--
+	}
+	return points[0].T, false
 }
 
 // keep returns state s, keeping prev's Since when the state does not change

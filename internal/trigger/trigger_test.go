@@ -42,6 +42,49 @@ func TestEvaluate(t *testing.T) {
 			wantSince: at(20),
 		},
 		{
+			name:      "an unbroken healthy streak keeps its since",
+			prev:      Status{State: v1alpha1.TriggerOK, Since: at(-100)},
+			points:    series(10, 20, 30),
+			now:       at(20),
+			want:      v1alpha1.TriggerOK,
+			wantSince: at(-100),
+		},
+		{
+			name: "a healthy streak does not span a missing point no evaluation saw",
+			// The API server was down at 20s and the loop wrote no status
+			// then: the streak starts again at the first point after it.
+			prev:      Status{State: v1alpha1.TriggerOK, Since: at(-100)},
+			points:    series(10, 20, -1, 30, 40),
+			now:       at(40),
+			want:      v1alpha1.TriggerOK,
+			wantSince: at(30),
+		},
+		{
+			name:      "nor a gap longer than maxGap between two points",
+			prev:      Status{State: v1alpha1.TriggerOK, Since: at(-100)},
+			points:    []Point{{T: at(0), V: 10, OK: true}, {T: at(10), V: 10, OK: true}, {T: at(50), V: 10, OK: true}, {T: at(60), V: 10, OK: true}},
+			now:       at(60),
+			want:      v1alpha1.TriggerOK,
+			wantSince: at(50),
+		},
+		{
+			name: "values missing at the start of the history kept are its edge, not a gap",
+			// The oldest round has no earlier one to take a rate from.
+			prev:      Status{State: v1alpha1.TriggerOK, Since: at(-100)},
+			points:    series(-1, -1, 20, 30, 40),
+			now:       at(40),
+			want:      v1alpha1.TriggerOK,
+			wantSince: at(-100),
+		},
+		{
+			name:      "a streak that began after the gap keeps its own since",
+			prev:      Status{State: v1alpha1.TriggerOK, Since: at(35)},
+			points:    series(10, 20, -1, 30, 40),
+			now:       at(40),
+			want:      v1alpha1.TriggerOK,
+			wantSince: at(35),
+		},
+		{
 			name:      "a value past threshold for less than for is pending since it crossed",
 			points:    series(10, 150, 160),
 			now:       at(20),

@@ -225,27 +225,26 @@ func clientAs(t *testing.T, namespace string, throttled *atomic.Int64) *kubernet
 // stopped, counting successes, failures and the HTTP 429s on the wire.
 type load struct {
 	ok, throttled, failed atomic.Int64
-	stop                  chan struct{}
-	stopOnce              sync.Once
+	ctx                   context.Context
+	cancel                context.CancelFunc
 	wg                    sync.WaitGroup
 }
 
 func startLoad(t *testing.T, namespace string, workers int, pause time.Duration) *load {
-	l := &load{stop: make(chan struct{})}
+	l := &load{}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
 	cs := clientAs(t, namespace, &l.throttled)
 	deadline := time.Now().Add(3 * time.Minute)
 	for range workers {
 		l.wg.Go(func() {
-			for time.Now().Before(deadline) {
-				select {
-				case <-l.stop:
-					return
-				default:
-				}
-				_, err := cs.CoreV1().Pods("").List(context.Background(), metav1.ListOptions{})
-				if err == nil {
+			for time.Now().Before(deadline) && l.ctx.Err() == nil {
+				_, err := cs.CoreV1().Pods("").List(l.ctx, metav1.ListOptions{})
+				switch {
+				case l.ctx.Err() != nil:
+					return // stopped: neither a success nor a failure
+				case err == nil:
 					l.ok.Add(1)
-				} else {
+				default:
 					l.failed.Add(1)
 				}
 				time.Sleep(pause)
@@ -255,9 +254,11 @@ func startLoad(t *testing.T, namespace string, workers int, pause time.Duration)
 	return l
 }
 
-// Stop stops the load and waits for its workers; stopping twice is fine.
+// Stop stops the load at once, cancelling the requests in flight (and
+// client-go's waits for a Retry-After), and waits for its workers;
+// stopping twice is fine.
 func (l *load) Stop() {
-	l.stopOnce.Do(func() { close(l.stop) })
+	l.cancel()
 	l.wg.Wait()
 }
 

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -134,6 +135,12 @@ func envOr(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// RestartAPIServerAfter stops kube-apiserver, keeps it down for down, and
+// starts it again (see localcluster.Cluster.RestartAPIServerAfter).
+func (e *Env) RestartAPIServerAfter(down time.Duration) (stopped string, err error) {
+	return e.cluster.RestartAPIServerAfter(down)
 }
 
 // Stop stops the in-process operator, if any, then the control plane. An

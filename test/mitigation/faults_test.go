@@ -1,0 +1,99 @@
+package mitigation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/loadshed/loadshed/api/v1alpha1"
+	"github.com/loadshed/loadshed/internal/shed"
+)
+
+// firstEventAt returns when the first event of a reason regarding a policy
+// happened; zero if none did.
+func firstEventAt(t *testing.T, policyName, reason string) time.Time {
+	t.Helper()
+	list := &eventsv1.EventList{}
+	if err := env.Client.List(context.Background(), list); err != nil {
+		t.Fatal(err)
+	}
+	var first time.Time
+	for _, e := range list.Items {
+		if e.Regarding.Name != policyName || e.Reason != reason {
+			continue
+		}
+		if at := e.EventTime.Time; first.IsZero() || at.Before(first) {
+			first = at
+		}
+	}
+	return first
+}
+
+// TestAnAPIServerOutageDoesNotCountAsCalm: the flood is paused and has
+// stopped, and the trigger is clear, when kube-apiserver goes down for 12s.
+// The restore waits stableFor after it is back: none of the time in which
+// nothing could be read counts as calm. And its counters starting again
+// from zero fire nothing. (Here a loop usually evaluates, and writes, the
+// trigger as Unknown just as the server comes back, which restarts the
+// streak anyway; the trigger's table tests cover the loop that does not.)
+func TestAnAPIServerOutageDoesNotCountAsCalm(t *testing.T) {
+	cluster(t)
+	t.Cleanup(startOperator(t)) // stops after the policy is deleted: its finalizer needs the operator
+	ctx := context.Background()
+	const stableFor = 30 * time.Second
+	p := policy("outage")
+	p.Spec.Restore.StableFor = &metav1.Duration{Duration: stableFor}
+	if err := env.Client.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deletePolicy(t, p) })
+	flood := startLoad(t, "telemetry", 16, 0)
+	eventually(t, "the DaemonSet is paused", func() error {
+		if shed.PausedBy(getDS(t)) != "outage" {
+			return errors.New("not paused yet")
+		}
+		return nil
+	})
+	flood.Stop()
+	eventually(t, "the trigger is clear", func() error {
+		for _, s := range getPolicy(t, "outage").Status.Signals {
+			if s.State != v1alpha1.TriggerOK {
+				return fmt.Errorf("%s is %s", s.Name, s.State)
+			}
+		}
+		return nil
+	})
+	if at := firstEventAt(t, "outage", v1alpha1.EventRestoreStarted); !at.IsZero() {
+		t.Fatalf("the restore started at %v, before the outage: the test took too long to get there", at)
+	}
+	stopped, err := env.RestartAPIServerAfter(12 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now()
+	t.Logf("kube-apiserver %s, down 12s, back at %s", stopped, back.Format(time.RFC3339))
+
+	eventually(t, "the restore starts", func() error {
+		if firstEventAt(t, "outage", v1alpha1.EventRestoreStarted).IsZero() {
+			return errors.New("no RestoreStarted yet")
+		}
+		return nil
+	})
+	// The first value after the outage is read within an interval (1s) of
+	// the server answering again.
+	restored := firstEventAt(t, "outage", v1alpha1.EventRestoreStarted)
+	t.Logf("the restore started %v after kube-apiserver was back (stableFor %v)",
+		restored.Sub(back).Round(time.Second), stableFor)
+	if restored.Before(back.Add(stableFor - 2*time.Second)) {
+		t.Errorf("the restore started %v after kube-apiserver was back, before stableFor (%v) of calm could be seen",
+			restored.Sub(back).Round(time.Second), stableFor)
+	}
+	if n := eventCount(t, "outage", v1alpha1.EventTriggerFired); n != 1 {
+		t.Errorf("%d TriggerFired events, want 1: the counters starting again from zero fired it again", n)
+	}
+}
