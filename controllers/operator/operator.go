@@ -111,7 +111,12 @@ func managerOptions(s *runtime.Scheme, opts Options) ctrl.Options {
 		RetryPeriod:   &retryPeriod,
 		Controller:    config.Controller{SkipNameValidation: ptr.To(opts.RestartableInProcess)},
 		Cache: cache.Options{
+			// The operator never reads managedFields: a DaemonSet it updates
+			// keeps them (an update without them leaves them as they are).
+			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject: map[client.Object]cache.ByObject{
+				&corev1.Node{}:      {Transform: nameAndLabels},
+				&corev1.Namespace{}: {Transform: nameAndLabels},
 				// Secrets are read from the operator's namespace only, where
 				// its Role allows it: no cluster-wide access to Secrets.
 				&corev1.Secret{}: {Namespaces: map[string]cache.Config{opts.Namespace: {}}},
