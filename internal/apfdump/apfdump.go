@@ -160,13 +160,19 @@ type Summary struct {
 	Total Load
 }
 
-// Summarize folds requests by user. The requests that read this very dump
-// (a GET of Path) are left out: they would make whoever samples APF a
-// client of every sample.
+// Exempt is APF's exempt priority level: its requests are never queued nor
+// limited, and take no seat from anyone else's level.
+const Exempt = "exempt"
+
+// Summarize folds requests by user. Left out: the requests on the exempt
+// level (system:masters, health probes, loadshed itself through its
+// self-protection schema), which compete for no one's seats and which no
+// throttle can touch; and the requests that read this very dump (a GET of
+// Path), which would make whoever samples APF a client of every sample.
 func Summarize(reqs []Request) Summary {
 	s := Summary{ByUser: map[string]Load{}}
 	for _, r := range reqs {
-		if r.Path == Path {
+		if r.PriorityLevel == Exempt || r.Path == Path {
 			continue
 		}
 		l := Load{Requests: 1, Seats: r.Seats}

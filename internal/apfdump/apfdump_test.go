@@ -41,7 +41,7 @@ func TestParseARealDump(t *testing.T) {
 		"system:node:node-1":                    {Requests: 3, Seats: 3},
 	}
 	if len(s.ByUser) != len(want) {
-		t.Errorf("users %v, want %v (the dump's own GET left out)", s.ByUser, want)
+		t.Errorf("users %v, want %v (the dump's own GET, on exempt, left out)", s.ByUser, want)
 	}
 	for u, l := range want {
 		if s.ByUser[u] != l {
@@ -114,6 +114,7 @@ func TestParse(t *testing.T) {
 
 func TestSummarizeAndTrim(t *testing.T) {
 	reqs := []Request{
+		{User: "admin", Seats: 1, Executing: true, PriorityLevel: Exempt},
 		{User: "flood", Seats: 10, Executing: true},
 		{User: "flood", Seats: 10},
 		{User: "busy", Seats: 1, Executing: true},
@@ -128,6 +129,9 @@ func TestSummarizeAndTrim(t *testing.T) {
 	}
 	if _, ok := s.ByUser["loadshed"]; ok {
 		t.Error("the dump's own request counted")
+	}
+	if _, ok := s.ByUser["admin"]; ok {
+		t.Error("a request on the exempt level counted")
 	}
 	s.Trim(2)
 	if len(s.ByUser) != 2 || s.ByUser["flood"].Seats != 20 || s.ByUser["busy"].Seats != 3 {
