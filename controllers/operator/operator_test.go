@@ -11,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -179,14 +180,16 @@ func TestTheOperatorRunsOnItsGeneratedRBAC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The agent's requests are forbidden, but APF holds them first: from
-	// eight loops, some are in flight whenever the operator samples APF.
+	// The agent lists 200 ConfigMaps of 16 KiB from eight loops: LISTs that
+	// take long enough for some to be in flight whenever the operator
+	// samples what APF holds, even under the race detector.
+	seedListableConfigMaps(ctx, t, "telemetry", "agent")
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	var load sync.WaitGroup
 	for range 8 {
 		load.Go(func() {
 			for loadCtx.Err() == nil {
-				_ = agent.List(loadCtx, &corev1.PodList{})
+				_ = agent.List(loadCtx, &corev1.ConfigMapList{})
 			}
 		})
 	}
@@ -241,5 +244,30 @@ func TestTheOperatorRunsOnItsGeneratedRBAC(t *testing.T) {
 
 	if err := stop(); err != nil {
 		t.Errorf("the operator stopped with an error: %v", err)
+	}
+}
+
+// seedListableConfigMaps creates 200 ConfigMaps of 16 KiB in namespace and
+// lets its ServiceAccount name list ConfigMaps cluster-wide.
+func seedListableConfigMaps(ctx context.Context, t *testing.T, namespace, name string) {
+	t.Helper()
+	const bulk = 200
+	objs := make([]client.Object, 0, bulk+2)
+	objs = append(objs,
+		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "list-configmaps"},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"list"}}}},
+		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "list-configmaps-" + namespace + "-" + name},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "list-configmaps"},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: namespace, Name: name}}},
+	)
+	data := strings.Repeat("x", 16<<10)
+	for i := range bulk {
+		objs = append(objs, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: fmt.Sprintf("bulk-%03d", i)},
+			Data: map[string]string{"data": data}})
+	}
+	for _, o := range objs {
+		if err := env.Client.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
