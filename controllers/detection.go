@@ -48,10 +48,12 @@ func (r *LoadShedPolicyReconciler) evaluate(name string, spec *resolvedSpec, pre
 	state.evaluated = in.Now
 }
 
-// attributionWindow is the window over which offenders' rates are measured:
-// the longest trigger window.
+// attributionWindow is the window over which offenders' loads are measured:
+// the longest trigger window, and at least ten intervals, so that the
+// shares rest on ten samples of what the API servers hold, not on an
+// instant or two.
 func attributionWindow(cfg *policy.Config) time.Duration {
-	w := cfg.Interval * 3
+	w := cfg.Interval * 10
 	for _, t := range cfg.Triggers {
 		w = max(w, t.Window)
 	}

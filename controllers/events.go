@@ -78,14 +78,18 @@ func (r *LoadShedPolicyReconciler) recordOverrides(obj *v1alpha1.LoadShedPolicy,
 }
 
 // recordBlocked records each action the plan may not take, once: when it
-// was not blocked in the status the loop started from.
-func (r *LoadShedPolicyReconciler) recordBlocked(obj *v1alpha1.LoadShedPolicy, p plan.Plan) {
+// was not blocked in the status the loop started from, nor reported
+// already while the triggers fire (firing says whether they do; when they
+// do not, what is blocked next is new).
+func (r *LoadShedPolicyReconciler) recordBlocked(obj *v1alpha1.LoadShedPolicy, p plan.Plan, firing bool) {
 	before := map[blockKey]bool{}
 	for _, b := range obj.Status.Blocked {
 		before[blockKey{b.Kind, b.Target}] = true
 	}
 	for _, b := range p.Blocked {
-		if before[keyOf(b)] {
+		k := keyOf(b)
+		first := r.reported.firstTime(obj.Name, k)
+		if before[k] || !first {
 			continue
 		}
 		note := upperFirst(b.String())
@@ -94,6 +98,9 @@ func (r *LoadShedPolicyReconciler) recordBlocked(obj *v1alpha1.LoadShedPolicy, p
 			r.Recorder.Eventf(daemonSetRef(b.Target), obj, corev1.EventTypeWarning, v1alpha1.EventBlocked, actionShed,
 				"%s (policy %s)", note, obj.Name)
 		}
+	}
+	if !firing {
+		r.reported.forget(obj.Name)
 	}
 }
 

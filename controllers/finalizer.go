@@ -43,6 +43,7 @@ func (r *LoadShedPolicyReconciler) reconcileDelete(ctx context.Context, obj *v1a
 	r.Sampler.Unregister(obj.Name)
 	r.forgetMetrics(obj.Name)
 	r.statuses.forget(obj.Name)
+	r.reported.forget(obj.Name)
 
 	err := r.undoAll(ctx, obj)
 	if err != nil {

@@ -61,6 +61,9 @@ type LoadShedPolicyReconciler struct {
 	shedding sheddingClock
 	// statuses remembers the status each policy's last loop wrote.
 	statuses statusMemory
+	// reported remembers the blocks each policy reported while its
+	// triggers fire.
+	reported blockMemory
 }
 
 // reconcileState is what one loop saw and decided, for the status setters.
@@ -142,6 +145,40 @@ func (m *statusMemory) forget(name string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.last, name)
+}
+
+// blockMemory remembers, per policy, the blocked actions already reported
+// by an event during the current firing of its triggers. Offenders are
+// measured from samples: one on top may fall under minShare for a loop and
+// come back, and its block with it; that is still the block reported.
+type blockMemory struct {
+	mu       sync.Mutex
+	reported map[string]map[blockKey]bool
+}
+
+// firstTime reports whether a block has not been reported for the policy
+// in this firing, and remembers it.
+func (m *blockMemory) firstTime(name string, k blockKey) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.reported == nil {
+		m.reported = map[string]map[blockKey]bool{}
+	}
+	if m.reported[name] == nil {
+		m.reported[name] = map[blockKey]bool{}
+	}
+	if m.reported[name][k] {
+		return false
+	}
+	m.reported[name][k] = true
+	return true
+}
+
+// forget ends a policy's firing (or the policy): its next blocks are new.
+func (m *blockMemory) forget(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.reported, name)
 }
 
 // reconcilePolicy resolves the spec and, unless the policy is suspended,

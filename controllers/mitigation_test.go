@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/client-go/tools/events"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/plan"
@@ -82,5 +83,33 @@ func TestAStaleCachedStatusIsFreshened(t *testing.T) {
 	m.freshen(stale)
 	if len(stale.Status.Blocked) != 0 {
 		t.Error("a deleted policy's status was remembered")
+	}
+}
+
+// TestABlockIsReportedOncePerFiring: an offender whose share dips under
+// minShare for a loop drops out of the plan's blocks and comes back; its
+// block is reported once while the triggers fire, and again only in a new
+// firing.
+func TestABlockIsReportedOncePerFiring(t *testing.T) {
+	rec := events.NewFakeRecorder(100)
+	r := &LoadShedPolicyReconciler{Recorder: rec}
+	obj := &v1alpha1.LoadShedPolicy{ObjectMeta: metav1.ObjectMeta{Name: "p"}}
+	blocked := plan.Plan{Blocked: []plan.Block{{Kind: plan.Throttled, User: "alice", Reason: "it is not a ServiceAccount"}}}
+	loop := func(p plan.Plan, firing bool) {
+		r.recordBlocked(obj, p, firing)
+		obj.Status.Blocked = blockedStatuses(obj.Status.Blocked, p.Blocked, time.Now())
+	}
+	loop(blocked, true)
+	loop(plan.Plan{}, true) // under minShare for a loop
+	loop(blocked, true)
+	loop(plan.Plan{}, false) // the triggers clear
+	loop(blocked, true)      // a new firing
+	close(rec.Events)
+	var got []string
+	for e := range rec.Events {
+		got = append(got, e)
+	}
+	if len(got) != 2 || !strings.Contains(got[0], "Would throttle alice") {
+		t.Errorf("events %q, want the block reported twice: once per firing", got)
 	}
 }

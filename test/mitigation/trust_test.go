@@ -493,9 +493,10 @@ func TestEveryFloodingClientIsSeenWhateverRunsIt(t *testing.T) {
 	}
 	flood.Stop()
 	deletePolicy(t, deployment)
-	// The samples of the first flood age out of the attribution window (3s)
-	// before the next policy reads them: the policies share the samples.
-	time.Sleep(5 * time.Second)
+	// The samples of the first flood age out of the attribution window (ten
+	// intervals: 10s) before the next policy reads them: the policies share
+	// the samples.
+	time.Sleep(12 * time.Second)
 
 	// A person, bound to the same role, floods the same way.
 	if err := env.Client.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "list-pods-alice"},
