@@ -88,7 +88,7 @@ func (r *LoadShedPolicyReconciler) applyThrottleLevel(ctx context.Context, polic
 }
 
 // applyThrottle routes a ServiceAccount to the throttling priority level,
-// just ahead of its attribution FlowSchema. A ServiceAccount matched too
+// just ahead of the FlowSchema that matches it. A ServiceAccount matched too
 // early for that is left alone, and the log says why.
 func (r *LoadShedPolicyReconciler) applyThrottle(ctx context.Context, policyName string, sa attribution.ServiceAccount,
 	matched *flowcontrolv1.FlowSchema, since time.Time) error {

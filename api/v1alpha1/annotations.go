@@ -8,8 +8,8 @@ const (
 	// AnnotationServiceAccount records, as "namespace/name", the
 	// ServiceAccount an attribution or throttle FlowSchema matches.
 	AnnotationServiceAccount = "loadshed.io/service-account"
-	// AnnotationAttributedFrom records the name of the FlowSchema that
-	// matched the ServiceAccount when the attribution FlowSchema was made.
+	// AnnotationAttributedFrom recorded, on an attribution FlowSchema of
+	// earlier versions, the FlowSchema that matched its ServiceAccount.
 	AnnotationAttributedFrom = "loadshed.io/attributed-from"
 	// AnnotationThrottledSince records when a throttle FlowSchema was made.
 	AnnotationThrottledSince = "loadshed.io/throttled-since"

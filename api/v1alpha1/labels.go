@@ -22,9 +22,10 @@ const (
 
 // Values of LabelRole.
 const (
-	// RoleAttribution marks an attribution FlowSchema: it routes one
-	// ServiceAccount's requests as the schema it goes ahead of would, so that
-	// APF's metrics count them apart.
+	// RoleAttribution marks an attribution FlowSchema of earlier versions:
+	// it routed one ServiceAccount's requests as the schema it went ahead of
+	// would, so that APF's metrics counted them apart. This version makes
+	// none, and deletes those it finds.
 	RoleAttribution = "attribution"
 	// RoleThrottle marks a throttle FlowSchema and the throttling priority level.
 	RoleThrottle = "throttle"

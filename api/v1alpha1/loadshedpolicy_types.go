@@ -733,7 +733,8 @@ type LoadShedPolicyStatus struct {
 	// +listMapKey=name
 	Signals []SignalStatus `json:"signals,omitempty"`
 
-	// offenders are the DaemonSets carrying the most attributed load, most first.
+	// offenders are the clients the API servers hold the most requests or
+	// seats of, most first.
 	// +optional
 	// +listType=atomic
 	Offenders []OffenderStatus `json:"offenders,omitempty"`

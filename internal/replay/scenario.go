@@ -627,8 +627,8 @@ func (r *runner) tearDown(ctx context.Context) error {
 		}
 		r.say("policy deleted")
 	}
-	// The attribution FlowSchemas go a moment after the policy: a
-	// controller of their own collects those no policy needs.
+	// What the finalizer removes may take a moment to be gone from the
+	// API server's answers.
 	var left []string
 	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, leftoversGrace, true, func(ctx context.Context) (bool, error) {
 		var err error

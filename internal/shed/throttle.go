@@ -84,8 +84,10 @@ func ThrottleLevel(policyName string, t policy.Throttle) *flowcontrolv1ac.Priori
 }
 
 // ThrottlePrecedence is the matchingPrecedence of a throttle, given the
-// FlowSchema that matches it: two ahead (its attribution schema goes one
-// ahead). It errors when that would go ahead of MinThrottlePrecedence.
+// FlowSchema that matches it: two ahead (one ahead was where the attribution
+// schema of earlier versions went: two never ties with one an older
+// operator left). It errors when that would go ahead of
+// MinThrottlePrecedence.
 func ThrottlePrecedence(matched *flowcontrolv1.FlowSchema) (int32, error) {
 	precedence := matched.Spec.MatchingPrecedence - 2
 	if precedence < MinThrottlePrecedence {
@@ -96,9 +98,9 @@ func ThrottlePrecedence(matched *flowcontrolv1.FlowSchema) (int32, error) {
 }
 
 // ThrottleFlowSchema returns the FlowSchema that routes all of sa's requests
-// to the policy's throttling level, just ahead of its attribution schema
-// (which goes just ahead of the schema that matches it today). It errors
-// when that would go ahead of MinThrottlePrecedence.
+// to the policy's throttling level, two ahead of the schema that matches it
+// today (ThrottlePrecedence). It errors when that would go ahead of
+// MinThrottlePrecedence.
 func ThrottleFlowSchema(policyName string, sa attribution.ServiceAccount, matched *flowcontrolv1.FlowSchema,
 	since time.Time) (*flowcontrolv1ac.FlowSchemaApplyConfiguration, error) {
 	precedence, err := ThrottlePrecedence(matched)
