@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
+	"github.com/loadshed/loadshed/controllers"
 	"github.com/loadshed/loadshed/controllers/operator"
 	"github.com/loadshed/loadshed/internal/attribution"
 	"github.com/loadshed/loadshed/internal/shed"
@@ -383,6 +385,14 @@ func TestAFloodIsThrottledPausedAndRestoredInWaves(t *testing.T) {
 		}
 		return nil
 	})
+	// The operator caches objects without managedFields and updates the
+	// DaemonSet from its cache: the API server keeps the other managers'
+	// entries (an update that omits the field leaves it as it is).
+	if !slices.ContainsFunc(getDS(t).ManagedFields, func(e metav1.ManagedFieldsEntry) bool {
+		return e.Manager != controllers.FieldOwner && e.Subresource == ""
+	}) {
+		t.Errorf("the paused DaemonSet lost its creator's managedFields: %+v", getDS(t).ManagedFields)
+	}
 	// Watch the restore from now on: the pods seen during each wave.
 	seen := watchWaves(t)
 	flood.Stop()
