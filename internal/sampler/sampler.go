@@ -10,6 +10,7 @@ package sampler
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -67,6 +68,8 @@ type Sampler struct {
 	status    Status
 	prom      map[string]*promPolicy
 	wake      chan struct{}
+	// notified is when each policy was last told of a round.
+	notified map[string]time.Time
 }
 
 // New returns a sampler that reaches the API servers with cfg (its
@@ -84,11 +87,14 @@ func New(cfg *rest.Config, reader client.Reader, clk clock.WithTicker) (*Sampler
 		interests: map[string]Interest{},
 		prom:      map[string]*promPolicy{},
 		wake:      make(chan struct{}, 1),
+		notified:  map[string]time.Time{},
 	}, nil
 }
 
-// Events delivers, after each round, one event per registered policy (its
-// name), for a controller's channel source.
+// Events delivers, after a round, one event per registered policy (its
+// name) whose interval has passed since it was last told, for a
+// controller's channel source: a policy is evaluated at its own interval,
+// not at the smallest of all.
 func (s *Sampler) Events() <-chan event.GenericEvent { return s.events }
 
 // NeedLeaderElection makes the sampler run on the leader only.
@@ -114,6 +120,7 @@ func (s *Sampler) Unregister(policy string) {
 	s.mu.Lock()
 	delete(s.interests, policy)
 	delete(s.prom, policy)
+	delete(s.notified, policy)
 	s.mu.Unlock()
 }
 
@@ -175,7 +182,7 @@ func (s *Sampler) Start(ctx context.Context) error {
 			}
 		}
 		wg.Wait()
-		s.notify()
+		s.notify(start, interval)
 	}
 }
 
@@ -234,12 +241,20 @@ func (s *Sampler) record(r *signals.Round, st Status) {
 	}
 }
 
-// notify queues one event per registered policy, dropping events when the
-// controller is behind: it reads the newest rounds anyway.
-func (s *Sampler) notify() {
+// notify queues one event per registered policy that is due, dropping
+// events when the controller is behind: it reads the newest rounds anyway.
+// Rounds come every step (the smallest interval of all policies); a policy
+// is due every n rounds, n its interval in steps rounded to the nearest
+// (a 30s policy every third round of 10s, a 15s one every second).
+func (s *Sampler) notify(round time.Time, step time.Duration) {
 	s.mu.Lock()
 	names := make([]string, 0, len(s.interests))
-	for name := range s.interests {
+	for name, in := range s.interests {
+		n := max(math.Round(float64(in.Interval)/float64(step)), 1)
+		if last, ok := s.notified[name]; ok && round.Sub(last) < time.Duration(n*float64(step))-step/2 {
+			continue
+		}
+		s.notified[name] = round
 		names = append(names, name)
 	}
 	s.mu.Unlock()

@@ -3,8 +3,11 @@ package sampler
 import (
 	"context"
 	"encoding/pem"
+	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	goslices "slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -16,6 +19,7 @@ import (
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/apfdump"
@@ -273,5 +277,48 @@ func TestStartScrapesForRegisteredPoliciesAndNotifiesThem(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Start returned %v", err)
+	}
+}
+
+func TestEachPolicyIsNotifiedAtItsOwnInterval(t *testing.T) {
+	s := &Sampler{
+		interests: map[string]Interest{
+			"fast": {Interval: 10 * time.Second}, "slow": {Interval: 30 * time.Second}, "odd": {Interval: 15 * time.Second},
+		},
+		events:   make(chan event.GenericEvent, 100),
+		notified: map[string]time.Time{},
+	}
+	t0 := time.Date(2024, 12, 11, 15, 17, 0, 0, time.UTC)
+	counts := map[string]int{}
+	var at []string
+	// Rounds come every 10s, the smallest interval, for two minutes, and
+	// a little late each time, as scrapes take time.
+	for i := range 13 {
+		s.notify(t0.Add(time.Duration(i)*10*time.Second+time.Duration(i%3)*100*time.Millisecond), 10*time.Second)
+		for len(s.events) > 0 {
+			ev := <-s.events
+			counts[ev.Object.GetName()]++
+			if ev.Object.GetName() == "slow" {
+				at = append(at, fmt.Sprint(i*10))
+			}
+		}
+	}
+	// 15s is halfway between rounds: every second round, 20s.
+	want := map[string]int{"fast": 13, "slow": 5, "odd": 7}
+	if !maps.Equal(counts, want) {
+		t.Errorf("events over 2 minutes = %v, want %v", counts, want)
+	}
+	if got := strings.Join(at, ","); got != "0,30,60,90,120" {
+		t.Errorf("the 30s policy was told at %s s, want 0,30,60,90,120", got)
+	}
+	s.Unregister("slow")
+	s.interests["slow"] = Interest{Interval: 30 * time.Second}
+	s.notify(t0.Add(130*time.Second), 10*time.Second)
+	var told []string
+	for len(s.events) > 0 {
+		told = append(told, (<-s.events).Object.GetName())
+	}
+	if goslices.Sort(told); !goslices.Equal(told, []string{"fast", "slow"}) {
+		t.Errorf("10s after the last round, told %v; want fast and slow (registered again: told at once)", told)
 	}
 }
