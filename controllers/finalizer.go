@@ -44,6 +44,7 @@ func (r *LoadShedPolicyReconciler) reconcileDelete(ctx context.Context, obj *v1a
 	r.forgetMetrics(obj.Name)
 	r.statuses.forget(obj.Name)
 	r.reported.forget(obj.Name)
+	r.cadence.forget(obj.Name)
 
 	err := r.undoAll(ctx, obj)
 	if err != nil {

@@ -64,6 +64,8 @@ type LoadShedPolicyReconciler struct {
 	// reported remembers the blocks each policy reported while its
 	// triggers fire.
 	reported blockMemory
+	// cadence keeps each policy to its interval.
+	cadence cadence
 }
 
 // reconcileState is what one loop saw and decided, for the status setters.
@@ -94,16 +96,31 @@ func (r *LoadShedPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		return ctrl.Result{}, err
 	}
 
+	if wait := r.cadence.wait(obj, r.Clock.Now()); wait > 0 {
+		// Woken before its interval (a round of scrapes for a policy with a
+		// shorter one, a requeue that a round already served).
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
+
+	began := r.Clock.Now()
 	r.statuses.freshen(obj)
 	base := obj.DeepCopy()
 	state := r.reconcilePolicy(ctx, obj)
 	setStatus(obj, state)
-	statusErr := r.patchStatus(ctx, obj, base)
-	if statusErr == nil {
-		r.statuses.remember(obj)
+	var statusErr error
+	if statusWorthWriting(&base.Status, &obj.Status) {
+		if statusErr = r.patchStatus(ctx, obj, base); statusErr == nil {
+			r.statuses.remember(obj)
+		}
 	}
-	r.observeMetrics(obj.Name, state)
-	return resultFor(state), kerrors.NewAggregate([]error{ignoreSpecErrors(state.err), statusErr})
+	r.observeMetrics(obj.Name, state, r.Clock.Since(began))
+	result := resultFor(state)
+	if state.err == nil && statusErr == nil && !state.evaluated.IsZero() {
+		r.cadence.evaluated(obj, state.evaluated, result.RequeueAfter, state.config.Interval)
+	} else {
+		r.cadence.forget(obj.Name)
+	}
+	return result, kerrors.NewAggregate([]error{ignoreSpecErrors(state.err), statusErr})
 }
 
 // statusMemory remembers the status each policy's last loop wrote. A loop

@@ -62,15 +62,32 @@ var (
 		Name: "loadshed_mitigation_shedding_seconds_total",
 		Help: "Time spent with something throttled or paused, counted at each evaluation.",
 	}, []string{labelPolicy})
+	evaluations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "loadshed_policy_evaluations_total",
+		Help: "Evaluations of the policy: one an interval, or when its spec changes or a restore step is due.",
+	}, []string{labelPolicy})
+	evaluationDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "loadshed_policy_evaluation_duration_seconds",
+		Help: "How long one evaluation of the policy took: reading the cache, deciding, writing changes and status.",
+		Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
+	}, []string{labelPolicy})
+	lastEvaluation = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "loadshed_policy_last_evaluation_timestamp_seconds",
+		Help: "When the policy was last evaluated, in seconds since the epoch.",
+	}, []string{labelPolicy})
 )
 
 func init() {
 	metrics.Registry.MustRegister(signalValue, triggerFiring, attributedRate,
-		actionsTotal, pausedDaemonSets, throttledServiceAccounts, restoreAttempts, blockedActions, sheddingSeconds)
+		actionsTotal, pausedDaemonSets, throttledServiceAccounts, restoreAttempts, blockedActions, sheddingSeconds,
+		evaluations, evaluationDuration, lastEvaluation)
 }
 
-// observeMetrics exports what one loop of a policy found and did.
-func (r *LoadShedPolicyReconciler) observeMetrics(policy string, state *reconcileState) {
+// observeMetrics exports what one loop of a policy found and did, and how
+// long it took.
+func (r *LoadShedPolicyReconciler) observeMetrics(policy string, state *reconcileState, took time.Duration) {
+	evaluations.WithLabelValues(policy).Inc()
+	evaluationDuration.WithLabelValues(policy).Observe(took.Seconds())
 	observeEvaluation(policy, state)
 	if state.plan != nil && !state.config.DryRun {
 		r.shedding.observe(policy, shedding(state), state.evaluated)
@@ -81,9 +98,11 @@ func (r *LoadShedPolicyReconciler) observeMetrics(policy string, state *reconcil
 func (r *LoadShedPolicyReconciler) forgetMetrics(policy string) {
 	r.shedding.forget(policy)
 	for _, v := range []*prometheus.GaugeVec{signalValue, triggerFiring, attributedRate, pausedDaemonSets, throttledServiceAccounts,
-		blockedActions} {
+		blockedActions, lastEvaluation} {
 		v.DeletePartialMatch(prometheus.Labels{labelPolicy: policy})
 	}
+	evaluations.DeletePartialMatch(prometheus.Labels{labelPolicy: policy})
+	evaluationDuration.DeletePartialMatch(prometheus.Labels{labelPolicy: policy})
 }
 
 // observeChanges exports a plan.
@@ -113,6 +132,7 @@ func observeEvaluation(policy string, state *reconcileState) {
 	if state.evaluated.IsZero() {
 		return
 	}
+	lastEvaluation.WithLabelValues(policy).Set(float64(state.evaluated.UnixNano()) / 1e9)
 	for _, s := range state.readings {
 		if s.OK {
 			signalValue.WithLabelValues(policy, s.Name).Set(s.Value)
