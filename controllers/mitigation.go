@@ -244,9 +244,13 @@ func (r *LoadShedPolicyReconciler) applyPauses(ctx context.Context, policyName s
 	cur *inPlace, p plan.Plan) ([]plan.Block, error) {
 	var refusals []plan.Block
 	if len(p.Paused) > 0 {
+		// Only restore waves read Nodes, and only their names and labels:
+		// the cache's own objects, not copies (see readShedState).
 		nodes := &corev1.NodeList{}
-		if err := r.List(ctx, nodes); err != nil {
-			return nil, fmt.Errorf("listing nodes: %w", err)
+		if restoring(p) {
+			if err := r.List(ctx, nodes, client.UnsafeDisableDeepCopy); err != nil {
+				return nil, fmt.Errorf("listing nodes: %w", err)
+			}
 		}
 		kinds, reasons := daemonSetChanges(p)
 		for _, key := range slices.SortedFunc(maps.Keys(p.Paused), plan.CompareNames) {
@@ -273,6 +277,16 @@ func (r *LoadShedPolicyReconciler) applyPauses(ctx context.Context, policyName s
 		}
 	}
 	return refusals, nil
+}
+
+// restoring reports whether a pause of the plan is in a restore wave.
+func restoring(p plan.Plan) bool {
+	for _, rec := range p.Paused {
+		if rec.Wave > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // refusal reports whether err is the API server refusing a write (denied by

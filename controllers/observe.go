@@ -75,13 +75,19 @@ type shedState struct {
 }
 
 // readShedState reads the shed state of a policy from the cache.
+//
+// The DaemonSets and FlowSchemas are the cache's own objects, not copies:
+// at thousands of DaemonSets, copying them all at every loop of every
+// policy was most of the operator's CPU and allocations. Nothing may modify
+// them; what writes one (shed.Apply, shed.Restore, shed.Forget) changes a
+// deep copy.
 func (r *LoadShedPolicyReconciler) readShedState(ctx context.Context, name string) (*shedState, error) {
 	dss := &appsv1.DaemonSetList{}
-	if err := r.List(ctx, dss); err != nil {
+	if err := r.List(ctx, dss, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing DaemonSets: %w", err)
 	}
 	schemas := &flowcontrolv1.FlowSchemaList{}
-	if err := r.List(ctx, schemas); err != nil {
+	if err := r.List(ctx, schemas, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing FlowSchemas: %w", err)
 	}
 	out := &shedState{daemonSets: dss.Items, schemas: schemas.Items}
@@ -102,7 +108,8 @@ func namespaceLabels(ctx context.Context, c client.Reader, cfg *policy.Config) (
 		return nil, nil
 	}
 	nsList := &corev1.NamespaceList{}
-	if err := c.List(ctx, nsList); err != nil {
+	// Only read, never modified: no copies (see readShedState).
+	if err := c.List(ctx, nsList, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing namespaces: %w", err)
 	}
 	out := make(map[string]labels.Set, len(nsList.Items))

@@ -73,7 +73,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	mgr, err := ctrl.NewManager(cfg, managerOptions(s, opts))
+	mgr, err := ctrl.NewManager(cfg, ManagerOptions(s, opts))
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
@@ -89,9 +89,9 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	return mgr, nil
 }
 
-// managerOptions are the manager's options: metrics, probes, leader
-// election and a cache of only what the operator may read.
-func managerOptions(s *runtime.Scheme, opts Options) ctrl.Options {
+// ManagerOptions are the manager's options, as New uses them: metrics,
+// probes, leader election and a cache of only what the operator may read.
+func ManagerOptions(s *runtime.Scheme, opts Options) ctrl.Options {
 	leaseDuration, renewDeadline, retryPeriod := 30*time.Second, 20*time.Second, 5*time.Second
 	return ctrl.Options{
 		Scheme:                 s,
