@@ -67,8 +67,8 @@ var (
 		Help: "Evaluations of the policy: one an interval, or when its spec changes or a restore step is due.",
 	}, []string{labelPolicy})
 	evaluationDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "loadshed_policy_evaluation_duration_seconds",
-		Help: "How long one evaluation of the policy took: reading the cache, deciding, writing changes and status.",
+		Name:    "loadshed_policy_evaluation_duration_seconds",
+		Help:    "How long one evaluation of the policy took: reading the cache, deciding, writing changes and status.",
 		Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
 	}, []string{labelPolicy})
 	lastEvaluation = prometheus.NewGaugeVec(prometheus.GaugeOpts{
