@@ -136,6 +136,14 @@ demo: manifests controlplane ## Replay the 2024-12-11 incident on a local contro
 	@assets="$$(hack/controlplane/ensure.sh $(CONTROLPLANE_COMPONENTS))"; \
 	go run ./cmd/replay --assets="$$assets" $(DEMO_ARGS)
 
+# Extra flags for `make scale` (go run ./cmd/scale -h lists them).
+SCALE_ARGS ?=
+
+.PHONY: scale
+scale: manifests controlplane ## Measure the operator's binary on a quiet 5,000-Node cluster: memory, CPU, requests (docs/scale.md; SCALE_ARGS=...).
+	@assets="$$(hack/controlplane/ensure.sh $(CONTROLPLANE_COMPONENTS))"; \
+	go run ./cmd/scale --assets="$$assets" $(SCALE_ARGS)
+
 .PHONY: run
 run: manifests generate fmt vet ## Run the manager against the cluster in ~/.kube/config (flags: ARGS=...).
 	go run ./cmd/manager $(ARGS)

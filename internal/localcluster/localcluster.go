@@ -41,6 +41,9 @@ type Options struct {
 	Components []string
 	// Logs is where the components' logs go; a temporary directory when empty.
 	Logs string
+	// APIServerFlags are extra kube-apiserver flags, by name without "--"
+	// (e.g. the audit log's, for the scale test).
+	APIServerFlags map[string]string
 }
 
 // Cluster is a running local cluster.
@@ -98,6 +101,9 @@ func Start(opts Options) (*Cluster, error) {
 	// (kube-controller-manager's, the scheduler's, kwok's) to end, which
 	// they do not: it is killed after envtest's 20 seconds.
 	env.ControlPlane.APIServer.Configure().Set("shutdown-watch-termination-grace-period", "5s")
+	for name, value := range opts.APIServerFlags {
+		env.ControlPlane.APIServer.Configure().Set(name, value)
+	}
 	c := &Cluster{env: env, dir: dir, apiserverLog: apiserverLog}
 	if c.Config, err = env.Start(); err != nil {
 		_ = c.Stop()

@@ -32,6 +32,9 @@ type OperatorOptions struct {
 	Namespace, ServiceAccount string
 	// Dir holds the binary, the kubeconfig and the log.
 	Dir string
+	// Args are more flags for the operator; they override the defaults
+	// (e.g. --metrics-bind-address to read its metrics).
+	Args []string
 }
 
 // StartOperator builds cmd/manager, applies the generated RBAC and the
@@ -73,8 +76,9 @@ func StartOperator(ctx context.Context, admin client.Client, base *rest.Config, 
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "--kubeconfig="+kubeconfig, "--namespace="+opts.Namespace, "--service-account="+opts.ServiceAccount,
-		"--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0", "--log-format=console")
+	args := append([]string{"--kubeconfig=" + kubeconfig, "--namespace=" + opts.Namespace, "--service-account=" + opts.ServiceAccount,
+		"--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0", "--log-format=console"}, opts.Args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		_ = log.Close()
@@ -96,6 +100,9 @@ func (o *Operator) Stop() {
 	localcluster.StopProcess(o.cmd)
 	_ = o.log.Close()
 }
+
+// Pid is the process's ID.
+func (o *Operator) Pid() int { return o.cmd.Process.Pid }
 
 // PeakRSS is the most memory the running process has held so far (VmHWM,
 // from /proc through procfs: Linux only).
