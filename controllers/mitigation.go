@@ -126,7 +126,7 @@ func (r *LoadShedPolicyReconciler) planInput(state *reconcileState, w *world) pl
 		in.Throttled[sa] = since
 	}
 	for key, ds := range cur.paused {
-		if !shed.IsPausedAsRecorded(ds, cur.records[key]) {
+		if !shed.IsPausedAsRecorded(ds, cur.records[key], state.config.Restore.WavePercents) {
 			if in.Overridden == nil {
 				in.Overridden = map[types.NamespacedName]time.Time{}
 			}

@@ -15,6 +15,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
 
 	"github.com/loadshed/loadshed/internal/plan"
@@ -90,23 +91,57 @@ func Original(ds *appsv1.DaemonSet) (Scheduling, error) {
 }
 
 // Apply returns ds changed to match a pause record: fully paused (wave 0),
-// or running on the first share of its eligible nodes (wave > 0). The first
-// pause records the original scheduling; later calls keep that record.
+// running on the first share of its eligible nodes (a wave short of 100%),
+// or with its original scheduling (the 100% wave, and any beyond the last),
+// the record kept until the restore completes. The first pause records the
+// original scheduling; later calls keep that record.
 func Apply(ds *appsv1.DaemonSet, policyName, reason string, rec plan.Pause, waves []int32, nodes []corev1.Node) (*appsv1.DaemonSet, error) {
 	out := ds.DeepCopy()
+	orig, err := record(out, policyName, reason, rec)
+	if err != nil {
+		return nil, err
+	}
+	spec := &out.Spec.Template.Spec
+	spec.NodeSelector = copyMap(orig.NodeSelector)
+	spec.Affinity = orig.Affinity.DeepCopy()
+	if rec.Wave > 0 && fullWave(rec.Wave, waves) {
+		return out, nil
+	}
+	var wave []string
+	if rec.Wave > 0 {
+		if wave, err = WaveNodes(orig, nodes, waves[rec.Wave-1]); err != nil {
+			return nil, err
+		}
+	}
+	if len(wave) == 0 {
+		// Paused, or a wave with no eligible node: it runs nowhere.
+		if spec.NodeSelector == nil {
+			spec.NodeSelector = map[string]string{}
+		}
+		spec.NodeSelector[v1alpha1.LabelPaused] = policyName
+		return out, nil
+	}
+	spec.Affinity = restrictTo(orig.Affinity, wave, nodes)
+	return out, nil
+}
+
+// record writes the pause record on out, a copy of the DaemonSet, and
+// returns the original scheduling: recorded now on the first pause, read
+// back from the record on the next ones.
+func record(out *appsv1.DaemonSet, policyName, reason string, rec plan.Pause) (Scheduling, error) {
 	if out.Annotations == nil {
 		out.Annotations = map[string]string{}
 	}
-	orig := schedulingOf(ds)
-	if _, recorded := ds.Annotations[v1alpha1.AnnotationOriginal]; recorded {
+	orig := schedulingOf(out)
+	if _, recorded := out.Annotations[v1alpha1.AnnotationOriginal]; recorded {
 		var err error
-		if orig, err = Original(ds); err != nil {
-			return nil, err
+		if orig, err = Original(out); err != nil {
+			return orig, err
 		}
 	} else {
 		raw, err := json.Marshal(orig)
 		if err != nil {
-			return nil, fmt.Errorf("recording the original scheduling: %w", err)
+			return orig, fmt.Errorf("recording the original scheduling: %w", err)
 		}
 		out.Annotations[v1alpha1.AnnotationOriginal] = string(raw)
 	}
@@ -123,26 +158,14 @@ func Apply(ds *appsv1.DaemonSet, policyName, reason string, rec plan.Pause, wave
 	setOrDelete(out.Annotations, v1alpha1.AnnotationOverrides, formatCount(rec.Overrides))
 	// The pause record carries on what the last restore left.
 	delete(out.Annotations, v1alpha1.AnnotationLastRestore)
+	return orig, nil
+}
 
-	spec := &out.Spec.Template.Spec
-	spec.NodeSelector = copyMap(orig.NodeSelector)
-	spec.Affinity = orig.Affinity.DeepCopy()
-	if rec.Wave == 0 {
-		if spec.NodeSelector == nil {
-			spec.NodeSelector = map[string]string{}
-		}
-		spec.NodeSelector[v1alpha1.LabelPaused] = policyName
-		return out, nil
-	}
-	if rec.Wave > len(waves) {
-		return nil, fmt.Errorf("wave %d of %d", rec.Wave, len(waves))
-	}
-	names, err := WaveNodes(orig, nodes, waves[rec.Wave-1])
-	if err != nil {
-		return nil, err
-	}
-	spec.Affinity = restrictTo(orig.Affinity, names)
-	return out, nil
+// fullWave reports whether a restore wave (> 0) runs on every eligible
+// node: the 100% wave, or one beyond the last (the policy's waves changed
+// during the restore; the planner completes it after that wave's probation).
+func fullWave(wave int, waves []int32) bool {
+	return wave > len(waves) || waves[wave-1] >= 100
 }
 
 // pauseAnnotations are the annotations of a pause record.
@@ -225,14 +248,20 @@ func OverriddenAt(ds *appsv1.DaemonSet) time.Time {
 }
 
 // IsPausedAsRecorded reports whether a paused DaemonSet's template still
-// carries the pause: someone else (a GitOps tool) may have removed it.
-func IsPausedAsRecorded(ds *appsv1.DaemonSet, rec plan.Pause) bool {
+// carries the pause or the restore wave of its record: someone else (a
+// GitOps tool) may have removed it. The 100% wave gives the template its
+// original scheduling back, so there is nothing in it to remove.
+func IsPausedAsRecorded(ds *appsv1.DaemonSet, rec plan.Pause, waves []int32) bool {
 	spec := ds.Spec.Template.Spec
-	if rec.Wave == 0 {
-		return spec.NodeSelector[v1alpha1.LabelPaused] != ""
+	paused := spec.NodeSelector[v1alpha1.LabelPaused] != ""
+	switch {
+	case rec.Wave == 0:
+		return paused
+	case fullWave(rec.Wave, waves):
+		return true
 	}
-	return spec.Affinity != nil && spec.Affinity.NodeAffinity != nil &&
-		spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil
+	return paused || spec.Affinity != nil && spec.Affinity.NodeAffinity != nil &&
+		isWaveSelector(spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution)
 }
 
 // WaveNodes returns the names of the nodes a wave runs on: the first
@@ -257,12 +286,19 @@ func WaveNodes(orig Scheduling, nodes []corev1.Node, percent int32) ([]string, e
 	return eligible[:n], nil
 }
 
-// restrictTo ANDs "metadata.name is one of names" into the original
-// required node affinity. A node field selector takes exactly one value, so
-// each original term is repeated once per node (terms are ORed): the
-// template grows with the wave's node count, which is why the last wave
-// restores the original constraints rather than listing every node.
-func restrictTo(orig *corev1.Affinity, names []string) *corev1.Affinity {
+// restrictTo returns the original affinity with its required node affinity
+// replaced by a selector of exactly the wave's nodes (waveSelector); its
+// preferred node affinity and pod (anti-)affinity stay, and so does the
+// original nodeSelector, which Apply leaves in the template.
+//
+// Why replace rather than AND into the original terms: terms are ORed, so
+// ANDing "one of these nodes" into them means repeating the list in every
+// term, and a node field selector (metadata.name) takes one value, which
+// means repeating every term once per node. At 5,000 nodes that made the
+// DaemonSet 875 KB at the 50% wave with two terms, and the API server
+// refused it ("request is too large") at 100%. The original terms add
+// nothing to the wave: WaveNodes chose its nodes by matching them.
+func restrictTo(orig *corev1.Affinity, wave []string, nodes []corev1.Node) *corev1.Affinity {
 	out := orig.DeepCopy()
 	if out == nil {
 		out = &corev1.Affinity{}
@@ -270,21 +306,66 @@ func restrictTo(orig *corev1.Affinity, names []string) *corev1.Affinity {
 	if out.NodeAffinity == nil {
 		out.NodeAffinity = &corev1.NodeAffinity{}
 	}
-	base := []corev1.NodeSelectorTerm{{}}
-	if req := out.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution; req != nil && len(req.NodeSelectorTerms) > 0 {
-		base = req.NodeSelectorTerms
-	}
-	terms := make([]corev1.NodeSelectorTerm, 0, len(base)*len(names))
-	for _, term := range base {
-		for _, name := range names {
-			t := *term.DeepCopy()
-			t.MatchFields = append(t.MatchFields, corev1.NodeSelectorRequirement{
-				Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{name}})
-			terms = append(terms, t)
+	out.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution = waveSelector(wave, nodes)
+	return out
+}
+
+// waveSelector selects exactly the named nodes, at about the length of a
+// hostname a node: one term `kubernetes.io/hostname In [their hostnames]`
+// (sorted) for those whose hostname label no other node shares, and one
+// term `metadata.name In [name]` (a node field selector takes one value)
+// for each other one: a node without the label, or whose hostname another
+// node has too. The label alone would select that other node as well,
+// which the original constraints may exclude (a Linux agent on a Windows
+// node). Kubelets set the label, to a value unique in the cluster, so the
+// second kind is the exception; it is correct, only bigger. nodes are all
+// the cluster's nodes, so that duplicates are seen.
+func waveSelector(wave []string, nodes []corev1.Node) *corev1.NodeSelector {
+	sharing := make(map[string]int, len(nodes))
+	hostname := make(map[string]string, len(nodes))
+	for i := range nodes {
+		if h := nodes[i].Labels[corev1.LabelHostname]; h != "" {
+			sharing[h]++
+			hostname[nodes[i].Name] = h
 		}
 	}
-	out.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution = &corev1.NodeSelector{NodeSelectorTerms: terms}
-	return out
+	var hostnames []string
+	var byName []corev1.NodeSelectorTerm
+	for _, name := range wave {
+		if h := hostname[name]; h != "" && sharing[h] == 1 {
+			hostnames = append(hostnames, h)
+			continue
+		}
+		byName = append(byName, corev1.NodeSelectorTerm{MatchFields: []corev1.NodeSelectorRequirement{{
+			Key: metav1.ObjectNameField, Operator: corev1.NodeSelectorOpIn, Values: []string{name}}}})
+	}
+	terms := make([]corev1.NodeSelectorTerm, 0, 1+len(byName))
+	if len(hostnames) > 0 {
+		sort.Strings(hostnames)
+		terms = append(terms, corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{
+			Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: hostnames}}})
+	}
+	return &corev1.NodeSelector{NodeSelectorTerms: append(terms, byName...)}
+}
+
+// isWaveSelector reports whether a required node affinity has the shape
+// waveSelector gives it. (An original affinity of that very shape, nodes
+// pinned by hostname or name, cannot be told from a wave: its removal
+// during a wave goes unseen.)
+func isWaveSelector(sel *corev1.NodeSelector) bool {
+	if sel == nil || len(sel.NodeSelectorTerms) == 0 {
+		return false
+	}
+	for _, t := range sel.NodeSelectorTerms {
+		byHostname := len(t.MatchFields) == 0 && len(t.MatchExpressions) == 1 &&
+			t.MatchExpressions[0].Key == corev1.LabelHostname && t.MatchExpressions[0].Operator == corev1.NodeSelectorOpIn
+		byName := len(t.MatchExpressions) == 0 && len(t.MatchFields) == 1 &&
+			t.MatchFields[0].Key == metav1.ObjectNameField && t.MatchFields[0].Operator == corev1.NodeSelectorOpIn
+		if !byHostname && !byName {
+			return false
+		}
+	}
+	return true
 }
 
 func copyMap(m map[string]string) map[string]string {
