@@ -206,8 +206,11 @@ func lastRestored(level *flowcontrolv1.PriorityLevelConfiguration) time.Time {
 }
 
 // mitigate asks the planner what to do, carries the plan out (unless
-// dryRun), takes back what the API server refused, and records events and
-// metrics of what happened.
+// dryRun), takes back what was not made, and records events and metrics of
+// what happened. A DaemonSet write that fails holds nothing else back: the
+// throttles are applied all the same, and the failures are returned once
+// the loop has recorded what it did, for the controller to retry it with
+// backoff.
 func (r *LoadShedPolicyReconciler) mitigate(ctx context.Context, obj *v1alpha1.LoadShedPolicy, w *world, state *reconcileState) error {
 	in := r.planInput(state, w)
 	in.ThrottleBlockedSince = throttleBlockedSince(obj.Status.Blocked)
@@ -217,16 +220,15 @@ func (r *LoadShedPolicyReconciler) mitigate(ctx context.Context, obj *v1alpha1.L
 	}
 	p := plan.Decide(in)
 	state.plan = &p
+	var failedPauses error
 	if !state.config.DryRun {
-		refusedPauses, err := r.applyPauses(ctx, obj.Name, state, w.inPlace, p)
-		if err != nil {
-			return err
-		}
+		pauses := r.applyPauses(ctx, obj.Name, state, w.inPlace, p)
 		refusedThrottles, err := r.applyThrottles(ctx, obj.Name, state, w, p)
 		if err != nil {
-			return err
+			return errors.Join(append(pauses.errs, err)...)
 		}
-		for _, b := range append(refusedPauses, refusedThrottles...) {
+		failedPauses = pauses.takeBack(in, &p)
+		for _, b := range refusedThrottles {
 			p.Refuse(in, b)
 		}
 	}
@@ -234,45 +236,80 @@ func (r *LoadShedPolicyReconciler) mitigate(ctx context.Context, obj *v1alpha1.L
 	r.recordOverrides(obj, p)
 	r.recordBlocked(obj, p, in.Firing)
 	observeChanges(obj.Name, p, state.config.DryRun)
-	return nil
+	return failedPauses
+}
+
+// unmade are the DaemonSet writes of a loop that were not made: those the
+// API server refused, and the others that failed, with their errors.
+type unmade struct {
+	refused []plan.Block
+	// failed holds the kind and target of each write that failed.
+	failed []plan.Block
+	errs   []error
+}
+
+// add records err, if any, as the failure of a write of kind to key.
+func (u *unmade) add(err error, kind plan.ChangeKind, key types.NamespacedName) {
+	if b, refused := refusal(err, kind, key); refused {
+		u.refused = append(u.refused, b)
+	} else if err != nil {
+		u.failed = append(u.failed, plan.Block{Kind: kind, Target: key})
+		u.errs = append(u.errs, err)
+	}
+}
+
+// takeBack takes the writes that were not made back from the plan,
+// reports those the API server refused as blocked, and returns the other
+// failures' errors, joined.
+func (u *unmade) takeBack(in plan.Input, p *plan.Plan) error {
+	for _, b := range u.refused {
+		p.Refuse(in, b)
+	}
+	for _, b := range u.failed {
+		p.TakeBack(in, b.Kind, b.Target)
+	}
+	return errors.Join(u.errs...)
 }
 
 // applyPauses writes each pause of the plan that differs from the
 // DaemonSet, then completes the restores the plan finished. It returns the
-// writes the API server refused; any other error stops it.
+// writes not made; none stops the others.
 func (r *LoadShedPolicyReconciler) applyPauses(ctx context.Context, policyName string, state *reconcileState,
-	cur *inPlace, p plan.Plan) ([]plan.Block, error) {
-	var refusals []plan.Block
+	cur *inPlace, p plan.Plan) *unmade {
+	out := &unmade{}
 	if len(p.Paused) > 0 {
-		nodes := &corev1.NodeList{}
-		if err := r.List(ctx, nodes); err != nil {
-			return nil, fmt.Errorf("listing nodes: %w", err)
-		}
-		kinds, reasons := daemonSetChanges(p)
-		for _, key := range slices.SortedFunc(maps.Keys(p.Paused), plan.CompareNames) {
-			if slices.Contains(p.Held, key) {
-				continue
-			}
-			err := r.applyPause(ctx, policyName, state, cur.paused[key], key, p, reasons[key], nodes.Items)
-			if b, refused := refusal(err, cmp.Or(kinds[key], plan.Paused), key); refused {
-				refusals = append(refusals, b)
-			} else if err != nil {
-				return nil, err
-			}
-		}
+		r.applyPauseWaves(ctx, policyName, state, cur, p, out)
 	}
 	for _, key := range p.Restored {
 		if ds := cur.paused[key]; ds != nil {
 			remember := &plan.Restoration{At: state.evaluated, Attempt: cur.records[key].Attempt}
-			err := r.restore(ctx, ds, remember)
-			if b, refused := refusal(err, plan.Restored, key); refused {
-				refusals = append(refusals, b)
-			} else if err != nil {
-				return nil, err
-			}
+			out.add(r.restore(ctx, ds, remember), plan.Restored, key)
 		}
 	}
-	return refusals, nil
+	return out
+}
+
+// applyPauseWaves writes each pause or restore wave of the plan that
+// differs from the DaemonSet, and records in out those not made.
+func (r *LoadShedPolicyReconciler) applyPauseWaves(ctx context.Context, policyName string, state *reconcileState,
+	cur *inPlace, p plan.Plan, out *unmade) {
+	kinds, reasons := daemonSetChanges(p)
+	nodes := &corev1.NodeList{}
+	listErr := r.List(ctx, nodes)
+	if listErr != nil {
+		out.errs = append(out.errs, fmt.Errorf("listing nodes: %w", listErr))
+	}
+	for _, key := range slices.SortedFunc(maps.Keys(p.Paused), plan.CompareNames) {
+		if slices.Contains(p.Held, key) {
+			continue
+		}
+		kind := cmp.Or(kinds[key], plan.Paused)
+		if listErr != nil {
+			out.failed = append(out.failed, plan.Block{Kind: kind, Target: key})
+			continue
+		}
+		out.add(r.applyPause(ctx, policyName, state, cur.paused[key], key, p, reasons[key], nodes.Items), kind, key)
+	}
 }
 
 // refusal reports whether err is the API server refusing a write (denied by

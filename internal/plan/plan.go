@@ -222,25 +222,32 @@ func (b Block) String() string {
 // plan, which status, events and metrics report, holds only what happened,
 // and reports it as blocked. What was in place before stays as it was.
 func (p *Plan) Refuse(in Input, b Block) {
-	onDaemonSet := b.Kind.OnDaemonSet()
+	p.TakeBack(in, b.Kind, b.Target)
+	p.Blocked = append(p.Blocked, b)
+}
+
+// TakeBack takes back a change of kind to target that was not made (its
+// write failed and a later loop tries again), so that the plan holds only
+// what happened. What was in place before stays as it was.
+func (p *Plan) TakeBack(in Input, kind ChangeKind, target types.NamespacedName) {
+	onDaemonSet := kind.OnDaemonSet()
 	if onDaemonSet {
-		if rec, ok := in.Paused[b.Target]; ok {
-			p.Paused[b.Target] = rec
+		if rec, ok := in.Paused[target]; ok {
+			p.Paused[target] = rec
 		} else {
-			delete(p.Paused, b.Target)
+			delete(p.Paused, target)
 		}
-		isTarget := func(k types.NamespacedName) bool { return k == b.Target }
+		isTarget := func(k types.NamespacedName) bool { return k == target }
 		p.Restored = slices.DeleteFunc(p.Restored, isTarget)
 		p.PutBack = slices.DeleteFunc(p.PutBack, isTarget)
-	} else if since, ok := in.Throttled[b.Target]; ok {
-		p.Throttled[b.Target] = since
+	} else if since, ok := in.Throttled[target]; ok {
+		p.Throttled[target] = since
 	} else {
-		delete(p.Throttled, b.Target)
+		delete(p.Throttled, target)
 	}
 	p.Changes = slices.DeleteFunc(p.Changes, func(c Change) bool {
-		return c.Target == b.Target && c.Kind.OnDaemonSet() == onDaemonSet
+		return c.Target == target && c.Kind.OnDaemonSet() == onDaemonSet
 	})
-	p.Blocked = append(p.Blocked, b)
 }
 
 // Change is one change, with a sentence saying why. Target is the

@@ -479,6 +479,23 @@ func TestARefusedChangeIsTakenBack(t *testing.T) {
 	}
 }
 
+// TestAFailedChangeIsTakenBackUnblocked: a write that failed otherwise (a
+// timeout, retried by a later loop) leaves the plan as a refusal does,
+// but is not reported as blocked.
+func TestAFailedChangeIsTakenBackUnblocked(t *testing.T) {
+	cfg := config()
+	cfg.Pause.After = 0
+	in := Input{Config: cfg, Now: at(0), Firing: true, FiringSince: at(0), Offenders: []Offender{telemetry(0.8)}}
+	p := Decide(in)
+	p.TakeBack(in, Paused, nn("telemetry/agent"))
+	if got := kinds(p); got != "Throttled telemetry/agent" {
+		t.Errorf("changes after the failed pause %q, want only the throttle", got)
+	}
+	if _, ok := p.Paused[nn("telemetry/agent")]; ok || len(p.Blocked) != 0 {
+		t.Errorf("the failed pause is in the plan (%v) or blocked (%v)", ok, p.Blocked)
+	}
+}
+
 // TestARefusedThrottleDoesNotHoldThePauseBack: tried again every loop and
 // refused every time, a throttle's pause clock runs from the first refusal.
 func TestARefusedThrottleDoesNotHoldThePauseBack(t *testing.T) {
