@@ -101,16 +101,16 @@ func TestAWaveCostsItsHostnamesAtFiveThousandNodes(t *testing.T) {
 			t.Fatal(err)
 		}
 		budget := paused + 512
-		for _, n := range wave {
+		for _, n := range wave.Nodes {
 			budget += len(n) + perHostname
 		}
 		got := sizes[0][w].proto
 		if got > budget {
 			t.Errorf("the %d%% wave of %d nodes is %d bytes, more than the pause and its hostnames (%d)",
-				waves[w-1], len(wave), got, budget)
+				waves[w-1], len(wave.Nodes), got, budget)
 		}
-		t.Logf("the %d%% wave names %d nodes: %.1f bytes a node over the pause", waves[w-1], len(wave),
-			float64(got-paused)/float64(len(wave)))
+		t.Logf("the %d%% wave names %d nodes: %.1f bytes a node over the pause", waves[w-1], len(wave.Nodes),
+			float64(got-paused)/float64(len(wave.Nodes)))
 	}
 	for i, tmpl := range templates {
 		affinity, err := json.Marshal(nodeAgent("", "", tmpl.terms).Spec.Template.Spec.Affinity)

@@ -107,13 +107,13 @@ func Apply(ds *appsv1.DaemonSet, policyName, reason string, rec plan.Pause, wave
 	if rec.Wave > 0 && fullWave(rec.Wave, waves) {
 		return out, nil
 	}
-	var wave []string
+	var wave Wave
 	if rec.Wave > 0 {
 		if wave, err = WaveNodes(orig, nodes, waves[rec.Wave-1]); err != nil {
 			return nil, err
 		}
 	}
-	if len(wave) == 0 {
+	if len(wave.Nodes) == 0 {
 		// Paused, or a wave with no eligible node: it runs nowhere.
 		if spec.NodeSelector == nil {
 			spec.NodeSelector = map[string]string{}
@@ -121,7 +121,7 @@ func Apply(ds *appsv1.DaemonSet, policyName, reason string, rec plan.Pause, wave
 		spec.NodeSelector[v1alpha1.LabelPaused] = policyName
 		return out, nil
 	}
-	spec.Affinity = restrictTo(orig.Affinity, wave, nodes)
+	spec.Affinity = restrictTo(orig.Affinity, wave.Nodes, nodes)
 	return out, nil
 }
 
@@ -264,10 +264,84 @@ func IsPausedAsRecorded(ds *appsv1.DaemonSet, rec plan.Pause, waves []int32) boo
 		isWaveSelector(spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution)
 }
 
-// WaveNodes returns the names of the nodes a wave runs on: the first
-// percent of the eligible nodes (those the original constraints select),
-// by name, at least one. Waves grow: each is a superset of the one before.
-func WaveNodes(orig Scheduling, nodes []corev1.Node, percent int32) ([]string, error) {
+// MaxWaveBytes bounds the node list of a partial wave: its selector
+// (waveSelector) names at most as many of the wave's nodes as fit in 40 KiB
+// of JSON, counting each hostname with its quotes and comma and each node
+// selected by name with its term (selectorBytes). Protobuf, which etcd
+// holds, is a little smaller.
+//
+// Why 40 KiB: issue 11 asks that every state of a DaemonSet stay under 64 KB
+// at 5,000 nodes, for a restore must never be the write the API server
+// refuses, nor the object every client watching DaemonSets downloads again,
+// megabytes a time across them. The list is all of a wave that grows with
+// the cluster; 40 KiB of it leaves about 22 KB for the rest of the
+// DaemonSet (its template, the pause record with the original scheduling,
+// managedFields, status). The size test's log shipper, a Helm chart's template, is 5 to
+// 7 KB paused and 45 to 48 KB in a capped wave. With names of 40 bytes, as
+// EC2 names nodes, 40 KiB lists 950 nodes: the 10% wave is capped from
+// about 9,500 nodes on, the 25% wave from 3,800, the 50% wave from 1,900.
+const MaxWaveBytes = 40 << 10
+
+const (
+	// hostnameBytes is what a node selected by its hostname adds to the
+	// hostname term beyond the hostname: `"",` in its values.
+	hostnameBytes = len(`"",`)
+	// byNameBytes is what a node selected by name adds beyond its name: a
+	// term of its own.
+	byNameBytes = len(`{"matchFields":[{"key":"metadata.name","operator":"In","values":[""]}]},`)
+)
+
+// Wave is the nodes a restore wave runs on.
+type Wave struct {
+	// Nodes are their names, sorted: the first of the eligible nodes.
+	Nodes []string
+	// Eligible counts the nodes the original scheduling selects.
+	Eligible int
+	// Capped says that the wave runs on fewer nodes than its percentage of
+	// Eligible: no more fit in MaxWaveBytes.
+	Capped bool
+}
+
+// WaveNodes returns the nodes a wave runs on: the first percent of the
+// eligible nodes (those the original constraints select) by name, at least
+// one; and, short of 100%, no more than the first whose selector fits in
+// MaxWaveBytes. Waves grow: each is the beginning of the same sorted list,
+// so a superset of the one before; a capped wave may be the same as the one
+// before. The 100% wave is the original scheduling, no list, never capped.
+func WaveNodes(orig Scheduling, nodes []corev1.Node, percent int32) (Wave, error) {
+	eligible, err := eligibleNodes(orig, nodes)
+	if err != nil {
+		return Wave{}, err
+	}
+	return cut(eligible, percent, uniqueHostnames(nodes)), nil
+}
+
+// WaveSizes counts the nodes each of waves runs on, for a DaemonSet paused
+// or about to be: its original scheduling is the one its pause recorded, or,
+// when it has no pause record (a policy in dryRun), its own.
+func WaveSizes(ds *appsv1.DaemonSet, nodes []corev1.Node, waves []int32) ([]plan.WaveSize, error) {
+	orig := schedulingOf(ds)
+	if _, recorded := ds.Annotations[v1alpha1.AnnotationOriginal]; recorded {
+		var err error
+		if orig, err = Original(ds); err != nil {
+			return nil, err
+		}
+	}
+	eligible, err := eligibleNodes(orig, nodes)
+	if err != nil {
+		return nil, err
+	}
+	hostnames := uniqueHostnames(nodes)
+	out := make([]plan.WaveSize, len(waves))
+	for i, percent := range waves {
+		w := cut(eligible, percent, hostnames)
+		out[i] = plan.WaveSize{Nodes: len(w.Nodes), Eligible: w.Eligible, Capped: w.Capped}
+	}
+	return out, nil
+}
+
+// eligibleNodes returns the names of the nodes orig selects, sorted.
+func eligibleNodes(orig Scheduling, nodes []corev1.Node) ([]string, error) {
 	pod := &corev1.Pod{Spec: corev1.PodSpec{NodeSelector: orig.NodeSelector, Affinity: orig.Affinity}}
 	required := nodeaffinity.GetRequiredNodeAffinity(pod)
 	var eligible []string
@@ -281,9 +355,39 @@ func WaveNodes(orig Scheduling, nodes []corev1.Node, percent int32) ([]string, e
 		}
 	}
 	sort.Strings(eligible)
+	return eligible, nil
+}
+
+// cut returns the wave of percent of the eligible nodes (sorted), capped
+// short of 100% at MaxWaveBytes of selector.
+func cut(eligible []string, percent int32, hostnames map[string]string) Wave {
 	n := int(math.Ceil(float64(len(eligible)) * float64(percent) / 100))
 	n = max(min(n, len(eligible)), min(1, len(eligible)))
-	return eligible[:n], nil
+	w := Wave{Eligible: len(eligible)}
+	if percent >= 100 {
+		w.Nodes = eligible[:n]
+		return w
+	}
+	size := 0
+	for i, name := range eligible[:n] {
+		size += selectorBytes(name, hostnames)
+		if size > MaxWaveBytes && i > 0 {
+			w.Nodes, w.Capped = eligible[:i], true
+			return w
+		}
+	}
+	w.Nodes = eligible[:n]
+	return w
+}
+
+// selectorBytes is what a node adds to a wave's selector, in JSON (the
+// larger of the API server's encodings): its hostname in the hostname term,
+// or a term of its own that names it.
+func selectorBytes(name string, hostnames map[string]string) int {
+	if h := hostnames[name]; h != "" {
+		return len(h) + hostnameBytes
+	}
+	return len(name) + byNameBytes
 }
 
 // restrictTo returns the original affinity with its required node affinity
@@ -321,18 +425,11 @@ func restrictTo(orig *corev1.Affinity, wave []string, nodes []corev1.Node) *core
 // second kind is the exception; it is correct, only bigger. nodes are all
 // the cluster's nodes, so that duplicates are seen.
 func waveSelector(wave []string, nodes []corev1.Node) *corev1.NodeSelector {
-	sharing := make(map[string]int, len(nodes))
-	hostname := make(map[string]string, len(nodes))
-	for i := range nodes {
-		if h := nodes[i].Labels[corev1.LabelHostname]; h != "" {
-			sharing[h]++
-			hostname[nodes[i].Name] = h
-		}
-	}
+	hostname := uniqueHostnames(nodes)
 	var hostnames []string
 	var byName []corev1.NodeSelectorTerm
 	for _, name := range wave {
-		if h := hostname[name]; h != "" && sharing[h] == 1 {
+		if h := hostname[name]; h != "" {
 			hostnames = append(hostnames, h)
 			continue
 		}
@@ -346,6 +443,25 @@ func waveSelector(wave []string, nodes []corev1.Node) *corev1.NodeSelector {
 			Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: hostnames}}})
 	}
 	return &corev1.NodeSelector{NodeSelectorTerms: append(terms, byName...)}
+}
+
+// uniqueHostnames maps the name of each node whose hostname label no other
+// node has to that hostname: a wave selects it by hostname, and the other
+// nodes by name.
+func uniqueHostnames(nodes []corev1.Node) map[string]string {
+	sharing := make(map[string]int, len(nodes))
+	for i := range nodes {
+		if h := nodes[i].Labels[corev1.LabelHostname]; h != "" {
+			sharing[h]++
+		}
+	}
+	out := make(map[string]string, len(nodes))
+	for i := range nodes {
+		if h := nodes[i].Labels[corev1.LabelHostname]; h != "" && sharing[h] == 1 {
+			out[nodes[i].Name] = h
+		}
+	}
+	return out
 }
 
 // isWaveSelector reports whether a required node affinity has the shape

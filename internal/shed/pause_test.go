@@ -1,9 +1,12 @@
 package shed
 
 import (
+	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -212,7 +215,7 @@ func TestEachWaveRunsOnItsShareAndTheLastOnTheOriginal(t *testing.T) {
 				}
 				on := runsOn(t, cur, tt.nodes)
 				want, _ := WaveNodes(tt.sched, tt.nodes, waves[w-1])
-				if !slices.Equal(on, want) || !isSubset(before, on) {
+				if !slices.Equal(on, want.Nodes) || !isSubset(before, on) {
 					t.Errorf("wave %d runs on %v, want %v (a superset of %v)", w, on, want, before)
 				}
 				before = on
@@ -348,14 +351,113 @@ func TestWaveNodesTakeAShareOfTheEligibleNodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(got) != tt.want {
-			t.Errorf("%d%% of 20 eligible nodes = %d nodes, want %d", tt.percent, len(got), tt.want)
+		if len(got.Nodes) != tt.want || got.Eligible != 20 || got.Capped {
+			t.Errorf("%d%% of 20 eligible nodes = %d nodes of %d (capped: %v), want %d of 20, not capped", tt.percent,
+				len(got.Nodes), got.Eligible, got.Capped, tt.want)
 		}
-		for _, n := range got {
+		for _, n := range got.Nodes {
 			if n[:3] == "win" {
 				t.Errorf("wave runs on %s, which the DaemonSet's selector excludes", n)
 			}
 		}
+	}
+}
+
+// manyNodes returns n nodes with names of 60 bytes, in sorted order;
+// withHostname gives each its kubernetes.io/hostname label, as kubelets
+// set it.
+func manyNodes(n int, withHostname bool) []corev1.Node {
+	out := make([]corev1.Node, n)
+	for i := range out {
+		name := fmt.Sprintf("node-%05d.a-long-zone-name.compute.internal.example.com", i)
+		out[i].Name = name + strings.Repeat("x", 60-len(name))
+		if withHostname {
+			out[i].Labels = map[string]string{corev1.LabelHostname: out[i].Name}
+		}
+	}
+	return out
+}
+
+// halfByName removes the hostname label of every other node.
+func halfByName(nodes []corev1.Node) []corev1.Node {
+	for i := 0; i < len(nodes); i += 2 {
+		nodes[i].Labels = nil
+	}
+	return nodes
+}
+
+// TestAWaveListsNoMoreNodesThanFitInTheLimit: at 2,000 nodes of 60-byte
+// names, a partial wave lists the first of its nodes whose selector fits in
+// MaxWaveBytes, whether it selects them by hostname (63 bytes a node: about
+// 650 of them) or by name (a term each, 132 bytes: about 310), and says it
+// is capped; each wave is the beginning of the next, so waves still grow;
+// the 100% wave is every eligible node, not capped.
+func TestAWaveListsNoMoreNodesThanFitInTheLimit(t *testing.T) {
+	waves := []int32{10, 25, 50, 75, 100}
+	tests := []struct {
+		name  string
+		nodes []corev1.Node
+		// capped are the partial waves the limit caps.
+		capped []bool
+	}{
+		{"selected by hostname", manyNodes(2000, true), []bool{false, false, true, true}},
+		{"selected by name", manyNodes(2000, false), []bool{false, true, true, true}},
+		{"every other one selected by name", halfByName(manyNodes(2000, true)), []bool{false, true, true, true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: "telemetry", Name: "agent"}}
+			sizes, err := WaveSizes(ds, tt.nodes, waves)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := plan.Pause{Since: t0}
+			var before []string
+			for w := 1; w <= len(waves); w++ {
+				wave, err := WaveNodes(Scheduling{}, tt.nodes, waves[w-1])
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := (plan.WaveSize{Nodes: len(wave.Nodes), Eligible: 2000, Capped: wave.Capped}); sizes[w-1] != want {
+					t.Errorf("wave %d: WaveSizes says %+v, WaveNodes %+v", w, sizes[w-1], want)
+				}
+				if len(wave.Nodes) < len(before) || !slices.Equal(wave.Nodes[:len(before)], before) {
+					t.Errorf("wave %d (%d nodes) does not begin with the wave before (%d nodes)", w, len(wave.Nodes), len(before))
+				}
+				before = wave.Nodes
+				rec.Wave = w
+				cur, err := Apply(ds, "flood", "", rec, waves, tt.nodes)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if on := runsOn(t, cur, tt.nodes); !slices.Equal(on, wave.Nodes) {
+					t.Errorf("wave %d runs on %d nodes, want the %d WaveNodes chose", w, len(on), len(wave.Nodes))
+				}
+				full := int(math.Ceil(2000 * float64(waves[w-1]) / 100))
+				if waves[w-1] == 100 {
+					if wave.Capped || len(wave.Nodes) != 2000 {
+						t.Errorf("the 100%% wave runs on %d nodes (capped: %v), want all 2000", len(wave.Nodes), wave.Capped)
+					}
+					continue
+				}
+				if wave.Capped != tt.capped[w-1] || wave.Capped != (len(wave.Nodes) < full) {
+					t.Errorf("wave %d runs on %d nodes of its %d, capped: %v, want %v", w, len(wave.Nodes), full, wave.Capped,
+						tt.capped[w-1])
+				}
+				raw, err := json.Marshal(cur.Spec.Template.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// The selector is its nodes' bytes and a fixed envelope; a
+				// capped one has no room for the next node (132 bytes at most).
+				if len(raw) > MaxWaveBytes+128 || wave.Capped && len(raw) < MaxWaveBytes-132 {
+					t.Errorf("wave %d: the selector of %d nodes is %d bytes, for a limit of %d (capped: %v)", w, len(wave.Nodes),
+						len(raw), MaxWaveBytes, wave.Capped)
+				}
+				t.Logf("wave %d (%d%%): %d nodes, capped: %v, selector %d bytes of JSON", w, waves[w-1], len(wave.Nodes),
+					wave.Capped, len(raw))
+			}
+		})
 	}
 }
 
