@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -411,4 +413,84 @@ func floodingLoop(t *testing.T, r *LoadShedPolicyReconciler, ds appsv1.DaemonSet
 		nsLabels: map[string]labels.Set{"telemetry": {"kubernetes.io/metadata.name": "telemetry"}},
 		matched:  map[types.NamespacedName]*flowcontrolv1.FlowSchema{}}
 	return state, w
+}
+
+// TestARestoreWaveSaysHowManyNodesItRunsOn: a restore that starts on 2,000
+// nodes whose names are 250 bytes long writes a first wave of no more
+// nodes than fit in the wave size limit (161, not its 10%), and its event
+// and status say so; when the nodes cannot be read, the wave is not
+// written, the loop fails, and status says the DaemonSet is still paused.
+func TestARestoreWaveSaysHowManyNodesItRunsOn(t *testing.T) {
+	const total, nameBytes = 2000, 250
+	nodes := make([]client.Object, total)
+	for i := range nodes {
+		name := fmt.Sprintf("node-%04d-", i) + strings.Repeat("x", nameBytes-10)
+		nodes[i] = &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{corev1.LabelHostname: name}}}
+	}
+	capped := shed.MaxWaveBytes / (nameBytes + len(`"",`))
+	tests := []struct {
+		name        string
+		listErr     error
+		wantEvent   string
+		wantMessage string
+	}{
+		{name: "a capped first wave", wantEvent: fmt.Sprintf("wave 1 of 4: %d of 2,000 nodes (8%%), capped at the wave size limit", capped),
+			wantMessage: fmt.Sprintf("restoring: wave 1 of 4: %d of 2,000 nodes (8%%), capped at the wave size limit", capped)},
+		{name: "the nodes cannot be read", listErr: apierrors.NewTimeoutError("slow", 1), wantMessage: "paused"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ds := daemonSet("telemetry", "agent", "agent")
+			paused, err := shed.Apply(&ds, "flood", "it floods", plan.Pause{Since: applyNow.Add(-time.Hour)}, policy.DefaultWavePercents(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := scheme.New()
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := fake.NewClientBuilder().WithScheme(s).WithObjects(append(nodes, paused)...).WithInterceptorFuncs(interceptor.Funcs{
+				List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+					if _, isNodes := list.(*corev1.NodeList); isNodes && tt.listErr != nil {
+						return tt.listErr
+					}
+					return c.List(ctx, list, opts...)
+				},
+			}).Build()
+			rec := events.NewFakeRecorder(100)
+			r := &LoadShedPolicyReconciler{Client: c, Namespace: "loadshed-system", Recorder: rec}
+			state, w := floodingLoop(t, r, ds)
+			state.offenders = nil
+			state.readings[0].Value = 100
+			state.readings[0].Status = trigger.Status{State: v1alpha1.TriggerOK, Since: applyNow.Add(-10 * time.Minute)}
+			obj := &v1alpha1.LoadShedPolicy{ObjectMeta: metav1.ObjectMeta{Name: "flood"}}
+			if err := r.mitigate(context.Background(), obj, w, state); !errors.Is(err, tt.listErr) || (err == nil) != (tt.listErr == nil) {
+				t.Fatalf("mitigate returned %v, want %v", err, tt.listErr)
+			}
+			close(rec.Events)
+			var got []string
+			for e := range rec.Events {
+				got = append(got, e)
+			}
+			if tt.wantEvent == "" && len(got) > 0 || tt.wantEvent != "" && (len(got) != 2 || !strings.Contains(got[0], tt.wantEvent) ||
+				!strings.Contains(got[0], v1alpha1.EventRestoreStarted)) {
+				t.Errorf("events %q, want two RestoreStarted saying %q", got, tt.wantEvent)
+			}
+			actions := actionStatuses(state)
+			if len(actions) != 1 || actions[0].Message != tt.wantMessage {
+				t.Errorf("actions %+v, want one whose message is %q", actions, tt.wantMessage)
+			}
+			stored := &appsv1.DaemonSet{}
+			if err := c.Get(context.Background(), client.ObjectKeyFromObject(&ds), stored); err != nil {
+				t.Fatal(err)
+			}
+			runsOn := 0
+			if a := stored.Spec.Template.Spec.Affinity; a != nil {
+				runsOn = len(a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms[0].MatchExpressions[0].Values)
+			}
+			if want := map[bool]int{true: capped, false: 0}[tt.listErr == nil]; runsOn != want {
+				t.Errorf("the DaemonSet runs on %d nodes, want %d", runsOn, want)
+			}
+		})
+	}
 }

@@ -218,11 +218,14 @@ func (r *LoadShedPolicyReconciler) mitigate(ctx context.Context, obj *v1alpha1.L
 	if state.config.DryRun {
 		in.Throttled, in.Paused = wouldBeInPlace(obj.Status.Actions, state.config.Restore.Probation)
 	}
+	nodes := r.readNodes(ctx, in)
+	in.WaveSizes = waveSizes(ctx, in, w, nodes, state.config.Restore.WavePercents)
+	state.waveSizes = in.WaveSizes
 	p := plan.Decide(in)
 	state.plan = &p
 	var failedPauses error
 	if !state.config.DryRun {
-		pauses := r.applyPauses(ctx, obj.Name, state, w.inPlace, p)
+		pauses := r.applyPauses(ctx, obj.Name, state, w.inPlace, p, nodes)
 		refusedThrottles, err := r.applyThrottles(ctx, obj.Name, state, w, p)
 		if err != nil {
 			return errors.Join(append(pauses.errs, err)...)
@@ -237,6 +240,58 @@ func (r *LoadShedPolicyReconciler) mitigate(ctx context.Context, obj *v1alpha1.L
 	r.recordBlocked(obj, p, in.Firing)
 	observeChanges(obj.Name, p, state.config.DryRun)
 	return failedPauses
+}
+
+// readNodes lists the nodes when the policy has DaemonSets paused: only a
+// restore wave's write and description need them.
+func (r *LoadShedPolicyReconciler) readNodes(ctx context.Context, in plan.Input) nodeList {
+	if len(in.Paused) == 0 {
+		return nodeList{}
+	}
+	list := &corev1.NodeList{}
+	if err := r.List(ctx, list); err != nil {
+		return nodeList{err: fmt.Errorf("listing nodes: %w", err)}
+	}
+	return nodeList{items: list.Items}
+}
+
+// nodeList is the cluster's nodes as a loop read them, or why it could not.
+type nodeList struct {
+	items []corev1.Node
+	err   error
+}
+
+// waveSizes counts the nodes each restore wave of each DaemonSet in.Paused
+// holds runs on: the planner and status say how many, and whether the wave
+// size limit caps them. A DaemonSet whose waves cannot be counted (the nodes
+// could not be read, its record cannot be) is left out; the planner and
+// status then give its waves' percentages, and its write reports the error.
+// In dryRun, the DaemonSets are not paused, and their own scheduling counts.
+func waveSizes(ctx context.Context, in plan.Input, w *world, nodes nodeList, waves []int32) map[types.NamespacedName][]plan.WaveSize {
+	if nodes.err != nil || len(in.Paused) == 0 {
+		return nil
+	}
+	dss := map[types.NamespacedName]*appsv1.DaemonSet{}
+	for i := range w.selected {
+		dss[client.ObjectKeyFromObject(&w.selected[i])] = &w.selected[i]
+	}
+	if w.inPlace != nil {
+		maps.Copy(dss, w.inPlace.paused)
+	}
+	out := map[types.NamespacedName][]plan.WaveSize{}
+	for key := range in.Paused {
+		ds := dss[key]
+		if ds == nil {
+			continue
+		}
+		sizes, err := shed.WaveSizes(ds, nodes.items, waves)
+		if err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "Could not count the nodes of a DaemonSet's restore waves", "daemonSet", klog.KObj(ds))
+			continue
+		}
+		out[key] = sizes
+	}
+	return out
 }
 
 // unmade are the DaemonSet writes of a loop that were not made: those the
@@ -275,10 +330,10 @@ func (u *unmade) takeBack(in plan.Input, p *plan.Plan) error {
 // DaemonSet, then completes the restores the plan finished. It returns the
 // writes not made; none stops the others.
 func (r *LoadShedPolicyReconciler) applyPauses(ctx context.Context, policyName string, state *reconcileState,
-	cur *inPlace, p plan.Plan) *unmade {
+	cur *inPlace, p plan.Plan, nodes nodeList) *unmade {
 	out := &unmade{}
 	if len(p.Paused) > 0 {
-		r.applyPauseWaves(ctx, policyName, state, cur, p, out)
+		r.applyPauseWaves(ctx, policyName, state, cur, p, nodes, out)
 	}
 	for _, key := range p.Restored {
 		if ds := cur.paused[key]; ds != nil {
@@ -290,25 +345,27 @@ func (r *LoadShedPolicyReconciler) applyPauses(ctx context.Context, policyName s
 }
 
 // applyPauseWaves writes each pause or restore wave of the plan that
-// differs from the DaemonSet, and records in out those not made.
+// differs from the DaemonSet, and records in out those not made. A restore
+// wave needs the nodes: when they could not be read, its write fails, and
+// the pauses go on.
 func (r *LoadShedPolicyReconciler) applyPauseWaves(ctx context.Context, policyName string, state *reconcileState,
-	cur *inPlace, p plan.Plan, out *unmade) {
+	cur *inPlace, p plan.Plan, nodes nodeList, out *unmade) {
 	kinds, reasons := daemonSetChanges(p)
-	nodes := &corev1.NodeList{}
-	listErr := r.List(ctx, nodes)
-	if listErr != nil {
-		out.errs = append(out.errs, fmt.Errorf("listing nodes: %w", listErr))
-	}
+	needed := false
 	for _, key := range slices.SortedFunc(maps.Keys(p.Paused), plan.CompareNames) {
 		if slices.Contains(p.Held, key) {
 			continue
 		}
 		kind := cmp.Or(kinds[key], plan.Paused)
-		if listErr != nil {
+		if nodes.err != nil && p.Paused[key].Wave > 0 {
 			out.failed = append(out.failed, plan.Block{Kind: kind, Target: key})
+			needed = true
 			continue
 		}
-		out.add(r.applyPause(ctx, policyName, state, cur.paused[key], key, p, reasons[key], nodes.Items), kind, key)
+		out.add(r.applyPause(ctx, policyName, state, cur.paused[key], key, p, reasons[key], nodes.items), kind, key)
+	}
+	if needed {
+		out.errs = append(out.errs, nodes.err)
 	}
 }
 
