@@ -2,6 +2,8 @@ package controllers
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -9,21 +11,27 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/attribution"
+	"github.com/loadshed/loadshed/internal/detection"
 	"github.com/loadshed/loadshed/internal/plan"
 	"github.com/loadshed/loadshed/internal/policy"
 	"github.com/loadshed/loadshed/internal/scheme"
 	"github.com/loadshed/loadshed/internal/shed"
+	"github.com/loadshed/loadshed/internal/trigger"
 )
 
 // These tests run the apply layer against controller-runtime's fake client:
@@ -39,6 +47,14 @@ var (
 // count of the writes made through it.
 func fakeReconciler(t *testing.T, objs ...client.Object) (*LoadShedPolicyReconciler, *atomic.Int64) {
 	t.Helper()
+	return failingReconciler(t, nil, objs...)
+}
+
+// failingReconciler is fakeReconciler whose client fails each update that
+// failUpdate (when set) returns an error for.
+func failingReconciler(t *testing.T, failUpdate func(client.Object) error, objs ...client.Object) (*LoadShedPolicyReconciler,
+	*atomic.Int64) {
+	t.Helper()
 	s, err := scheme.New()
 	if err != nil {
 		t.Fatal(err)
@@ -51,6 +67,11 @@ func fakeReconciler(t *testing.T, objs ...client.Object) (*LoadShedPolicyReconci
 			return c.Create(ctx, obj, opts...)
 		},
 		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			if failUpdate != nil {
+				if err := failUpdate(obj); err != nil {
+					return err
+				}
+			}
 			count()
 			return c.Update(ctx, obj, opts...)
 		},
@@ -297,5 +318,179 @@ func applyThrottlesOn(t *testing.T, r *LoadShedPolicyReconciler, state *reconcil
 	}
 	if len(refused) > 0 {
 		t.Fatalf("refused %v", refused)
+	}
+}
+
+// TestAFailingPauseHoldsNoThrottleBack: in one loop the plan throttles the
+// telemetry agent's ServiceAccount and pauses its DaemonSet (pause.after
+// 0). Whatever becomes of the pause, the throttle is made, and events and
+// the plan say what was made: a pause that failed (a timeout) is taken
+// back and its error returned, for the loop to be retried with backoff; a
+// refused one is reported as blocked, with no error.
+func TestAFailingPauseHoldsNoThrottleBack(t *testing.T) {
+	ds := daemonSet("telemetry", "agent", "agent")
+	key := client.ObjectKeyFromObject(&ds)
+	tests := []struct {
+		name      string
+		err       error // the DaemonSet update's
+		wantErr   bool
+		wantPause bool
+		wantBlock bool
+	}{
+		{name: "a pause that times out is retried", err: apierrors.NewTimeoutError("slow etcd", 1), wantErr: true},
+		{name: "a refused pause is blocked", err: apierrors.NewForbidden(schema.GroupResource{Group: "apps", Resource: "daemonsets"},
+			"agent", errors.New("denied")), wantBlock: true},
+		{name: "a pause made", wantPause: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			failUpdate := func(obj client.Object) error {
+				if _, isDS := obj.(*appsv1.DaemonSet); isDS {
+					return tt.err
+				}
+				return nil
+			}
+			r, _ := failingReconciler(t, failUpdate, ds.DeepCopy(), matchedSchema(9000))
+			rec := events.NewFakeRecorder(100)
+			r.Recorder = rec
+			obj := &v1alpha1.LoadShedPolicy{ObjectMeta: metav1.ObjectMeta{Name: "flood"}}
+			state, w := floodingLoop(t, r, ds)
+			err := r.mitigate(context.Background(), obj, w, state)
+			if (err != nil) != tt.wantErr || (err != nil && !apierrors.IsTimeout(err)) {
+				t.Fatalf("mitigate returned %v, want an error: %v (the timeout)", err, tt.wantErr)
+			}
+			if findSchema(listSchemas(t, r.Client), shed.ThrottleName(attribution.ServiceAccount(agentSA))) == nil {
+				t.Error("the throttle was not made")
+			}
+			p := state.plan
+			if _, paused := p.Paused[key]; paused != tt.wantPause || len(p.Blocked) > 0 != tt.wantBlock {
+				t.Errorf("the plan pauses: %v, blocks %v; want %v and a block: %v", paused, p.Blocked, tt.wantPause, tt.wantBlock)
+			}
+			close(rec.Events)
+			var got []string
+			for e := range rec.Events {
+				got = append(got, strings.Fields(e)[1])
+			}
+			want := []string{v1alpha1.EventThrottled}
+			switch {
+			case tt.wantPause:
+				want = append(want, v1alpha1.EventPaused, v1alpha1.EventPaused) // on the policy and the DaemonSet
+			case tt.wantBlock:
+				want = append(want, v1alpha1.EventBlocked, v1alpha1.EventBlocked)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("events %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// floodingLoop returns the state and world of a loop of the policy
+// "flood" in which the telemetry agent's ServiceAccount floods, its
+// DaemonSet ds running as it, and nothing is in place yet.
+func floodingLoop(t *testing.T, r *LoadShedPolicyReconciler, ds appsv1.DaemonSet) (*reconcileState, *world) {
+	t.Helper()
+	cfg := &policy.Config{Interval: 10 * time.Second, MinShare: 0.2,
+		Throttle: policy.Throttle{Enabled: true, NominalConcurrencyShares: 1, LimitResponse: v1alpha1.LimitResponseReject},
+		Pause:    policy.Pause{Enabled: true, MaxPaused: 1},
+		Restore: policy.Restore{StableFor: 2 * time.Minute, Probation: time.Minute, WavePercents: policy.DefaultWavePercents(),
+			Backoff: policy.Backoff{Initial: time.Minute, Multiplier: 2, Max: 10 * time.Minute}},
+		Targets: policy.Targets{NamespaceSelector: labels.Everything()}}
+	st, err := r.readShedState(context.Background(), "flood")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, err := inPlaceFrom("flood", st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := &reconcileState{config: cfg, evaluated: applyNow,
+		readings: []detection.Reading{{Name: "inflight", OK: true, Value: 900, Threshold: 400,
+			Status: trigger.Status{State: v1alpha1.TriggerFiring, Since: applyNow.Add(-time.Minute)}}},
+		offenders: []detection.Offender{{User: "system:serviceaccount:telemetry:agent", ServiceAccount: agentSA,
+			DaemonSets: []types.NamespacedName{client.ObjectKeyFromObject(&ds)}, InFlightShare: 0.8}}}
+	w := &world{selected: []appsv1.DaemonSet{ds}, schemas: listSchemas(t, r.Client), inPlace: cur,
+		nsLabels: map[string]labels.Set{"telemetry": {"kubernetes.io/metadata.name": "telemetry"}},
+		matched:  map[types.NamespacedName]*flowcontrolv1.FlowSchema{}}
+	return state, w
+}
+
+// TestARestoreWaveSaysHowManyNodesItRunsOn: a restore that starts on 2,000
+// nodes whose names are 250 bytes long writes a first wave of no more
+// nodes than fit in the wave size limit (161, not its 10%), and its event
+// and status say so; when the nodes cannot be read, the wave is not
+// written, the loop fails, and status says the DaemonSet is still paused.
+func TestARestoreWaveSaysHowManyNodesItRunsOn(t *testing.T) {
+	const total, nameBytes = 2000, 250
+	nodes := make([]client.Object, total)
+	for i := range nodes {
+		name := fmt.Sprintf("node-%04d-", i) + strings.Repeat("x", nameBytes-10)
+		nodes[i] = &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{corev1.LabelHostname: name}}}
+	}
+	capped := shed.MaxWaveBytes / (nameBytes + len(`"",`))
+	tests := []struct {
+		name        string
+		listErr     error
+		wantEvent   string
+		wantMessage string
+	}{
+		{name: "a capped first wave", wantEvent: fmt.Sprintf("wave 1 of 4: %d of 2,000 nodes (8%%), capped at the wave size limit", capped),
+			wantMessage: fmt.Sprintf("restoring: wave 1 of 4: %d of 2,000 nodes (8%%), capped at the wave size limit", capped)},
+		{name: "the nodes cannot be read", listErr: apierrors.NewTimeoutError("slow", 1), wantMessage: "paused"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ds := daemonSet("telemetry", "agent", "agent")
+			paused, err := shed.Apply(&ds, "flood", "it floods", plan.Pause{Since: applyNow.Add(-time.Hour)}, policy.DefaultWavePercents(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := scheme.New()
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := fake.NewClientBuilder().WithScheme(s).WithObjects(append(nodes, paused)...).WithInterceptorFuncs(interceptor.Funcs{
+				List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+					if _, isNodes := list.(*corev1.NodeList); isNodes && tt.listErr != nil {
+						return tt.listErr
+					}
+					return c.List(ctx, list, opts...)
+				},
+			}).Build()
+			rec := events.NewFakeRecorder(100)
+			r := &LoadShedPolicyReconciler{Client: c, Namespace: "loadshed-system", Recorder: rec}
+			state, w := floodingLoop(t, r, ds)
+			state.offenders = nil
+			state.readings[0].Value = 100
+			state.readings[0].Status = trigger.Status{State: v1alpha1.TriggerOK, Since: applyNow.Add(-10 * time.Minute)}
+			obj := &v1alpha1.LoadShedPolicy{ObjectMeta: metav1.ObjectMeta{Name: "flood"}}
+			if err := r.mitigate(context.Background(), obj, w, state); !errors.Is(err, tt.listErr) || (err == nil) != (tt.listErr == nil) {
+				t.Fatalf("mitigate returned %v, want %v", err, tt.listErr)
+			}
+			close(rec.Events)
+			var got []string
+			for e := range rec.Events {
+				got = append(got, e)
+			}
+			if tt.wantEvent == "" && len(got) > 0 || tt.wantEvent != "" && (len(got) != 2 || !strings.Contains(got[0], tt.wantEvent) ||
+				!strings.Contains(got[0], v1alpha1.EventRestoreStarted)) {
+				t.Errorf("events %q, want two RestoreStarted saying %q", got, tt.wantEvent)
+			}
+			actions := actionStatuses(state)
+			if len(actions) != 1 || actions[0].Message != tt.wantMessage {
+				t.Errorf("actions %+v, want one whose message is %q", actions, tt.wantMessage)
+			}
+			stored := &appsv1.DaemonSet{}
+			if err := c.Get(context.Background(), client.ObjectKeyFromObject(&ds), stored); err != nil {
+				t.Fatal(err)
+			}
+			runsOn := 0
+			if a := stored.Spec.Template.Spec.Affinity; a != nil {
+				runsOn = len(a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms[0].MatchExpressions[0].Values)
+			}
+			if want := map[bool]int{true: capped, false: 0}[tt.listErr == nil]; runsOn != want {
+				t.Errorf("the DaemonSet runs on %d nodes, want %d", runsOn, want)
+			}
+		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
@@ -80,6 +81,9 @@ type reconcileState struct {
 	metrics   metricsStatus
 	// plan is what the planner decided; nil when it did not run.
 	plan *plan.Plan
+	// waveSizes are how many nodes each restore wave of the paused
+	// DaemonSets runs on, as the planner read them.
+	waveSizes map[types.NamespacedName][]plan.WaveSize
 }
 
 // Reconcile runs one loop for one policy: observe, decide, apply, and write

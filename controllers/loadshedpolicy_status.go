@@ -292,8 +292,7 @@ func actionStatuses(state *reconcileState) []v1alpha1.ActionStatus {
 			a.NextRestoreTime = &t
 		}
 		if rec.Wave > 0 {
-			a.Message = fmt.Sprintf("%srestoring: wave %d of %d (%d%% of its nodes)", prefix, rec.Wave,
-				len(state.config.Restore.WavePercents), state.config.Restore.WavePercents[rec.Wave-1])
+			a.Message = prefix + "restoring: " + plan.DescribeWave(rec.Wave, state.config.Restore.WavePercents, state.waveSizes[ds])
 		}
 		actions = append(actions, a)
 	}

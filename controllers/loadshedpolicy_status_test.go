@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -11,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
+	"github.com/loadshed/loadshed/internal/plan"
 	"github.com/loadshed/loadshed/internal/policy"
 )
 
@@ -195,5 +197,35 @@ func TestResultFor(t *testing.T) {
 				t.Errorf("resultFor = %+v, want requeue after %v", got, tt.wantAfter)
 			}
 		})
+	}
+}
+
+// TestARestoringActionSaysHowManyNodesItsWaveRunsOn: a pause in restore
+// says, in status, the nodes its wave runs on as the loop counted them,
+// and when the wave size limit caps it; a pause not in restore says it is
+// paused.
+func TestARestoringActionSaysHowManyNodesItsWaveRunsOn(t *testing.T) {
+	cfg := &policy.Config{Restore: policy.Restore{WavePercents: []int32{10, 25, 50, 100}, Probation: time.Minute}}
+	agent, other := types.NamespacedName{Namespace: "telemetry", Name: "agent"}, types.NamespacedName{Namespace: "logs", Name: "shipper"}
+	state := &reconcileState{config: cfg, evaluated: time.Now(),
+		plan: &plan.Plan{Paused: map[types.NamespacedName]plan.Pause{
+			agent: {Since: time.Now(), Wave: 3, WaveStarted: time.Now()},
+			other: {Since: time.Now()},
+		}},
+		waveSizes: map[types.NamespacedName][]plan.WaveSize{agent: {{Nodes: 500, Eligible: 5000},
+			{Nodes: 952, Eligible: 5000, Capped: true}, {Nodes: 952, Eligible: 5000, Capped: true}, {Nodes: 5000, Eligible: 5000}}},
+	}
+	got := map[string]string{}
+	for _, a := range actionStatuses(state) {
+		got[a.Target] = a.Message
+	}
+	want := map[string]string{
+		"telemetry/agent": "restoring: wave 3 of 4: 952 of 5,000 nodes (19%), capped at the wave size limit",
+		"logs/shipper":    "paused",
+	}
+	for target, msg := range want {
+		if got[target] != msg {
+			t.Errorf("%s: %q, want %q", target, got[target], msg)
+		}
 	}
 }

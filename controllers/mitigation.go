@@ -126,7 +126,7 @@ func (r *LoadShedPolicyReconciler) planInput(state *reconcileState, w *world) pl
 		in.Throttled[sa] = since
 	}
 	for key, ds := range cur.paused {
-		if !shed.IsPausedAsRecorded(ds, cur.records[key]) {
+		if !shed.IsPausedAsRecorded(ds, cur.records[key], state.config.Restore.WavePercents) {
 			if in.Overridden == nil {
 				in.Overridden = map[types.NamespacedName]time.Time{}
 			}
@@ -206,8 +206,11 @@ func lastRestored(level *flowcontrolv1.PriorityLevelConfiguration) time.Time {
 }
 
 // mitigate asks the planner what to do, carries the plan out (unless
-// dryRun), takes back what the API server refused, and records events and
-// metrics of what happened.
+// dryRun), takes back what was not made, and records events and metrics of
+// what happened. A DaemonSet write that fails holds nothing else back: the
+// throttles are applied all the same, and the failures are returned once
+// the loop has recorded what it did, for the controller to retry it with
+// backoff.
 func (r *LoadShedPolicyReconciler) mitigate(ctx context.Context, obj *v1alpha1.LoadShedPolicy, w *world, state *reconcileState) error {
 	in := r.planInput(state, w)
 	in.ThrottleBlockedSince = throttleBlockedSince(obj.Status.Blocked)
@@ -215,18 +218,20 @@ func (r *LoadShedPolicyReconciler) mitigate(ctx context.Context, obj *v1alpha1.L
 	if state.config.DryRun {
 		in.Throttled, in.Paused = wouldBeInPlace(obj.Status.Actions, state.config.Restore.Probation)
 	}
+	nodes := r.readNodes(ctx, in)
+	in.WaveSizes = waveSizes(ctx, in, w, nodes, state.config.Restore.WavePercents)
+	state.waveSizes = in.WaveSizes
 	p := plan.Decide(in)
 	state.plan = &p
+	var failedPauses error
 	if !state.config.DryRun {
-		refusedPauses, err := r.applyPauses(ctx, obj.Name, state, w.inPlace, p)
-		if err != nil {
-			return err
-		}
+		pauses := r.applyPauses(ctx, obj.Name, state, w.inPlace, p, nodes)
 		refusedThrottles, err := r.applyThrottles(ctx, obj.Name, state, w, p)
 		if err != nil {
-			return err
+			return errors.Join(append(pauses.errs, err)...)
 		}
-		for _, b := range append(refusedPauses, refusedThrottles...) {
+		failedPauses = pauses.takeBack(in, &p)
+		for _, b := range refusedThrottles {
 			p.Refuse(in, b)
 		}
 	}
@@ -234,59 +239,136 @@ func (r *LoadShedPolicyReconciler) mitigate(ctx context.Context, obj *v1alpha1.L
 	r.recordOverrides(obj, p)
 	r.recordBlocked(obj, p, in.Firing)
 	observeChanges(obj.Name, p, state.config.DryRun)
-	return nil
+	return failedPauses
+}
+
+// readNodes lists the nodes when the policy has DaemonSets paused: only a
+// restore wave's write and description need them.
+func (r *LoadShedPolicyReconciler) readNodes(ctx context.Context, in plan.Input) nodeList {
+	if len(in.Paused) == 0 {
+		return nodeList{}
+	}
+	// Names and labels are all a wave reads: the cache's own objects, not
+	// copies (see readShedState).
+	list := &corev1.NodeList{}
+	if err := r.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
+		return nodeList{err: fmt.Errorf("listing nodes: %w", err)}
+	}
+	return nodeList{items: list.Items}
+}
+
+// nodeList is the cluster's nodes as a loop read them, or why it could not.
+type nodeList struct {
+	items []corev1.Node
+	err   error
+}
+
+// waveSizes counts the nodes each restore wave of each DaemonSet in.Paused
+// holds runs on: the planner and status say how many, and whether the wave
+// size limit caps them. A DaemonSet whose waves cannot be counted (the nodes
+// could not be read, its record cannot be) is left out; the planner and
+// status then give its waves' percentages, and its write reports the error.
+// In dryRun, the DaemonSets are not paused, and their own scheduling counts.
+func waveSizes(ctx context.Context, in plan.Input, w *world, nodes nodeList, waves []int32) map[types.NamespacedName][]plan.WaveSize {
+	if nodes.err != nil || len(in.Paused) == 0 {
+		return nil
+	}
+	dss := map[types.NamespacedName]*appsv1.DaemonSet{}
+	for i := range w.selected {
+		dss[client.ObjectKeyFromObject(&w.selected[i])] = &w.selected[i]
+	}
+	if w.inPlace != nil {
+		maps.Copy(dss, w.inPlace.paused)
+	}
+	out := map[types.NamespacedName][]plan.WaveSize{}
+	for key := range in.Paused {
+		ds := dss[key]
+		if ds == nil {
+			continue
+		}
+		sizes, err := shed.WaveSizes(ds, nodes.items, waves)
+		if err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "Could not count the nodes of a DaemonSet's restore waves", "daemonSet", klog.KObj(ds))
+			continue
+		}
+		out[key] = sizes
+	}
+	return out
+}
+
+// unmade are the DaemonSet writes of a loop that were not made: those the
+// API server refused, and the others that failed, with their errors.
+type unmade struct {
+	refused []plan.Block
+	// failed holds the kind and target of each write that failed.
+	failed []plan.Block
+	errs   []error
+}
+
+// add records err, if any, as the failure of a write of kind to key.
+func (u *unmade) add(err error, kind plan.ChangeKind, key types.NamespacedName) {
+	if b, refused := refusal(err, kind, key); refused {
+		u.refused = append(u.refused, b)
+	} else if err != nil {
+		u.failed = append(u.failed, plan.Block{Kind: kind, Target: key})
+		u.errs = append(u.errs, err)
+	}
+}
+
+// takeBack takes the writes that were not made back from the plan,
+// reports those the API server refused as blocked, and returns the other
+// failures' errors, joined.
+func (u *unmade) takeBack(in plan.Input, p *plan.Plan) error {
+	for _, b := range u.refused {
+		p.Refuse(in, b)
+	}
+	for _, b := range u.failed {
+		p.TakeBack(in, b.Kind, b.Target)
+	}
+	return errors.Join(u.errs...)
 }
 
 // applyPauses writes each pause of the plan that differs from the
 // DaemonSet, then completes the restores the plan finished. It returns the
-// writes the API server refused; any other error stops it.
+// writes not made; none stops the others.
 func (r *LoadShedPolicyReconciler) applyPauses(ctx context.Context, policyName string, state *reconcileState,
-	cur *inPlace, p plan.Plan) ([]plan.Block, error) {
-	var refusals []plan.Block
+	cur *inPlace, p plan.Plan, nodes nodeList) *unmade {
+	out := &unmade{}
 	if len(p.Paused) > 0 {
-		// Only restore waves read Nodes, and only their names and labels:
-		// the cache's own objects, not copies (see readShedState).
-		nodes := &corev1.NodeList{}
-		if restoring(p) {
-			if err := r.List(ctx, nodes, client.UnsafeDisableDeepCopy); err != nil {
-				return nil, fmt.Errorf("listing nodes: %w", err)
-			}
-		}
-		kinds, reasons := daemonSetChanges(p)
-		for _, key := range slices.SortedFunc(maps.Keys(p.Paused), plan.CompareNames) {
-			if slices.Contains(p.Held, key) {
-				continue
-			}
-			err := r.applyPause(ctx, policyName, state, cur.paused[key], key, p, reasons[key], nodes.Items)
-			if b, refused := refusal(err, cmp.Or(kinds[key], plan.Paused), key); refused {
-				refusals = append(refusals, b)
-			} else if err != nil {
-				return nil, err
-			}
-		}
+		r.applyPauseWaves(ctx, policyName, state, cur, p, nodes, out)
 	}
 	for _, key := range p.Restored {
 		if ds := cur.paused[key]; ds != nil {
 			remember := &plan.Restoration{At: state.evaluated, Attempt: cur.records[key].Attempt}
-			err := r.restore(ctx, ds, remember)
-			if b, refused := refusal(err, plan.Restored, key); refused {
-				refusals = append(refusals, b)
-			} else if err != nil {
-				return nil, err
-			}
+			out.add(r.restore(ctx, ds, remember), plan.Restored, key)
 		}
 	}
-	return refusals, nil
+	return out
 }
 
-// restoring reports whether a pause of the plan is in a restore wave.
-func restoring(p plan.Plan) bool {
-	for _, rec := range p.Paused {
-		if rec.Wave > 0 {
-			return true
+// applyPauseWaves writes each pause or restore wave of the plan that
+// differs from the DaemonSet, and records in out those not made. A restore
+// wave needs the nodes: when they could not be read, its write fails, and
+// the pauses go on.
+func (r *LoadShedPolicyReconciler) applyPauseWaves(ctx context.Context, policyName string, state *reconcileState,
+	cur *inPlace, p plan.Plan, nodes nodeList, out *unmade) {
+	kinds, reasons := daemonSetChanges(p)
+	needed := false
+	for _, key := range slices.SortedFunc(maps.Keys(p.Paused), plan.CompareNames) {
+		if slices.Contains(p.Held, key) {
+			continue
 		}
+		kind := cmp.Or(kinds[key], plan.Paused)
+		if nodes.err != nil && p.Paused[key].Wave > 0 {
+			out.failed = append(out.failed, plan.Block{Kind: kind, Target: key})
+			needed = true
+			continue
+		}
+		out.add(r.applyPause(ctx, policyName, state, cur.paused[key], key, p, reasons[key], nodes.items), kind, key)
 	}
-	return false
+	if needed {
+		out.errs = append(out.errs, nodes.err)
+	}
 }
 
 // refusal reports whether err is the API server refusing a write (denied by

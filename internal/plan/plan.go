@@ -12,6 +12,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strconv"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -141,6 +142,66 @@ type Input struct {
 	// Overridden maps each paused DaemonSet whose pause someone else removed
 	// to when loadshed last put one back on it (zero if never).
 	Overridden map[types.NamespacedName]time.Time
+	// WaveSizes maps paused DaemonSets to how many nodes each restore wave
+	// (Config.Restore.WavePercents) runs on, for the reasons of restore
+	// steps; a DaemonSet missing (the nodes could not be read) is described
+	// by its waves' percentages.
+	WaveSizes map[types.NamespacedName][]WaveSize
+}
+
+// WaveSize is how many nodes a restore wave of a DaemonSet runs on.
+type WaveSize struct {
+	// Nodes is how many it runs on, of Eligible, those the DaemonSet's
+	// original scheduling selects.
+	Nodes, Eligible int
+	// Capped says that the wave runs on fewer nodes than its percentage:
+	// its node list reached the wave size limit.
+	Capped bool
+}
+
+// DescribeWave says how far restore wave (from 1) of percents has gone, with
+// the number of nodes it runs on when sizes has it: "wave 3 of 4: 950 of
+// 5,000 nodes (19%), capped at the wave size limit", or else "wave 3 of 4:
+// 50% of its nodes".
+func DescribeWave(wave int, percents []int32, sizes []WaveSize) string {
+	head := fmt.Sprintf("wave %d of %d", wave, len(percents))
+	switch {
+	case wave < 1 || wave > len(percents):
+		return head
+	case wave > len(sizes):
+		return fmt.Sprintf("%s: %d%% of its nodes", head, percents[wave-1])
+	}
+	s := sizes[wave-1]
+	out := fmt.Sprintf("%s: %s of %s nodes (%s)", head, thousands(s.Nodes), thousands(s.Eligible), share(s.Nodes, s.Eligible))
+	if s.Capped {
+		out += ", capped at the wave size limit"
+	}
+	return out
+}
+
+// share writes part of whole as a whole percentage, rounded down; "<1%"
+// for a part too small to show.
+func share(part, whole int) string {
+	if whole == 0 {
+		return "0%"
+	}
+	pct := part * 100 / whole
+	if pct == 0 && part > 0 {
+		return "<1%"
+	}
+	return fmt.Sprintf("%d%%", pct)
+}
+
+// thousands writes n with a comma between groups of three digits.
+func thousands(n int) string {
+	if n < 0 {
+		return "-" + thousands(-n)
+	}
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 // Plan is what to do now. Throttled and Paused are the whole desired sets,
@@ -222,25 +283,32 @@ func (b Block) String() string {
 // plan, which status, events and metrics report, holds only what happened,
 // and reports it as blocked. What was in place before stays as it was.
 func (p *Plan) Refuse(in Input, b Block) {
-	onDaemonSet := b.Kind.OnDaemonSet()
+	p.TakeBack(in, b.Kind, b.Target)
+	p.Blocked = append(p.Blocked, b)
+}
+
+// TakeBack takes back a change of kind to target that was not made (its
+// write failed and a later loop tries again), so that the plan holds only
+// what happened. What was in place before stays as it was.
+func (p *Plan) TakeBack(in Input, kind ChangeKind, target types.NamespacedName) {
+	onDaemonSet := kind.OnDaemonSet()
 	if onDaemonSet {
-		if rec, ok := in.Paused[b.Target]; ok {
-			p.Paused[b.Target] = rec
+		if rec, ok := in.Paused[target]; ok {
+			p.Paused[target] = rec
 		} else {
-			delete(p.Paused, b.Target)
+			delete(p.Paused, target)
 		}
-		isTarget := func(k types.NamespacedName) bool { return k == b.Target }
+		isTarget := func(k types.NamespacedName) bool { return k == target }
 		p.Restored = slices.DeleteFunc(p.Restored, isTarget)
 		p.PutBack = slices.DeleteFunc(p.PutBack, isTarget)
-	} else if since, ok := in.Throttled[b.Target]; ok {
-		p.Throttled[b.Target] = since
+	} else if since, ok := in.Throttled[target]; ok {
+		p.Throttled[target] = since
 	} else {
-		delete(p.Throttled, b.Target)
+		delete(p.Throttled, target)
 	}
 	p.Changes = slices.DeleteFunc(p.Changes, func(c Change) bool {
-		return c.Target == b.Target && c.Kind.OnDaemonSet() == onDaemonSet
+		return c.Target == target && c.Kind.OnDaemonSet() == onDaemonSet
 	})
-	p.Blocked = append(p.Blocked, b)
 }
 
 // Change is one change, with a sentence saying why. Target is the
@@ -468,7 +536,7 @@ func advanceRestore(in Input, p *Plan) bool {
 			rec.WaveStarted = in.Now
 			p.Paused[ds] = rec
 			p.Changes = append(p.Changes, Change{Kind: WaveAdvanced, Target: ds,
-				Reason: fmt.Sprintf("wave %d: %d%% of its nodes", rec.Wave, cfg.Restore.WavePercents[rec.Wave-1])})
+				Reason: DescribeWave(rec.Wave, cfg.Restore.WavePercents, in.WaveSizes[ds])})
 			p.RequeueAfter = min(p.RequeueAfter, cfg.Restore.Probation)
 		}
 		return true
@@ -500,8 +568,8 @@ func startRestore(in Input, p *Plan) bool {
 	rec.WaveStarted = in.Now
 	p.Paused[next] = rec
 	p.Changes = append(p.Changes, Change{Kind: RestoreStarted, Target: next,
-		Reason: fmt.Sprintf("triggers clear for %v; wave 1: %d%% of its nodes (attempt %d)",
-			cfg.Restore.StableFor, cfg.Restore.WavePercents[0], rec.Attempt+1)})
+		Reason: fmt.Sprintf("triggers clear for %v; attempt %d, %s", cfg.Restore.StableFor, rec.Attempt+1,
+			DescribeWave(1, cfg.Restore.WavePercents, in.WaveSizes[next]))})
 	p.RequeueAfter = min(p.RequeueAfter, cfg.Restore.Probation)
 	return true
 }

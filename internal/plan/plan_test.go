@@ -479,6 +479,23 @@ func TestARefusedChangeIsTakenBack(t *testing.T) {
 	}
 }
 
+// TestAFailedChangeIsTakenBackUnblocked: a write that failed otherwise (a
+// timeout, retried by a later loop) leaves the plan as a refusal does,
+// but is not reported as blocked.
+func TestAFailedChangeIsTakenBackUnblocked(t *testing.T) {
+	cfg := config()
+	cfg.Pause.After = 0
+	in := Input{Config: cfg, Now: at(0), Firing: true, FiringSince: at(0), Offenders: []Offender{telemetry(0.8)}}
+	p := Decide(in)
+	p.TakeBack(in, Paused, nn("telemetry/agent"))
+	if got := kinds(p); got != "Throttled telemetry/agent" {
+		t.Errorf("changes after the failed pause %q, want only the throttle", got)
+	}
+	if _, ok := p.Paused[nn("telemetry/agent")]; ok || len(p.Blocked) != 0 {
+		t.Errorf("the failed pause is in the plan (%v) or blocked (%v)", ok, p.Blocked)
+	}
+}
+
 // TestARefusedThrottleDoesNotHoldThePauseBack: tried again every loop and
 // refused every time, a throttle's pause clock runs from the first refusal.
 func TestARefusedThrottleDoesNotHoldThePauseBack(t *testing.T) {
@@ -492,5 +509,64 @@ func TestARefusedThrottleDoesNotHoldThePauseBack(t *testing.T) {
 	in.ThrottleBlockedSince = nil
 	if p := Decide(in); len(p.Paused) != 0 {
 		t.Errorf("paused at once by a throttle made now: %s", kinds(p))
+	}
+}
+
+func TestAWaveIsDescribedByTheNodesItRunsOn(t *testing.T) {
+	percents := []int32{10, 25, 50, 100}
+	sizes := []WaveSize{{Nodes: 500, Eligible: 5000}, {Nodes: 952, Eligible: 5000, Capped: true},
+		{Nodes: 952, Eligible: 5000, Capped: true}, {Nodes: 5000, Eligible: 5000}}
+	tests := []struct {
+		name  string
+		wave  int
+		sizes []WaveSize
+		want  string
+	}{
+		{"a wave that runs on its percentage", 1, sizes, "wave 1 of 4: 500 of 5,000 nodes (10%)"},
+		{"a capped wave says so, with its real share", 3, sizes, "wave 3 of 4: 952 of 5,000 nodes (19%), capped at the wave size limit"},
+		{"the last wave", 4, sizes, "wave 4 of 4: 5,000 of 5,000 nodes (100%)"},
+		{"a share under 1%", 1, []WaveSize{{Nodes: 952, Eligible: 120000, Capped: true}},
+			"wave 1 of 4: 952 of 120,000 nodes (<1%), capped at the wave size limit"},
+		{"a wave with no eligible node", 1, []WaveSize{{}}, "wave 1 of 4: 0 of 0 nodes (0%)"},
+		{"without sizes (the nodes could not be read), its percentage", 2, nil, "wave 2 of 4: 25% of its nodes"},
+		{"a wave beyond the policy's (its waves changed)", 5, sizes, "wave 5 of 4"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := DescribeWave(tt.wave, percents, tt.sizes); got != tt.want {
+				t.Errorf("DescribeWave(%d) = %q, want %q", tt.wave, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestARestoreStepSaysHowManyNodesItsWaveRunsOn: the reasons of the
+// RestoreStarted and WaveAdvanced changes, which their events carry, give
+// the wave's nodes as counted for the DaemonSet.
+func TestARestoreStepSaysHowManyNodesItsWaveRunsOn(t *testing.T) {
+	key := nn("telemetry/agent")
+	sizes := map[types.NamespacedName][]WaveSize{key: {{Nodes: 500, Eligible: 5000}, {Nodes: 952, Eligible: 5000, Capped: true},
+		{Nodes: 5000, Eligible: 5000}}}
+	tests := []struct {
+		name  string
+		rec   Pause
+		sizes map[types.NamespacedName][]WaveSize
+		want  string
+	}{
+		{"a restore starts", Pause{Since: at(-300)}, sizes,
+			"triggers clear for 2m0s; attempt 1, wave 1 of 3: 500 of 5,000 nodes (10%)"},
+		{"a wave advances to a capped one", Pause{Since: at(-300), Wave: 1, WaveStarted: at(130)}, sizes,
+			"wave 2 of 3: 952 of 5,000 nodes (19%), capped at the wave size limit"},
+		{"without sizes, its percentage", Pause{Since: at(-300), Wave: 1, WaveStarted: at(130)}, nil,
+			"wave 2 of 3: 50% of its nodes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := Decide(Input{Now: at(200), Config: config(), ClearSince: at(0), Paused: map[types.NamespacedName]Pause{key: tt.rec},
+				WaveSizes: tt.sizes})
+			if len(p.Changes) != 1 || p.Changes[0].Reason != tt.want {
+				t.Errorf("changes %+v, want one whose reason is %q", p.Changes, tt.want)
+			}
+		})
 	}
 }
