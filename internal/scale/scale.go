@@ -91,18 +91,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if opts.Namespaces < 1 || opts.Policies < 1 {
 		return nil, fmt.Errorf("need at least one namespace and one policy")
 	}
-	audit, err := writeAuditPolicy(opts.Dir)
-	if err != nil {
-		return nil, err
-	}
 	auditLog := filepath.Join(opts.Dir, "audit.log")
-	c, err := localcluster.Start(localcluster.Options{
-		Assets: opts.Assets,
-		CRDs:   []string{filepath.Join(opts.Root, "config", "crd", "bases")},
-		Logs:   opts.Dir,
-		APIServerFlags: map[string]string{"audit-policy-file": audit, "audit-log-path": auditLog,
-			"audit-log-format": "json", "audit-log-maxbackup": "0", "audit-log-maxsize": "0"},
-	})
+	c, err := startCluster(opts, auditLog)
 	if err != nil {
 		return nil, err
 	}
@@ -129,52 +119,74 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	rep.SetUp = time.Since(began)
 	opts.Say("objects created in %v", rep.SetUp.Round(time.Second))
+	if err := rep.measure(ctx, admin, c, auditLog); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
 
-	metricsAddr, err := freeAddress()
+// startCluster starts etcd and kube-apiserver, with an audit log.
+func startCluster(opts Options, auditLog string) (*localcluster.Cluster, error) {
+	audit, err := writeAuditPolicy(opts.Dir)
 	if err != nil {
 		return nil, err
+	}
+	return localcluster.Start(localcluster.Options{
+		Assets: opts.Assets,
+		CRDs:   []string{filepath.Join(opts.Root, "config", "crd", "bases")},
+		Logs:   opts.Dir,
+		APIServerFlags: map[string]string{"audit-policy-file": audit, "audit-log-path": auditLog,
+			"audit-log-format": "json", "audit-log-maxbackup": "0", "audit-log-maxsize": "0"},
+	})
+}
+
+// measure runs the operator, creates the policies, waits for them to be
+// Ready, warms up and measures.
+func (r *Report) measure(ctx context.Context, admin client.Client, c *localcluster.Cluster, auditLog string) error {
+	opts := r.Options
+	metricsAddr, err := freeAddress()
+	if err != nil {
+		return err
 	}
 	op, err := replay.StartOperator(ctx, admin, c.Config, replay.OperatorOptions{Root: opts.Root,
 		Namespace: replay.OperatorNamespace, ServiceAccount: replay.OperatorServiceAccount, Dir: opts.Dir,
 		Args: []string{"--leader-elect=true", "--metrics-bind-address=" + metricsAddr, "--metrics-secure=false", "--log-level=info"}})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer op.Stop()
 	started := time.Now()
 	if err := createPolicies(ctx, admin, opts); err != nil {
-		return nil, err
+		return err
 	}
 	if err := waitReady(ctx, admin, opts.Policies); err != nil {
-		return nil, fmt.Errorf("%w (the operator's log: %s)", err, op.Log)
+		return fmt.Errorf("%w (the operator's log: %s)", err, op.Log)
 	}
-	rep.Ready = time.Since(started)
-	opts.Say("every policy Ready with metrics %v after the operator started; warming up for %v", rep.Ready.Round(time.Second), opts.Warmup)
+	r.Ready = time.Since(started)
+	opts.Say("every policy Ready with metrics %v after the operator started; warming up for %v", r.Ready.Round(time.Second), opts.Warmup)
 	if err := sleep(ctx, opts.Warmup); err != nil {
-		return nil, err
+		return err
 	}
 	metricsURL := "http://" + metricsAddr + "/metrics"
 	before, err := readProcess(ctx, op.Pid(), metricsURL)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	opts.Say("measuring for %v", opts.Measure)
 	if err := sleep(ctx, opts.Measure); err != nil {
-		return nil, err
+		return err
 	}
 	after, err := readProcess(ctx, op.Pid(), metricsURL)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	rep.fill(before, after)
+	r.fill(before, after)
 	user := "system:serviceaccount:" + replay.OperatorNamespace + ":" + replay.OperatorServiceAccount
-	if rep.Requests, err = countRequests(auditLog, user, before.at, after.at); err != nil {
-		return nil, err
+	if r.Requests, err = countRequests(auditLog, user, before.at, after.at); err != nil {
+		return err
 	}
-	if rep.LoadshedFlowSchemas, err = loadshedFlowSchemas(ctx, admin); err != nil {
-		return nil, err
-	}
-	return rep, nil
+	r.LoadshedFlowSchemas, err = loadshedFlowSchemas(ctx, admin)
+	return err
 }
 
 // Policies returns n copies of root's sample policy, policy i selecting

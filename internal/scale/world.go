@@ -30,7 +30,7 @@ var zones = []string{"eu-west-1a", "eu-west-1b", "eu-west-1c"}
 func Node(i int) *corev1.Node {
 	name := NodeName(i)
 	zone := zones[i%len(zones)]
-	const arch, os = "amd64", "linux"
+	const arch, os = "amd64", "linux" // also in nodeStatus
 	labels := map[string]string{
 		"kubernetes.io/arch": arch, "kubernetes.io/os": os, "kubernetes.io/hostname": name,
 		"beta.kubernetes.io/arch": arch, "beta.kubernetes.io/os": os,
@@ -41,6 +41,19 @@ func Node(i int) *corev1.Node {
 		"eks.amazonaws.com/nodegroup-image": "ami-0a1b2c3d4e5f67890", "k8s.io/cloud-provider-aws": "7c4e1f0b9d2a",
 		"node-pool": fmt.Sprintf("general-%d", i%8), "team": "platform",
 	}
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: map[string]string{
+			"alpha.kubernetes.io/provided-node-ip":                   fmt.Sprintf("10.%d.%d.%d", 16+i/65536, i/256%256, i%256),
+			"node.alpha.kubernetes.io/ttl":                           "0",
+			"volumes.kubernetes.io/controller-managed-attach-detach": "true",
+		}},
+		Spec:   corev1.NodeSpec{ProviderID: fmt.Sprintf("aws:///%s/i-%017x", zone, i+0x0abc), PodCIDR: fmt.Sprintf("10.200.%d.0/24", i%256)},
+		Status: nodeStatus(i, name),
+	}
+}
+
+// nodeStatus is the status a kubelet reports for the i-th Node.
+func nodeStatus(i int, name string) corev1.NodeStatus {
 	resources := corev1.ResourceList{
 		corev1.ResourceCPU: resource.MustParse("16"), corev1.ResourceMemory: resource.MustParse("63950372Ki"),
 		corev1.ResourcePods: resource.MustParse("234"), corev1.ResourceEphemeralStorage: resource.MustParse("104845292Ki"),
@@ -58,34 +71,26 @@ func Node(i int) *corev1.Node {
 			SizeBytes: int64(12_000_000 + k*1_000_003),
 		})
 	}
-	return &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: map[string]string{
-			"alpha.kubernetes.io/provided-node-ip":                   fmt.Sprintf("10.%d.%d.%d", 16+i/65536, i/256%256, i%256),
-			"node.alpha.kubernetes.io/ttl":                           "0",
-			"volumes.kubernetes.io/controller-managed-attach-detach": "true",
-		}},
-		Spec: corev1.NodeSpec{ProviderID: fmt.Sprintf("aws:///%s/i-%017x", zone, i+0x0abc), PodCIDR: fmt.Sprintf("10.200.%d.0/24", i%256)},
-		Status: corev1.NodeStatus{
-			Capacity: resources, Allocatable: resources,
-			Conditions: []corev1.NodeCondition{
-				cond(corev1.NodeMemoryPressure, corev1.ConditionFalse, "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-				cond(corev1.NodeDiskPressure, corev1.ConditionFalse, "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-				cond(corev1.NodePIDPressure, corev1.ConditionFalse, "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-				cond(corev1.NodeReady, corev1.ConditionTrue, "KubeletReady", "kubelet is posting ready status"),
-			},
-			Addresses: []corev1.NodeAddress{
-				{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("10.%d.%d.%d", 16+i/65536, i/256%256, i%256)},
-				{Type: corev1.NodeHostName, Address: name}, {Type: corev1.NodeInternalDNS, Address: name},
-			},
-			DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: 10250}},
-			NodeInfo: corev1.NodeSystemInfo{
-				MachineID: fmt.Sprintf("ec2%029x", i), SystemUUID: fmt.Sprintf("ec2%05x-0000-4000-8000-%012x", i, i),
-				BootID: fmt.Sprintf("%08x-1111-4222-8333-%012x", i, i), KernelVersion: "6.1.112-124.190.amzn2023.x86_64",
-				OSImage: "Amazon Linux 2023.6.20241010", ContainerRuntimeVersion: "containerd://1.7.22",
-				KubeletVersion: "v1.37.2", OperatingSystem: os, Architecture: arch,
-			},
-			Images: images,
+	return corev1.NodeStatus{
+		Capacity: resources, Allocatable: resources,
+		Conditions: []corev1.NodeCondition{
+			cond(corev1.NodeMemoryPressure, corev1.ConditionFalse, "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+			cond(corev1.NodeDiskPressure, corev1.ConditionFalse, "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+			cond(corev1.NodePIDPressure, corev1.ConditionFalse, "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+			cond(corev1.NodeReady, corev1.ConditionTrue, "KubeletReady", "kubelet is posting ready status"),
 		},
+		Addresses: []corev1.NodeAddress{
+			{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("10.%d.%d.%d", 16+i/65536, i/256%256, i%256)},
+			{Type: corev1.NodeHostName, Address: name}, {Type: corev1.NodeInternalDNS, Address: name},
+		},
+		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: 10250}},
+		NodeInfo: corev1.NodeSystemInfo{
+			MachineID: fmt.Sprintf("ec2%029x", i), SystemUUID: fmt.Sprintf("ec2%05x-0000-4000-8000-%012x", i, i),
+			BootID: fmt.Sprintf("%08x-1111-4222-8333-%012x", i, i), KernelVersion: "6.1.112-124.190.amzn2023.x86_64",
+			OSImage: "Amazon Linux 2023.6.20241010", ContainerRuntimeVersion: "containerd://1.7.22",
+			KubeletVersion: "v1.37.2", OperatingSystem: "linux", Architecture: "amd64",
+		},
+		Images: images,
 	}
 }
 
