@@ -114,6 +114,14 @@ func (p *processes) kill(op *replay.Operator) time.Time {
 	return killed
 }
 
+// stop stops a process gracefully (SIGINT) and returns when it is gone.
+func (p *processes) stop(op *replay.Operator) {
+	op.Stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.dead[op] = true
+}
+
 // running reports whether a process started and neither killed nor stopped is left.
 func (p *processes) running() bool {
 	p.mu.Lock()
