@@ -264,8 +264,17 @@ func TestTheOperatorKilledAtAnyStepLeavesNothingHalfDone(t *testing.T) {
 			run: func(s *crashTest) {
 				s.waitAllPaused()
 				s.waitFor("agent's wave 2 started", "agent", func(r pauseRecord) bool { return r.wave == 2 })
-				// Wave 2 is 67% of the nodes: ceil(6.7) = 7 pods.
-				eventually(s.t, "wave 2's pods are up", podsOf("agent", 7))
+				// Wave 2 is 67% of the nodes: ceil(6.7) = 7 pods. Kill once
+				// they are up, or halfway through the probation at the latest
+				// (a busy machine), so that the wave cannot have moved on.
+				up := podsOf("agent", 7)
+				for deadline := s.history.latest("agent").seen.Add(crashProbation / 2); time.Now().Before(deadline) &&
+					up() != nil; {
+					time.Sleep(100 * time.Millisecond)
+				}
+				if err := up(); err != nil {
+					s.t.Logf("killing before wave 2's pods are all up: %v", err)
+				}
 				killed := s.kill("in wave 2's probation")
 				if r := s.history.latest("agent"); r.pausedBy == "" || r.wave != 2 {
 					s.t.Fatalf("agent was %s when the operator was killed, not in wave 2's probation: the test was too slow", r)
