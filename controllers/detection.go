@@ -20,17 +20,18 @@ const maxOffenders = 5
 // evaluate registers what the policy needs with the sampler, and evaluates
 // its triggers and offenders on the rounds already taken.
 func (r *LoadShedPolicyReconciler) evaluate(name string, spec *resolvedSpec, previous map[string]trigger.Status,
-	scope detection.Scope, state *reconcileState) {
+	previousAt time.Time, scope detection.Scope, state *reconcileState) {
 	cfg := spec.config
 	r.Sampler.Register(name, spec.interest)
 	prometheus := spec.interest.Prometheus != nil
 	rounds := r.Sampler.Rounds()
 	in := detection.Input{
-		Config:   cfg,
-		Queries:  spec.queries,
-		Rounds:   rounds,
-		Previous: previous,
-		Now:      r.Clock.Now(),
+		Config:     cfg,
+		Queries:    spec.queries,
+		Rounds:     rounds,
+		Previous:   previous,
+		PreviousAt: previousAt,
+		Now:        r.Clock.Now(),
 	}
 	var promMessages map[string]string
 	if prometheus {
@@ -58,6 +59,15 @@ func attributionWindow(cfg *policy.Config) time.Duration {
 		w = max(w, t.Window)
 	}
 	return w
+}
+
+// lastEvaluated is when the states previousStates reads were evaluated;
+// zero if never.
+func lastEvaluated(obj *v1alpha1.LoadShedPolicy) time.Time {
+	if obj.Status.LastEvaluationTime == nil {
+		return time.Time{}
+	}
+	return obj.Status.LastEvaluationTime.Time
 }
 
 // previousStates reads the triggers' states back from status, so that a

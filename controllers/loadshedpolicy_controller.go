@@ -230,7 +230,7 @@ func (r *LoadShedPolicyReconciler) reconcileActive(ctx context.Context, obj *v1a
 		return err
 	}
 	previous := previousStates(obj)
-	r.evaluate(obj.Name, spec, previous, scopeOf(w), state)
+	r.evaluate(obj.Name, spec, previous, lastEvaluated(obj), scopeOf(w), state)
 	r.recordTransitions(obj, previous, state.readings)
 	return r.mitigate(ctx, obj, w, state)
 }

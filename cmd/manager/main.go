@@ -36,6 +36,13 @@ func main() {
 		"Elect a leader, so that only one replica acts at a time.")
 	flag.StringVar(&opts.LeaderElectionID, "leader-election-id", operator.DefaultLeaderElectionID,
 		"The name of the leader election Lease.")
+	flag.DurationVar(&opts.LeaseDuration, "leader-election-lease-duration", operator.DefaultLeaseDuration,
+		"How long a standby replica waits, since it last saw the leader renew the Lease, before it takes the lead: "+
+			"a leader killed without releasing the Lease is replaced about this long after.")
+	flag.DurationVar(&opts.RenewDeadline, "leader-election-renew-deadline", operator.DefaultRenewDeadline,
+		"How long the leader tries to renew the Lease before it stops leading; shorter than the lease duration.")
+	flag.DurationVar(&opts.RetryPeriod, "leader-election-retry-period", operator.DefaultRetryPeriod,
+		"How often the leader renews the Lease and a standby replica tries to take it.")
 	flag.StringVar(&opts.ServiceAccount, "service-account", envOr("SERVICE_ACCOUNT_NAME", operator.DefaultServiceAccount),
 		"The operator's ServiceAccount, in --namespace: its requests are routed to the exempt priority level.")
 	flag.StringVar(&logLevel, "log-level", "info", "Log level: debug, info, error, or a verbosity from 0 to 10.")

@@ -5,6 +5,7 @@
 package operator
 
 import (
+	"cmp"
 	"crypto/tls"
 	"fmt"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -49,6 +51,12 @@ type Options struct {
 	LeaderElection bool
 	// LeaderElectionID names the Lease used for leader election.
 	LeaderElectionID string
+	// LeaseDuration is how long a standby replica waits, since it last saw
+	// the leader renew the Lease, before it takes the lead; RenewDeadline
+	// is how long the leader tries to renew before it gives up; RetryPeriod
+	// is how often each replica tries. Zero takes the defaults
+	// (DefaultLeaseDuration, DefaultRenewDeadline, DefaultRetryPeriod).
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// RestartableInProcess allows starting the operator more than once in
 	// one process (tests that stop and restart it): controller-runtime
 	// otherwise refuses a second controller with the same name.
@@ -64,6 +72,19 @@ const DefaultServiceAccount = "loadshed-controller-manager"
 // DefaultLeaderElectionID is the name of the leader election Lease.
 const DefaultLeaderElectionID = "loadshed.io"
 
+// The leader election's timings by default: twice client-go's (15s, 10s,
+// 2s), because an overloaded API server answers slowly, and losing the
+// lease then would stop the operator when it matters most. A leader that
+// stops gracefully releases the Lease and a standby takes over within a
+// RetryPeriod; one that dies without releasing it (SIGKILL, a lost node) is
+// replaced once the Lease has expired, about LeaseDuration later
+// (docs/operations.md, "Leader failover").
+const (
+	DefaultLeaseDuration = 30 * time.Second
+	DefaultRenewDeadline = 20 * time.Second
+	DefaultRetryPeriod   = 5 * time.Second
+)
+
 // New returns a manager with loadshed's controllers registered. Start runs it.
 func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if opts.Namespace == "" {
@@ -73,7 +94,11 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	mgr, err := ctrl.NewManager(cfg, ManagerOptions(s, opts))
+	mgrOpts, err := ManagerOptions(s, opts)
+	if err != nil {
+		return nil, err
+	}
+	mgr, err := ctrl.NewManager(cfg, mgrOpts)
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
@@ -91,8 +116,46 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 
 // ManagerOptions are the manager's options, as New uses them: metrics,
 // probes, leader election and a cache of only what the operator may read.
-func ManagerOptions(s *runtime.Scheme, opts Options) ctrl.Options {
-	leaseDuration, renewDeadline, retryPeriod := 30*time.Second, 20*time.Second, 5*time.Second
+// It fails on leader election timings client-go would refuse.
+func ManagerOptions(s *runtime.Scheme, opts Options) (ctrl.Options, error) {
+	t, err := leaderElectionTimings(opts)
+	if err != nil {
+		return ctrl.Options{}, err
+	}
+	return managerOptions(s, opts, t), nil
+}
+
+// leaseTimings are the leader election's timings.
+type leaseTimings struct {
+	leaseDuration, renewDeadline, retryPeriod time.Duration
+}
+
+// leaderElectionTimings returns opts' leader election timings, the defaults
+// in place of zeros, or an error when client-go would refuse them: the
+// lease must outlast the renew deadline, which must outlast a retry
+// period and its jitter.
+func leaderElectionTimings(opts Options) (leaseTimings, error) {
+	t := leaseTimings{
+		leaseDuration: cmp.Or(opts.LeaseDuration, DefaultLeaseDuration),
+		renewDeadline: cmp.Or(opts.RenewDeadline, DefaultRenewDeadline),
+		retryPeriod:   cmp.Or(opts.RetryPeriod, DefaultRetryPeriod),
+	}
+	switch {
+	case t.leaseDuration < 0 || t.renewDeadline < 0 || t.retryPeriod < 0:
+		return t, fmt.Errorf("the leader election's timings must be positive: lease duration %v, renew deadline %v, retry period %v",
+			t.leaseDuration, t.renewDeadline, t.retryPeriod)
+	case t.leaseDuration <= t.renewDeadline:
+		return t, fmt.Errorf("the lease duration (%v) must be longer than the renew deadline (%v)", t.leaseDuration, t.renewDeadline)
+	case float64(t.renewDeadline) <= leaderelection.JitterFactor*float64(t.retryPeriod):
+		return t, fmt.Errorf("the renew deadline (%v) must be longer than %v times the retry period (%v)",
+			t.renewDeadline, leaderelection.JitterFactor, t.retryPeriod)
+	}
+	return t, nil
+}
+
+// managerOptions are the manager's options: metrics, probes, leader
+// election and a cache of only what the operator may read.
+func managerOptions(s *runtime.Scheme, opts Options, t leaseTimings) ctrl.Options {
 	return ctrl.Options{
 		Scheme:                 s,
 		Metrics:                metricsOptions(opts),
@@ -104,11 +167,10 @@ func ManagerOptions(s *runtime.Scheme, opts Options) ctrl.Options {
 		// Give up leadership at once on shutdown, so a new replica takes over
 		// without waiting for the lease to expire.
 		LeaderElectionReleaseOnCancel: true,
-		// Longer than the defaults: an overloaded API server answers slowly,
-		// and losing the lease then would stop the operator when it matters most.
-		LeaseDuration: &leaseDuration,
-		RenewDeadline: &renewDeadline,
-		RetryPeriod:   &retryPeriod,
+		// Longer than client-go's by default: see DefaultLeaseDuration.
+		LeaseDuration: &t.leaseDuration,
+		RenewDeadline: &t.renewDeadline,
+		RetryPeriod:   &t.retryPeriod,
 		Controller:    config.Controller{SkipNameValidation: ptr.To(opts.RestartableInProcess)},
 		Cache: cache.Options{
 			// The operator never reads managedFields: a DaemonSet it updates

@@ -52,7 +52,11 @@ func BenchmarkReconcileAtScale(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	mgr, err := ctrl.NewManager(env.Config, operator.ManagerOptions(s, operator.Options{Namespace: namespace, MetricsAddr: "0", ProbeAddr: "0"}))
+	mgrOpts, err := operator.ManagerOptions(s, operator.Options{Namespace: namespace, MetricsAddr: "0", ProbeAddr: "0"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	mgr, err := ctrl.NewManager(env.Config, mgrOpts)
 	if err != nil {
 		b.Fatal(err)
 	}

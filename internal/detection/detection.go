@@ -44,9 +44,12 @@ type Input struct {
 	Points map[string][]trigger.Point
 	// Rounds are the sampler's rounds, oldest first.
 	Rounds []*signals.Round
-	// Previous are the trigger states the policy's status holds.
-	Previous map[string]trigger.Status
-	Now      time.Time
+	// Previous are the trigger states the policy's status holds, and
+	// PreviousAt when they were evaluated (its lastEvaluationTime; zero if
+	// never).
+	Previous   map[string]trigger.Status
+	PreviousAt time.Time
+	Now        time.Time
 }
 
 // Evaluate returns each trigger's value and state, in spec order.
@@ -72,7 +75,7 @@ func Evaluate(in Input) []Reading {
 			Signal:         t.SignalName(),
 			Threshold:      t.Threshold,
 			ClearThreshold: t.ClearThreshold,
-			Status:         trigger.Evaluate(spec, in.Previous[t.Name], points, in.Now),
+			Status:         trigger.Evaluate(spec, carried(in.Previous[t.Name], in.PreviousAt, in.Now, spec.MaxGap), points, in.Now),
 			Message:        msg,
 		}
 		if n := len(points); n > 0 && points[n-1].OK && in.Now.Sub(points[n-1].T) <= spec.MaxGap {
@@ -83,6 +86,21 @@ func Evaluate(in Input) []Reading {
 		out = append(out, s)
 	}
 	return out
+}
+
+// carried returns the previous state a trigger goes on from. A healthy
+// streak is not carried across a time in which no evaluation ran (the
+// operator was down, or a new leader took over, or none could write its
+// status): the points of the sampler's history begin after it, without a
+// gap, and would otherwise vouch for the time before them. It goes on
+// from Unknown, since the last evaluation, instead. A firing trigger stays
+// firing across it, as it does across any gap. Status keeps times to the
+// second, hence the extra second.
+func carried(prev trigger.Status, at, now time.Time, maxGap time.Duration) trigger.Status {
+	if prev.Healthy() && !at.IsZero() && now.Sub(at) > maxGap+time.Second {
+		return trigger.Status{State: v1alpha1.TriggerUnknown, Since: at}
+	}
+	return prev
 }
 
 // MaxGap is how old a value may be, and how far apart two values may be,

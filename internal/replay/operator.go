@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"time"
 
 	"github.com/prometheus/procfs"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -32,22 +33,58 @@ type OperatorOptions struct {
 	Namespace, ServiceAccount string
 	// Dir holds the binary, the kubeconfig and the log.
 	Dir string
-	// Args are more flags for the operator; they override the defaults
-	// (e.g. --metrics-bind-address to read its metrics).
+	// Binary is the operator's binary, from BuildOperator; empty builds
+	// cmd/manager into Dir.
+	Binary string
+	// Name tells processes apart (replicas, or one started after another
+	// was killed): the log is Dir/Name.log, appended to. Empty is
+	// "loadshed-operator".
+	Name string
+	// LeaderElection, when set, runs the operator with leader election on,
+	// as it ships; nil runs it alone, without.
+	LeaderElection *LeaderElection
+	// Args are more flags for the operator, after the others: they
+	// override them (e.g. --metrics-bind-address to read its metrics).
 	Args []string
 }
 
-// StartOperator builds cmd/manager, applies the generated RBAC and the
-// admission policies of config/admission, and runs the operator as its own
-// process, authenticated as its ServiceAccount with a TokenRequest token:
-// exactly the permissions it ships with, and the limits beyond them. Call
-// stop to end it.
-func StartOperator(ctx context.Context, admin client.Client, base *rest.Config, opts OperatorOptions) (*Operator, error) {
-	bin := filepath.Join(opts.Dir, "loadshed-operator")
+// LeaderElection configures the operator's leader election.
+type LeaderElection struct {
+	// ID names the Lease, in the operator's namespace; empty is the binary's default.
+	ID string
+	// LeaseDuration, RenewDeadline and RetryPeriod time the election; zero
+	// leaves the binary's defaults.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+}
+
+// BuildOperator builds cmd/manager from the checkout at root into dir, and
+// returns the binary's path. Build once, start many.
+func BuildOperator(ctx context.Context, root, dir string) (string, error) {
+	bin := filepath.Join(dir, "loadshed-operator")
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/manager")
-	build.Dir = opts.Root
+	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building the operator: %w: %s", err, out)
+		return "", fmt.Errorf("building the operator: %w: %s", err, out)
+	}
+	return bin, nil
+}
+
+// StartOperator builds cmd/manager (unless opts.Binary is set), applies
+// the generated RBAC and the admission policies of config/admission, and
+// runs the operator as its own process, authenticated as its
+// ServiceAccount with a TokenRequest token: exactly the permissions it
+// ships with, and the limits beyond them. Call Stop or Kill to end it.
+func StartOperator(ctx context.Context, admin client.Client, base *rest.Config, opts OperatorOptions) (*Operator, error) {
+	bin := opts.Binary
+	if bin == "" {
+		var err error
+		if bin, err = BuildOperator(ctx, opts.Root, opts.Dir); err != nil {
+			return nil, err
+		}
+	}
+	name := opts.Name
+	if name == "" {
+		name = "loadshed-operator"
 	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: opts.Namespace}}
 	if err := admin.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -68,23 +105,47 @@ func StartOperator(ctx context.Context, admin client.Client, base *rest.Config, 
 	if err != nil {
 		return nil, fmt.Errorf("requesting the operator's token: %w", err)
 	}
-	kubeconfig := filepath.Join(opts.Dir, "operator.kubeconfig")
+	kubeconfig := filepath.Join(opts.Dir, name+".kubeconfig")
 	if err := writeKubeconfig(kubeconfig, base, tr.Status.Token); err != nil {
 		return nil, err
 	}
-	log, err := os.Create(filepath.Join(opts.Dir, "loadshed-operator.log"))
+	log, err := os.OpenFile(filepath.Join(opts.Dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"--kubeconfig=" + kubeconfig, "--namespace=" + opts.Namespace, "--service-account=" + opts.ServiceAccount,
-		"--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0", "--log-format=console"}, opts.Args...)
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(bin, operatorArgs(kubeconfig, opts)...)
 	cmd.Stdout, cmd.Stderr = log, log
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		_ = log.Close()
 		return nil, fmt.Errorf("starting the operator: %w", err)
 	}
 	return &Operator{cmd: cmd, log: log, Log: log.Name()}, nil
+}
+
+// operatorArgs are the operator's flags: no metrics or probe server (the
+// replicas of a test would compete for their ports), and leader election
+// as opts say.
+func operatorArgs(kubeconfig string, opts OperatorOptions) []string {
+	args := []string{"--kubeconfig=" + kubeconfig, "--namespace=" + opts.Namespace, "--service-account=" + opts.ServiceAccount,
+		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--log-format=console"}
+	le := opts.LeaderElection
+	if le == nil {
+		return append(append(args, "--leader-elect=false"), opts.Args...)
+	}
+	args = append(args, "--leader-elect=true")
+	if le.ID != "" {
+		args = append(args, "--leader-election-id="+le.ID)
+	}
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{"lease-duration", le.LeaseDuration}, {"renew-deadline", le.RenewDeadline}, {"retry-period", le.RetryPeriod}} {
+		if f.d > 0 {
+			args = append(args, "--leader-election-"+f.name+"="+f.d.String())
+		}
+	}
+	return append(args, opts.Args...)
 }
 
 // Operator is the operator's running process.
@@ -95,7 +156,8 @@ type Operator struct {
 	log *os.File
 }
 
-// Stop ends the process.
+// Stop ends the process gracefully (SIGINT: a leader releases its Lease),
+// killing it if it has not ended within 10s.
 func (o *Operator) Stop() {
 	localcluster.StopProcess(o.cmd)
 	_ = o.log.Close()
@@ -103,6 +165,18 @@ func (o *Operator) Stop() {
 
 // Pid is the process's ID.
 func (o *Operator) Pid() int { return o.cmd.Process.Pid }
+
+// Kill ends the process with SIGKILL, as a crash or an OOM kill would:
+// nothing of it runs after, no Lease is released. It returns once the
+// process is gone.
+func (o *Operator) Kill() error {
+	if err := o.cmd.Process.Kill(); err != nil {
+		return fmt.Errorf("killing the operator: %w", err)
+	}
+	_ = o.cmd.Wait() // "signal: killed"
+	_ = o.log.Close()
+	return nil
+}
 
 // PeakRSS is the most memory the running process has held so far (VmHWM,
 // from /proc through procfs: Linux only).

@@ -37,6 +37,7 @@ type Env struct {
 	Client       client.Client
 	cluster      *localcluster.Cluster
 	stopOperator func() error
+	dir          string
 }
 
 // RepoRoot is the repository's top directory.
@@ -87,6 +88,9 @@ func Start(opts Options) (*Env, error) {
 		return nil, fmt.Errorf("starting the control plane: %w", err)
 	}
 	e := &Env{Config: cluster.Config, cluster: cluster}
+	if e.dir, err = os.MkdirTemp("", "loadshed-testenv-"); err != nil {
+		return nil, errors.Join(err, e.Stop())
+	}
 	if err := e.start(opts); err != nil {
 		return nil, errors.Join(err, e.Stop())
 	}
@@ -137,6 +141,10 @@ func envOr(key, def string) string {
 	return def
 }
 
+// Dir is a directory for what a test package keeps while it runs (an
+// operator binary built once for all its tests); Stop removes it.
+func (e *Env) Dir() string { return e.dir }
+
 // RestartAPIServerAfter stops kube-apiserver, keeps it down for down, and
 // starts it again (see localcluster.Cluster.RestartAPIServerAfter).
 func (e *Env) RestartAPIServerAfter(down time.Duration) (stopped string, err error) {
@@ -154,6 +162,11 @@ func (e *Env) Stop() error {
 	}
 	if err := e.cluster.Stop(); err != nil {
 		errs = append(errs, fmt.Errorf("stopping the control plane: %w", err))
+	}
+	if e.dir != "" {
+		if err := os.RemoveAll(e.dir); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
