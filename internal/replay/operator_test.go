@@ -35,7 +35,7 @@ func TestTheOperatorRunsAsItsOwnProcess(t *testing.T) {
 	}
 	ctx := context.Background()
 	op, err := StartOperator(ctx, admin, c.Config, OperatorOptions{Root: root, Namespace: "loadshed-system",
-		ServiceAccount: "loadshed-controller-manager", Dir: t.TempDir()})
+		ServiceAccount: "loadshed-controller-manager", Dir: t.TempDir(), ProxyURL: c.ProxyURL()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -303,7 +303,7 @@ func (r *runner) waitFor(ctx context.Context, what string, timeout time.Duration
 // policy, and waits until the policy reads the API server's metrics.
 func (r *runner) startOperator(ctx context.Context) error {
 	op, err := StartOperator(ctx, r.admin, r.cluster.Config, OperatorOptions{Root: r.cfg.Root,
-		Namespace: OperatorNamespace, ServiceAccount: OperatorServiceAccount, Dir: r.cfg.Dir})
+		Namespace: OperatorNamespace, ServiceAccount: OperatorServiceAccount, Dir: r.cfg.Dir, ProxyURL: r.cluster.ProxyURL()})
 	if err != nil {
 		return err
 	}

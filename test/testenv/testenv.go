@@ -109,15 +109,18 @@ func (e *Env) start(opts Options) error {
 	if err := e.Client.Create(context.Background(), ns); client.IgnoreAlreadyExists(err) != nil {
 		return fmt.Errorf("creating the operator's namespace: %w", err)
 	}
-	e.stopOperator, err = StartOperator(e.Config, *opts.Operator)
+	e.stopOperator, err = e.StartOperator(e.Config, *opts.Operator)
 	return err
 }
 
 // StartOperator runs the operator in this process, as cmd/manager wires it,
 // with cfg's identity, until the returned function is called; that function
-// returns the error the operator stopped with, and may be called again.
-func StartOperator(cfg *rest.Config, opts operator.Options) (stop func() error, err error) {
-	mgr, err := operator.New(cfg, opts)
+// returns the error the operator stopped with, and may be called again. The
+// operator dials through the cluster's dialer, so that its sampler reaches
+// each kube-apiserver at the address default/kubernetes publishes for it
+// (see localcluster.Cluster.Dial).
+func (e *Env) StartOperator(cfg *rest.Config, opts operator.Options) (stop func() error, err error) {
+	mgr, err := operator.New(e.cluster.WithDialer(cfg), opts)
 	if err != nil {
 		return nil, err
 	}
