@@ -54,6 +54,10 @@ type Config struct {
 	Assets, Root string
 	// Dir receives the components' and the operator's logs.
 	Dir string
+	// APIServers is how many kube-apiservers run on the cluster's etcd (one
+	// when zero); the agents, the innocent clients and the replay's own
+	// readings use the first, and the operator scrapes each.
+	APIServers int
 	// Nodes is how many fake Nodes (and telemetry agents) there are.
 	Nodes int
 	// ConfigMaps of ConfigMapBytes each make every cluster-wide LIST
@@ -234,6 +238,7 @@ func (r *runner) startCluster() error {
 		CRDs:       []string{filepath.Join(r.cfg.Root, "config", "crd", "bases")},
 		Components: []string{"kube-controller-manager", "kube-scheduler", "kwok"},
 		Logs:       r.cfg.Dir,
+		APIServers: r.cfg.APIServers,
 	})
 	if err != nil {
 		return err

@@ -50,6 +50,9 @@ type Options struct {
 	// Components are started beside etcd and kube-apiserver:
 	// kube-controller-manager, kube-scheduler, kwok (see internal/localcluster).
 	Components []string
+	// APIServers is how many kube-apiservers run on the one etcd (one when
+	// zero), each published in default/kubernetes; Config reaches the first.
+	APIServers int
 	// LogLevel is the operator's log level; by default
 	// LOADSHED_TEST_LOG_LEVEL, else "error" (only its errors show in the
 	// test output; info or debug show everything it logs).
@@ -82,6 +85,7 @@ func Start(opts Options) (*Env, error) {
 		Assets:     os.Getenv("KUBEBUILDER_ASSETS"),
 		CRDs:       []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
 		Components: opts.Components,
+		APIServers: opts.APIServers,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("starting the control plane: %w", err)
@@ -145,6 +149,20 @@ func envOr(key, def string) string {
 func (e *Env) RestartAPIServerAfter(down time.Duration) (stopped string, err error) {
 	return e.cluster.RestartAPIServerAfter(down)
 }
+
+// StopAPIServer stops kube-apiserver i (see
+// localcluster.Cluster.StopAPIServer).
+func (e *Env) StopAPIServer(i int) (stopped string, err error) { return e.cluster.StopAPIServer(i) }
+
+// StartAPIServer starts kube-apiserver i again after StopAPIServer.
+func (e *Env) StartAPIServer(i int) error { return e.cluster.StartAPIServer(i) }
+
+// APIServerConfig is a copy of Config that reaches kube-apiserver i.
+func (e *Env) APIServerConfig(i int) *rest.Config { return e.cluster.APIServerConfig(i) }
+
+// AdvertisedURL is the base URL default/kubernetes publishes for
+// kube-apiserver i, which the operator's sampler scrapes.
+func (e *Env) AdvertisedURL(i int) string { return e.cluster.AdvertisedURL(i) }
 
 // Stop stops the in-process operator, if any, then the control plane. An
 // operator that stopped with an error is an error.
