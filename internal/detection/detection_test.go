@@ -70,6 +70,38 @@ func TestEvaluateReadsEachTriggerFromTheRounds(t *testing.T) {
 	}
 }
 
+// TestAnAPIServerThatCannotBeReadLeavesOnlyAFiringReading: with one of two
+// API servers not scraped, a calm value from the other is no reading (the
+// trigger is Unknown, never OK), while a flood on the other still fires.
+func TestAnAPIServerThatCannotBeReadLeavesOnlyAFiringReading(t *testing.T) {
+	cfg := config()
+	q, err := signals.ForTrigger(&cfg.Triggers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	evaluate := func(values ...float64) Reading {
+		rounds := inflightRounds(t, q, values...)
+		for _, r := range rounds {
+			r.Failed = map[string]string{"b": "connection refused"}
+		}
+		in := Input{Config: cfg, Queries: map[string]signals.Query{"inflight": q}, Rounds: rounds,
+			Previous: map[string]trigger.Status{"inflight": {State: v1alpha1.TriggerOK, Since: t0.Add(-time.Hour)}},
+			Now:      rounds[len(rounds)-1].T}
+		return Evaluate(in)[0]
+	}
+	calm := evaluate(100, 100, 100)
+	if calm.OK || calm.Status.State != v1alpha1.TriggerUnknown || AllClear([]Reading{calm}) {
+		t.Errorf("a calm API server beside one not read gave %+v; want no value, Unknown", calm)
+	}
+	if want := "only a lower bound, 100, from the API servers scraped: 1 of 2 instances not scraped (b: connection refused)"; calm.Message != want {
+		t.Errorf("message %q, want %q", calm.Message, want)
+	}
+	flooded := evaluate(500, 520, 540)
+	if !flooded.OK || flooded.Value != 540 || flooded.Status.State != v1alpha1.TriggerFiring {
+		t.Errorf("a flooded API server beside one not read gave %+v; want 540, firing", flooded)
+	}
+}
+
 func TestEvaluateTakesPromQLTriggersFromTheirPoints(t *testing.T) {
 	cfg := config()
 	cfg.Triggers[0] = policy.Trigger{Name: "promql", PromQL: "up", Threshold: 1, ClearThreshold: 1, Window: time.Minute}

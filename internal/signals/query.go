@@ -83,27 +83,33 @@ func (q Query) Accumulators() []Accumulator {
 
 // Points returns the query's value at each round. A round where it cannot
 // be computed gives a point that is not OK; the message of the newest round
-// says why, or notes that no series matched.
+// says why, or notes that no series matched. A round in which some
+// instances could not be scraped gives a lower bound when the query sums or
+// takes the worst over instances (the whole can only be higher), and no
+// value when it takes the least or the average.
 func (q Query) Points(rounds []*Round) (points []trigger.Point, message string) {
 	points = make([]trigger.Point, len(rounds))
 	for i := range rounds {
-		v, ok, msg := q.valueAt(rounds, i)
-		points[i] = trigger.Point{T: rounds[i].T, V: v, OK: ok}
-		message = msg
+		points[i], message = q.pointAt(rounds, i)
 	}
 	return points, message
 }
 
-// valueAt computes the value at rounds[i].
-func (q Query) valueAt(rounds []*Round, i int) (float64, bool, string) {
+// pointAt computes the point at rounds[i].
+func (q Query) pointAt(rounds []*Round, i int) (trigger.Point, string) {
 	r := rounds[i]
+	p := trigger.Point{T: r.T}
 	if q.Kind == ScrapeLatency && (len(r.Instances) > 0 || r.TimedOut) {
 		// A stalled API server answers no scrape: its timing out is the
 		// reading, exactly when no other signal can be read.
-		return r.ScrapeSeconds, true, ""
+		p.V, p.OK, p.LowerBound = r.ScrapeSeconds, true, len(r.Failed) > 0
+		if p.LowerBound {
+			return p, describeFailure(r)
+		}
+		return p, ""
 	}
 	if len(r.Instances) == 0 {
-		return 0, false, describeFailure(r)
+		return p, describeFailure(r)
 	}
 	var values []float64
 	matched := false
@@ -130,9 +136,9 @@ func (q Query) valueAt(rounds []*Round, i int) (float64, bool, string) {
 	}
 	if len(values) == 0 {
 		if q.Kind == Rate || q.Kind == Quantile {
-			return 0, false, fmt.Sprintf("waiting for a second scrape within the %v window", q.Window)
+			return p, fmt.Sprintf("waiting for a second scrape within the %v window", q.Window)
 		}
-		return 0, false, "no instance was scraped for this signal yet"
+		return p, "no instance was scraped for this signal yet"
 	}
 	msg := ""
 	if !matched {
@@ -140,8 +146,27 @@ func (q Query) valueAt(rounds []*Round, i int) (float64, bool, string) {
 	}
 	if len(r.Failed) > 0 {
 		msg = strings.TrimPrefix(msg+"; "+describeFailure(r), "; ")
+		if !q.boundedBelow() {
+			return p, msg
+		}
+		p.LowerBound = true
 	}
-	return across(values, q.Across), true, msg
+	p.V, p.OK = across(values, q.Across), true
+	return p, msg
+}
+
+// boundedBelow reports whether the query's value over some instances is a
+// lower bound of its value over all of them: a sum (of values that are not
+// negative) or a maximum, and for a quantile only a maximum (the quantile
+// of merged histograms is not bounded by a part's).
+func (q Query) boundedBelow() bool {
+	switch q.Across {
+	case v1alpha1.AggregationMax:
+		return true
+	case v1alpha1.AggregationSum:
+		return q.Kind != Quantile
+	}
+	return false
 }
 
 // windowed returns, oldest first, the results of inst for one accumulator in
