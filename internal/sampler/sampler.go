@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,7 +44,9 @@ type Interest struct {
 type Status struct {
 	// LastRound is when the last round started; zero before the first.
 	LastRound time.Time
-	// Targets are the URLs scraped in the last round.
+	// Targets are the URLs the last round scraped, or tried to: the
+	// instances listed (or the configured host), and those that count as
+	// missing.
 	Targets []string
 	// Fallback is set when the API servers' endpoints could not be used,
 	// and says why; the configured host was scraped instead.
@@ -254,7 +257,16 @@ func (s *Sampler) notify() {
 
 // String describes a status for conditions and logs.
 func (st Status) String() string {
-	msg := fmt.Sprintf("scraped %d of %d API server instances", len(st.Targets)-len(st.Failed), len(st.Targets))
+	var scraped []string
+	for _, t := range st.Targets {
+		if _, failed := st.Failed[t]; !failed {
+			scraped = append(scraped, t)
+		}
+	}
+	msg := fmt.Sprintf("scraped %d of %d API server instances", len(scraped), len(st.Targets))
+	if len(scraped) > 0 {
+		msg += " (" + strings.Join(scraped, ", ") + ")"
+	}
 	if st.Fallback != "" {
 		msg += "; " + st.Fallback
 	}
