@@ -84,7 +84,8 @@ func (q Query) Accumulators() []Accumulator {
 // Points returns the query's value at each round. A round where it cannot
 // be computed gives a point that is not OK; the message of the newest round
 // says why, or notes that no series matched. A round in which some
-// instances could not be scraped gives a lower bound when the query sums or
+// instances could not be scraped, or (for a rate or a quantile) were scraped
+// only once within the window, gives a lower bound when the query sums or
 // takes the worst over instances (the whole can only be higher), and no
 // value when it takes the least or the average.
 func (q Query) Points(rounds []*Round) (points []trigger.Point, message string) {
@@ -112,6 +113,9 @@ func (q Query) pointAt(rounds []*Round, i int) (trigger.Point, string) {
 		return p, describeFailure(r)
 	}
 	var values []float64
+	// pending are the instances scraped only once within the window (new,
+	// or restarted): they have no rate or quantile yet.
+	var pending []string
 	matched := false
 	for inst, results := range r.Instances {
 		res, ok := results[q.Accum.Key()]
@@ -127,10 +131,14 @@ func (q Query) pointAt(rounds []*Round, i int) (trigger.Point, string) {
 		case Rate:
 			if v, ok := q.rate(rounds, i, inst); ok {
 				values = append(values, v)
+			} else {
+				pending = append(pending, inst)
 			}
 		case Quantile:
 			if v, ok := q.quantile(rounds, i, inst); ok {
 				values = append(values, v)
+			} else {
+				pending = append(pending, inst)
 			}
 		}
 	}
@@ -144,8 +152,15 @@ func (q Query) pointAt(rounds []*Round, i int) (trigger.Point, string) {
 	if !matched {
 		msg = fmt.Sprintf("no series of %s matched in the last scrape (counted as 0)", q.Accum.Family)
 	}
-	if len(r.Failed) > 0 {
-		msg = strings.TrimPrefix(msg+"; "+describeFailure(r), "; ")
+	if len(r.Failed) > 0 || len(pending) > 0 {
+		if len(r.Failed) > 0 {
+			msg += "; " + describeFailure(r)
+		}
+		if len(pending) > 0 {
+			sort.Strings(pending)
+			msg += fmt.Sprintf("; waiting for a second scrape of %s within the %v window", strings.Join(pending, ", "), q.Window)
+		}
+		msg = strings.TrimPrefix(msg, "; ")
 		if !q.boundedBelow() {
 			return p, msg
 		}

@@ -329,3 +329,20 @@ func TestARoundMissingAnInstanceGivesALowerBoundOnlyForSumsAndMaxima(t *testing.
 		})
 	}
 }
+
+func TestAnInstanceScrapedOnceInTheWindowLeavesARateALowerBound(t *testing.T) {
+	q := query(t, v1alpha1.SignalRequestsPerSecond, time.Minute)
+	a, b := "https://10.0.0.1:6443", "https://10.0.0.2:6443"
+	// b restarted (or joined) at 10s: its counters cannot give a rate yet.
+	rounds := []*Round{
+		round(0, q.Accum, map[string]Result{a: {Series: 1, Sum: 1000}}),
+		round(10, q.Accum, map[string]Result{a: {Series: 1, Sum: 2000}, b: {Series: 1, Sum: 5}}),
+	}
+	pts, msg := q.Points(rounds)
+	if p := pts[1]; !p.OK || !p.LowerBound || p.V != 100 {
+		t.Errorf("point %+v, want 100/s from a, a lower bound", p)
+	}
+	if want := "waiting for a second scrape of " + b; !strings.Contains(msg, want) {
+		t.Errorf("message %q, want it to say %q", msg, want)
+	}
+}
