@@ -68,6 +68,8 @@ type Cluster struct {
 	procs      []*component
 	// apiservers are the kube-apiservers; the first is env's.
 	apiservers []*envtest.APIServer
+	// stopped are those StopAPIServer stopped.
+	stopped map[int]bool
 	// port is the secure port every kube-apiserver listens on, each on its
 	// loopback address.
 	port int
@@ -321,7 +323,14 @@ func (c *Cluster) StopAPIServer(i int) (stopped string, err error) {
 	if i < 0 || i >= len(c.apiservers) {
 		return "", fmt.Errorf("the cluster runs %d kube-apiservers, not one numbered %d", len(c.apiservers), i)
 	}
+	if c.stopped[i] {
+		return "", fmt.Errorf("kube-apiserver %d is stopped already", i)
+	}
 	s := c.apiservers[i]
+	if c.stopped == nil {
+		c.stopped = map[int]bool{}
+	}
+	c.stopped[i] = true
 	began := time.Now()
 	stopped = "stopped"
 	if err := s.Stop(); err != nil {
@@ -341,9 +350,13 @@ func (c *Cluster) StartAPIServer(i int) error {
 	if i < 0 || i >= len(c.apiservers) {
 		return fmt.Errorf("the cluster runs %d kube-apiservers, not one numbered %d", len(c.apiservers), i)
 	}
+	if !c.stopped[i] {
+		return fmt.Errorf("kube-apiserver %d is running: StopAPIServer it first", i)
+	}
 	if err := c.apiservers[i].Start(); err != nil {
 		return fmt.Errorf("starting kube-apiserver %d again: %w", i, err)
 	}
+	delete(c.stopped, i)
 	return nil
 }
 
@@ -389,6 +402,9 @@ func (c *Cluster) Stop() error {
 	var errs []error
 	// The first kube-apiserver, with etcd, is env's.
 	for i := len(c.apiservers) - 1; i >= 1; i-- {
+		if c.stopped[i] {
+			continue
+		}
 		if err := c.apiservers[i].Stop(); err != nil {
 			errs = append(errs, fmt.Errorf("stopping kube-apiserver %d: %w", i, err))
 		}
