@@ -108,6 +108,9 @@ func metricsAvailability(st sampler.Status, rounds []*signals.Round, readings []
 	case !prometheus && len(rounds[len(rounds)-1].Instances) == 0:
 		return metricsStatus{reason: v1alpha1.ReasonScrapeFailed, message: "No API server could be scraped: " + st.String() +
 			failures(st)}
+	case !prometheus && len(rounds[len(rounds)-1].Failed) > 0:
+		return metricsStatus{reason: v1alpha1.ReasonPartialScrape, message: "Partially blind: " + st.String() +
+			failures(st) + blindness(rounds)}
 	case missing > 0 && prometheus:
 		return metricsStatus{reason: v1alpha1.ReasonQueryFailed,
 			message: fmt.Sprintf("%d of %d signals missing (%s)", missing, len(readings), firstMissing)}

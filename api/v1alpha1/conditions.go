@@ -6,7 +6,8 @@ const (
 	// the last loop. It is the kstatus summary condition.
 	ConditionReady = "Ready"
 	// ConditionMetricsAvailable is True when the signals could be read in the
-	// last loop, False with a reason when a scrape or query failed.
+	// last loop, from every API server instance, False with a reason when a
+	// scrape or query failed.
 	ConditionMetricsAvailable = "MetricsAvailable"
 	// ConditionTriggered is True while at least one trigger fires.
 	ConditionTriggered = "Triggered"
@@ -48,6 +49,12 @@ const (
 
 	// ReasonScrapeFailed: no API server instance could be scraped.
 	ReasonScrapeFailed = "ScrapeFailed"
+	// ReasonPartialScrape: some API server instances could not be scraped,
+	// or stopped being listed in default/kubernetes (the message names them):
+	// the policy is partially blind. A signal read from the others counts
+	// only past its threshold (a flood on them still fires); otherwise it
+	// has no value, so no trigger clears and nothing is restored.
+	ReasonPartialScrape = "PartialScrape"
 	// ReasonQueryFailed: a Prometheus query failed.
 	ReasonQueryFailed = "QueryFailed"
 	// ReasonMetricsRead: the signals were read.

@@ -42,6 +42,9 @@ func main() {
 		"Scenarios to run, in order, comma-separated: "+strings.Join(replay.ScenarioNames(), ", ")+".")
 	flag.IntVar(&opts.repeat, "repeat", 1,
 		"Run the scenarios this many times (one after the other, in turn) and report the median and range of every score.")
+	flag.IntVar(&cfg.APIServers, "apiservers", 1,
+		"kube-apiservers on the cluster's etcd, each published in default/kubernetes and scraped by loadshed; "+
+			"the load goes to the first.")
 	flag.IntVar(&cfg.Nodes, "nodes", 50, "Fake Nodes, each running one telemetry agent.")
 	flag.IntVar(&cfg.ConfigMaps, "configmaps", 3000, "Background ConfigMaps that make every cluster-wide LIST expensive.")
 	flag.IntVar(&cfg.ConfigMapBytes, "configmap-bytes", 16384, "Size of each background ConfigMap.")

@@ -61,7 +61,7 @@ func TestTheOperatorRunsOnItsGeneratedRBAC(t *testing.T) {
 		t.Errorf("the operator's ServiceAccount may list Secrets in default (err %v); it must not", err)
 	}
 
-	stop, err := testenv.StartOperator(cfg, operator.Options{
+	stop, err := env.StartOperator(cfg, operator.Options{
 		Namespace:        namespace,
 		MetricsAddr:      "0",
 		ProbeAddr:        "0",

@@ -78,9 +78,16 @@ func Evaluate(in Input) []Reading {
 			Status:         trigger.Evaluate(spec, carried(in.Previous[t.Name], in.PreviousAt, in.Now, spec.MaxGap), points, in.Now),
 			Message:        msg,
 		}
-		if n := len(points); n > 0 && points[n-1].OK && in.Now.Sub(points[n-1].T) <= spec.MaxGap {
+		n := len(points)
+		switch {
+		case n > 0 && points[n-1].Known(t.Threshold) && in.Now.Sub(points[n-1].T) <= spec.MaxGap:
 			s.Value, s.OK = points[n-1].V, true
-		} else if s.Message == "" {
+		case n > 0 && points[n-1].OK && in.Now.Sub(points[n-1].T) <= spec.MaxGap:
+			// Read from only some of the API servers, and under the
+			// threshold: the others may be past it.
+			s.Message = fmt.Sprintf("only a lower bound, %s, from the API servers scraped: %s",
+				FormatValue(points[n-1].V), s.Message)
+		case s.Message == "":
 			s.Message = "no fresh value"
 		}
 		out = append(out, s)

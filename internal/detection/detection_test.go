@@ -70,48 +70,35 @@ func TestEvaluateReadsEachTriggerFromTheRounds(t *testing.T) {
 	}
 }
 
-// TestAHealthyStreakIsNotCarriedAcrossATimeNoEvaluationSaw: the policy's
-// status says the trigger has been OK for ten minutes, as the operator
-// that wrote it five minutes ago saw it; the sampler's history (a new
-// operator's, or a new leader's) starts at t0, without a gap. The five
-// minutes nobody evaluated do not count towards the streak; a loop a
-// moment ago, or a firing trigger, carries on as before.
-func TestAHealthyStreakIsNotCarriedAcrossATimeNoEvaluationSaw(t *testing.T) {
-	cfg := config() // interval 10s, scrape timeout 5s: maxGap 25s
+// TestAnAPIServerThatCannotBeReadLeavesOnlyAFiringReading: with one of two
+// API servers not scraped, a calm value from the other is no reading (the
+// trigger is Unknown, never OK), while a flood on the other still fires.
+func TestAnAPIServerThatCannotBeReadLeavesOnlyAFiringReading(t *testing.T) {
+	cfg := config()
 	q, err := signals.ForTrigger(&cfg.Triggers[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := t0.Add(20 * time.Second)
-	okSince := trigger.Status{State: v1alpha1.TriggerOK, Since: t0.Add(-10 * time.Minute)}
-	firing := trigger.Status{State: v1alpha1.TriggerFiring, Since: t0.Add(-10 * time.Minute)}
-	for _, tc := range []struct {
-		name       string
-		previous   trigger.Status
-		previousAt time.Time
-		values     []float64
-		want       trigger.Status
-	}{
-		{name: "evaluated a loop ago: the streak goes on", previous: okSince, previousAt: t0.Add(10 * time.Second),
-			values: []float64{100, 100, 100}, want: okSince},
-		{name: "evaluated just within maxGap (and a second): the streak goes on", previous: okSince,
-			previousAt: now.Add(-26 * time.Second), values: []float64{100, 100, 100}, want: okSince},
-		{name: "last evaluated five minutes ago: OK from now", previous: okSince, previousAt: t0.Add(-5 * time.Minute),
-			values: []float64{100, 100, 100}, want: trigger.Status{State: v1alpha1.TriggerOK, Since: now}},
-		{name: "last evaluated five minutes ago, nothing read yet: unknown since then", previous: okSince,
-			previousAt: t0.Add(-5 * time.Minute),
-			want:       trigger.Status{State: v1alpha1.TriggerUnknown, Since: t0.Add(-5 * time.Minute)}},
-		{name: "never evaluated: as before", previous: okSince, values: []float64{100, 100, 100}, want: okSince},
-		{name: "firing stays firing across the time", previous: firing, previousAt: t0.Add(-5 * time.Minute),
-			values: []float64{500, 500, 500}, want: firing},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			in := Input{Config: cfg, Queries: map[string]signals.Query{"inflight": q}, Rounds: inflightRounds(t, q, tc.values...),
-				Previous: map[string]trigger.Status{"inflight": tc.previous}, PreviousAt: tc.previousAt, Now: now}
-			if got := Evaluate(in)[0].Status; got != tc.want {
-				t.Errorf("the trigger is %s since %v, want %s since %v", got.State, got.Since, tc.want.State, tc.want.Since)
-			}
-		})
+	evaluate := func(values ...float64) Reading {
+		rounds := inflightRounds(t, q, values...)
+		for _, r := range rounds {
+			r.Failed = map[string]string{"b": "connection refused"}
+		}
+		in := Input{Config: cfg, Queries: map[string]signals.Query{"inflight": q}, Rounds: rounds,
+			Previous: map[string]trigger.Status{"inflight": {State: v1alpha1.TriggerOK, Since: t0.Add(-time.Hour)}},
+			Now:      rounds[len(rounds)-1].T}
+		return Evaluate(in)[0]
+	}
+	calm := evaluate(100, 100, 100)
+	if calm.OK || calm.Status.State != v1alpha1.TriggerUnknown || AllClear([]Reading{calm}) {
+		t.Errorf("a calm API server beside one not read gave %+v; want no value, Unknown", calm)
+	}
+	if want := "only a lower bound, 100, from the API servers scraped: 1 of 2 instances not scraped (b: connection refused)"; calm.Message != want {
+		t.Errorf("message %q, want %q", calm.Message, want)
+	}
+	flooded := evaluate(500, 520, 540)
+	if !flooded.OK || flooded.Value != 540 || flooded.Status.State != v1alpha1.TriggerFiring {
+		t.Errorf("a flooded API server beside one not read gave %+v; want 540, firing", flooded)
 	}
 }
 
@@ -247,5 +234,50 @@ func TestAGetCaughtInFlightInAQuietClusterHoldsNoSeatShare(t *testing.T) {
 	i := slices.IndexFunc(got, func(o Offender) bool { return o.User == agent })
 	if i < 0 || got[i].SeatShare > 0.05 || got[i].InFlightShare > 0.05 {
 		t.Errorf("offenders %+v; want the agent's shares over the window (1 in 12 samples of 2), not the instant's third", got)
+	}
+}
+
+// TestAHealthyStreakIsNotCarriedAcrossATimeNoEvaluationSaw: the policy's
+// status says the trigger has been OK for ten minutes, as the operator
+// that wrote it five minutes ago saw it; the sampler's history (a new
+// operator's, or a new leader's) starts at t0, without a gap. The five
+// minutes nobody evaluated do not count towards the streak; a loop a
+// moment ago, or a firing trigger, carries on as before.
+func TestAHealthyStreakIsNotCarriedAcrossATimeNoEvaluationSaw(t *testing.T) {
+	cfg := config() // interval 10s, scrape timeout 5s: maxGap 25s
+	q, err := signals.ForTrigger(&cfg.Triggers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Add(20 * time.Second)
+	okSince := trigger.Status{State: v1alpha1.TriggerOK, Since: t0.Add(-10 * time.Minute)}
+	firing := trigger.Status{State: v1alpha1.TriggerFiring, Since: t0.Add(-10 * time.Minute)}
+	for _, tc := range []struct {
+		name       string
+		previous   trigger.Status
+		previousAt time.Time
+		values     []float64
+		want       trigger.Status
+	}{
+		{name: "evaluated a loop ago: the streak goes on", previous: okSince, previousAt: t0.Add(10 * time.Second),
+			values: []float64{100, 100, 100}, want: okSince},
+		{name: "evaluated just within maxGap (and a second): the streak goes on", previous: okSince,
+			previousAt: now.Add(-26 * time.Second), values: []float64{100, 100, 100}, want: okSince},
+		{name: "last evaluated five minutes ago: OK from now", previous: okSince, previousAt: t0.Add(-5 * time.Minute),
+			values: []float64{100, 100, 100}, want: trigger.Status{State: v1alpha1.TriggerOK, Since: now}},
+		{name: "last evaluated five minutes ago, nothing read yet: unknown since then", previous: okSince,
+			previousAt: t0.Add(-5 * time.Minute),
+			want:       trigger.Status{State: v1alpha1.TriggerUnknown, Since: t0.Add(-5 * time.Minute)}},
+		{name: "never evaluated: as before", previous: okSince, values: []float64{100, 100, 100}, want: okSince},
+		{name: "firing stays firing across the time", previous: firing, previousAt: t0.Add(-5 * time.Minute),
+			values: []float64{500, 500, 500}, want: firing},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := Input{Config: cfg, Queries: map[string]signals.Query{"inflight": q}, Rounds: inflightRounds(t, q, tc.values...),
+				Previous: map[string]trigger.Status{"inflight": tc.previous}, PreviousAt: tc.previousAt, Now: now}
+			if got := Evaluate(in)[0].Status; got != tc.want {
+				t.Errorf("the trigger is %s since %v, want %s since %v", got.State, got.Since, tc.want.State, tc.want.Since)
+			}
+		})
 	}
 }

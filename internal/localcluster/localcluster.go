@@ -1,13 +1,19 @@
 // Package localcluster runs a small but real Kubernetes control plane on
 // loopback from the binaries hack/controlplane/ensure.sh builds: etcd and
-// kube-apiserver (through controller-runtime's envtest, which makes the
-// certificates), kube-controller-manager, kube-scheduler, and kwok, which
-// keeps fake Nodes Ready with leases and moves their bound pods to Running.
-// DaemonSets therefore really get Running pods on every Node, and pausing
-// one really removes them.
+// one or more kube-apiservers on it (through controller-runtime's envtest),
+// kube-controller-manager, kube-scheduler, and kwok, which keeps fake Nodes
+// Ready with leases and moves their bound pods to Running. DaemonSets
+// therefore really get Running pods on every Node, and pausing one really
+// removes them.
+//
+// Every kube-apiserver publishes itself in default/kubernetes, as in a real
+// cluster, at an address that the cluster's dialer maps to the loopback one
+// it listens on (see network.go): clients that follow those endpoints reach
+// each instance, and nothing leaves loopback.
 package localcluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -44,18 +50,38 @@ type Options struct {
 	// APIServerFlags are extra kube-apiserver flags, by name without "--"
 	// (e.g. the audit log's, for the scale test).
 	APIServerFlags map[string]string
+	// APIServers is how many kube-apiservers run on the cluster's etcd: one
+	// when zero, at most 8. They share the serving certificate, the client
+	// CA and the service-account keys, so that clients and tokens work
+	// against any of them, and each publishes itself in default/kubernetes
+	// (the lease endpoint reconciler). Config reaches the first.
+	APIServers int
 }
 
 // Cluster is a running local cluster.
 type Cluster struct {
-	// Config reaches kube-apiserver as a cluster admin.
+	// Config reaches the first kube-apiserver as a cluster admin, at its
+	// loopback address. A client that follows the endpoints of
+	// default/kubernetes needs WithDialer (or, as a process of its own,
+	// ProxyURL).
 	Config     *rest.Config
 	env        *envtest.Environment
 	dir        string
 	kubeconfig string
 	procs      []*component
-	// apiserverLog is kube-apiserver's output.
-	apiserverLog *os.File
+	// apiservers are the kube-apiservers; the first is env's.
+	apiservers []*envtest.APIServer
+	// stopped are those StopAPIServer stopped.
+	stopped map[int]bool
+	// port is the secure port every kube-apiserver listens on, each on its
+	// loopback address.
+	port int
+	// logs are the kube-apiservers' outputs.
+	logs     []*os.File
+	proxy    *proxy
+	proxyURL string
+	// flags are Options.APIServerFlags, for every kube-apiserver.
+	flags map[string]string
 }
 
 // component is a process the cluster runs besides etcd and kube-apiserver.
@@ -66,50 +92,31 @@ type component struct {
 }
 
 // Start starts the control plane and the components, and waits until
-// kube-apiserver answers. Stop it when done, also on error paths.
+// every kube-apiserver answers. Stop it when done, also on error paths.
 //
-// kube-apiserver keeps its certificates and service-account keys in the
-// cluster's own directory, not in one that envtest makes and removes when
-// the server stops, so that RestartAPIServer brings it back with the same
-// port, serving certificate and keys: clients, and the tokens they hold,
-// go on working.
+// The kube-apiservers keep their certificates and service-account keys in
+// the cluster's own directory, made here, not in one that envtest makes and
+// removes when a server stops, so that StartAPIServer brings one back with
+// the same port, serving certificate and keys: clients, and the tokens they
+// hold, go on working.
 func Start(opts Options) (*Cluster, error) {
 	if opts.Assets == "" {
 		return nil, errors.New("the control plane's binaries are not known: run hack/controlplane/ensure.sh")
+	}
+	n := max(opts.APIServers, 1)
+	if n > maxAPIServers {
+		return nil, fmt.Errorf("%d kube-apiservers asked for, at most %d", n, maxAPIServers)
 	}
 	dir, err := os.MkdirTemp("", "loadshed-cluster-")
 	if err != nil {
 		return nil, err
 	}
-	certs := filepath.Join(dir, "kube-apiserver")
-	if err := os.Mkdir(certs, 0o700); err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, err
-	}
-	logs := opts.Logs
-	if logs == "" {
-		logs = dir
-	}
-	apiserverLog, err := os.OpenFile(filepath.Join(logs, "kube-apiserver.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, err
-	}
-	env := &envtest.Environment{BinaryAssetsDirectory: opts.Assets, CRDDirectoryPaths: opts.CRDs, ErrorIfCRDPathMissing: len(opts.CRDs) > 0}
-	env.ControlPlane.APIServer = &envtest.APIServer{CertDir: certs, Out: apiserverLog, Err: apiserverLog}
-	// Without it, a stopping kube-apiserver waits for its clients' watches
-	// (kube-controller-manager's, the scheduler's, kwok's) to end, which
-	// they do not: it is killed after envtest's 20 seconds.
-	env.ControlPlane.APIServer.Configure().Set("shutdown-watch-termination-grace-period", "5s")
-	for name, value := range opts.APIServerFlags {
-		env.ControlPlane.APIServer.Configure().Set(name, value)
-	}
-	c := &Cluster{env: env, dir: dir, apiserverLog: apiserverLog}
-	if c.Config, err = env.Start(); err != nil {
+	c := &Cluster{dir: dir, flags: opts.APIServerFlags}
+	if err := c.startControlPlane(opts, n); err != nil {
 		_ = c.Stop()
-		return nil, fmt.Errorf("starting etcd and kube-apiserver: %w", err)
+		return nil, err
 	}
-	user, err := env.AddUser(envtest.User{Name: "local-admin", Groups: []string{"system:masters"}}, nil)
+	user, err := c.env.AddUser(envtest.User{Name: "local-admin", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
 		_ = c.Stop()
 		return nil, fmt.Errorf("adding an admin user: %w", err)
@@ -124,11 +131,92 @@ func Start(opts Options) (*Cluster, error) {
 		_ = c.Stop()
 		return nil, err
 	}
+	logs := cmp.Or(opts.Logs, dir)
 	if err := c.startComponents(opts.Components, opts.Assets, logs); err != nil {
 		_ = c.Stop()
 		return nil, err
 	}
 	return c, nil
+}
+
+// startControlPlane starts etcd and n kube-apiservers on it, and the proxy.
+func (c *Cluster) startControlPlane(opts Options, n int) error {
+	certs := filepath.Join(c.dir, "kube-apiserver")
+	if err := os.Mkdir(certs, 0o700); err != nil {
+		return err
+	}
+	var listen, ips []net.IP
+	for i := range n {
+		listen = append(listen, loopbackIP(i))
+		ips = append(ips, loopbackIP(i), advertisedIP(i))
+	}
+	ca, err := writeCerts(certs, ips)
+	if err != nil {
+		return fmt.Errorf("making kube-apiserver's certificates: %w", err)
+	}
+	if c.port, err = freePortOnAll(listen); err != nil {
+		return err
+	}
+	logs := cmp.Or(opts.Logs, c.dir)
+	c.env = &envtest.Environment{BinaryAssetsDirectory: opts.Assets, CRDDirectoryPaths: opts.CRDs, ErrorIfCRDPathMissing: len(opts.CRDs) > 0}
+	first, err := c.newAPIServer(0, certs, logs)
+	if err != nil {
+		return err
+	}
+	// envtest finds the serving pair in the directory and leaves it, and
+	// with it the CA, to us.
+	first.CA = ca
+	c.env.ControlPlane.APIServer = first
+	if c.Config, err = c.env.Start(); err != nil {
+		return fmt.Errorf("starting etcd and kube-apiserver: %w", err)
+	}
+	for i := 1; i < n; i++ {
+		s, err := c.newAPIServer(i, certs, logs)
+		if err != nil {
+			return err
+		}
+		s.EtcdURL = first.EtcdURL
+		s.Path = first.Path
+		s.Authn = first.Authn
+		s.CA = ca
+		s.StartTimeout, s.StopTimeout = first.StartTimeout, first.StopTimeout
+		if err := s.Start(); err != nil {
+			return fmt.Errorf("starting kube-apiserver %d: %w", i, err)
+		}
+	}
+	c.proxy, c.proxyURL, err = startProxy(c.Dial)
+	return err
+}
+
+// newAPIServer configures kube-apiserver i (not yet started): it listens on
+// its loopback address and advertises its published one, with the cluster's
+// certificates and the first instance's service-account issuer.
+func (c *Cluster) newAPIServer(i int, certs, logs string) (*envtest.APIServer, error) {
+	name := "kube-apiserver.log"
+	if i > 0 {
+		name = fmt.Sprintf("kube-apiserver-%d.log", i)
+	}
+	log, err := os.OpenFile(filepath.Join(logs, name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	c.logs = append(c.logs, log)
+	port := strconv.Itoa(c.port)
+	s := &envtest.APIServer{CertDir: certs, Out: log, Err: log}
+	s.ListenAddr = envtest.ListenAddr{Address: loopbackIP(i).String(), Port: port}
+	args := s.Configure()
+	args.Set("advertise-address", advertisedIP(i).String())
+	args.Set("endpoint-reconciler-type", "lease")
+	args.Set("service-account-issuer", "https://"+net.JoinHostPort(loopbackIP(0).String(), port)+"/")
+	// Without it, a stopping kube-apiserver waits for its clients' watches
+	// (kube-controller-manager's, the scheduler's, kwok's) to end, which
+	// they do not: it is killed after envtest's 20 seconds.
+	args.Set("shutdown-watch-termination-grace-period", "5s")
+	for name, value := range c.flags {
+		args.Set(name, value)
+	}
+	c.apiservers = append(c.apiservers, s)
+	return s, nil
 }
 
 func (c *Cluster) startComponents(names []string, assets, logs string) error {
@@ -210,9 +298,9 @@ func (c *Cluster) Restart(name string) error {
 	return fmt.Errorf("the cluster does not run %s", name)
 }
 
-// RestartAPIServer stops kube-apiserver and starts it again on the same
-// port, with the same etcd, certificates and service-account keys, and
-// waits until it reports healthy. Its clients see their connections
+// RestartAPIServer stops the first kube-apiserver and starts it again on
+// the same port, with the same etcd, certificates and service-account keys,
+// and waits until it reports healthy. Its clients see their connections
 // dropped and relist; its metrics start again from zero.
 //
 // Stopping is envtest's: SIGTERM, and SIGKILL if the server has not
@@ -225,7 +313,32 @@ func (c *Cluster) RestartAPIServer() (stopped string, err error) {
 // RestartAPIServerAfter is RestartAPIServer with the server kept down for
 // down once it has stopped, as a crash-looping or rescheduled one is.
 func (c *Cluster) RestartAPIServerAfter(down time.Duration) (stopped string, err error) {
-	s := c.env.ControlPlane.GetAPIServer()
+	if stopped, err = c.StopAPIServer(0); err != nil {
+		return stopped, err
+	}
+	time.Sleep(down)
+	return stopped, c.StartAPIServer(0)
+}
+
+// APIServers is how many kube-apiservers the cluster runs.
+func (c *Cluster) APIServers() int { return len(c.apiservers) }
+
+// StopAPIServer stops kube-apiserver i (0 is the first) and waits until its
+// port is free; it reports how the server stopped (see RestartAPIServer).
+// A graceful stop removes the instance from default/kubernetes at once; the
+// others publish themselves still.
+func (c *Cluster) StopAPIServer(i int) (stopped string, err error) {
+	if i < 0 || i >= len(c.apiservers) {
+		return "", fmt.Errorf("the cluster runs %d kube-apiservers, not one numbered %d", len(c.apiservers), i)
+	}
+	if c.stopped[i] {
+		return "", fmt.Errorf("kube-apiserver %d is stopped already", i)
+	}
+	s := c.apiservers[i]
+	if c.stopped == nil {
+		c.stopped = map[int]bool{}
+	}
+	c.stopped[i] = true
 	began := time.Now()
 	stopped = "stopped"
 	if err := s.Stop(); err != nil {
@@ -236,12 +349,38 @@ func (c *Cluster) RestartAPIServerAfter(down time.Duration) (stopped string, err
 	if err := waitForFreePort(s.Address, s.Port, 15*time.Second); err != nil {
 		return stopped, err
 	}
-	stopped += fmt.Sprintf(" in %v", time.Since(began).Round(100*time.Millisecond))
-	time.Sleep(down)
-	if err := s.Start(); err != nil {
-		return stopped, fmt.Errorf("starting kube-apiserver again: %w", err)
+	return stopped + fmt.Sprintf(" in %v", time.Since(began).Round(100*time.Millisecond)), nil
+}
+
+// StartAPIServer starts kube-apiserver i again after StopAPIServer, on its
+// address and port, and waits until it reports healthy.
+func (c *Cluster) StartAPIServer(i int) error {
+	if i < 0 || i >= len(c.apiservers) {
+		return fmt.Errorf("the cluster runs %d kube-apiservers, not one numbered %d", len(c.apiservers), i)
 	}
-	return stopped, nil
+	if !c.stopped[i] {
+		return fmt.Errorf("kube-apiserver %d is running: StopAPIServer it first", i)
+	}
+	if err := c.apiservers[i].Start(); err != nil {
+		return fmt.Errorf("starting kube-apiserver %d again: %w", i, err)
+	}
+	delete(c.stopped, i)
+	return nil
+}
+
+// APIServerConfig is a copy of Config that reaches kube-apiserver i at the
+// loopback address it listens on.
+func (c *Cluster) APIServerConfig(i int) *rest.Config {
+	cfg := rest.CopyConfig(c.Config)
+	cfg.Host = "https://" + net.JoinHostPort(loopbackIP(i).String(), strconv.Itoa(c.port))
+	return cfg
+}
+
+// AdvertisedURL is the base URL kube-apiserver i publishes in
+// default/kubernetes: what a client that follows its endpoints, such as the
+// operator's sampler, reaches it at (through Dial).
+func (c *Cluster) AdvertisedURL(i int) string {
+	return "https://" + net.JoinHostPort(advertisedIP(i).String(), strconv.Itoa(c.port))
 }
 
 // waitForFreePort waits until nothing listens on host:port any more.
@@ -259,8 +398,8 @@ func waitForFreePort(host, port string, timeout time.Duration) error {
 	}
 }
 
-// Stop stops the components, then kube-apiserver and etcd, and removes the
-// temporary files.
+// Stop stops the components, then the kube-apiservers and etcd, and
+// removes the temporary files.
 func (c *Cluster) Stop() error {
 	for i := len(c.procs) - 1; i >= 0; i-- {
 		if c.procs[i].cmd != nil {
@@ -268,14 +407,29 @@ func (c *Cluster) Stop() error {
 		}
 	}
 	c.procs = nil
-	err := c.env.Stop()
-	if c.apiserverLog != nil {
-		_ = c.apiserverLog.Close()
+	var errs []error
+	// The first kube-apiserver, with etcd, is env's.
+	for i := len(c.apiservers) - 1; i >= 1; i-- {
+		if c.stopped[i] {
+			continue
+		}
+		if err := c.apiservers[i].Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("stopping kube-apiserver %d: %w", i, err))
+		}
+	}
+	if c.env != nil {
+		errs = append(errs, c.env.Stop())
+	}
+	if c.proxy != nil {
+		c.proxy.close()
+	}
+	for _, l := range c.logs {
+		_ = l.Close()
 	}
 	if c.dir != "" {
 		_ = os.RemoveAll(c.dir)
 	}
-	return err
+	return errors.Join(errs...)
 }
 
 // StopProcess interrupts a started process and waits for it, killing it

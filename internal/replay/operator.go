@@ -46,6 +46,10 @@ type OperatorOptions struct {
 	// Args are more flags for the operator, after the others: they
 	// override them (e.g. --metrics-bind-address to read its metrics).
 	Args []string
+	// ProxyURL is the proxy the operator reaches the cluster through
+	// (localcluster.Cluster.ProxyURL): its sampler follows the addresses
+	// default/kubernetes publishes, which only the cluster's dialer reaches.
+	ProxyURL string
 }
 
 // LeaderElection configures the operator's leader election.
@@ -106,7 +110,7 @@ func StartOperator(ctx context.Context, admin client.Client, base *rest.Config, 
 		return nil, fmt.Errorf("requesting the operator's token: %w", err)
 	}
 	kubeconfig := filepath.Join(opts.Dir, name+".kubeconfig")
-	if err := writeKubeconfig(kubeconfig, base, tr.Status.Token); err != nil {
+	if err := writeKubeconfig(kubeconfig, base, tr.Status.Token, opts.ProxyURL); err != nil {
 		return nil, err
 	}
 	log, err := os.OpenFile(filepath.Join(opts.Dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -192,10 +196,11 @@ func (o *Operator) PeakRSS() (int64, error) {
 	return int64(status.VmHWM), nil
 }
 
-// writeKubeconfig writes a kubeconfig for base's server and CA with a token.
-func writeKubeconfig(path string, base *rest.Config, token string) error {
+// writeKubeconfig writes a kubeconfig for base's server and CA with a token,
+// through proxyURL when it is set.
+func writeKubeconfig(path string, base *rest.Config, token, proxyURL string) error {
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: base.Host, CertificateAuthorityData: base.CAData}
+	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: base.Host, CertificateAuthorityData: base.CAData, ProxyURL: proxyURL}
 	cfg.AuthInfos["operator"] = &clientcmdapi.AuthInfo{Token: token}
 	cfg.Contexts["local"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "operator"}
 	cfg.CurrentContext = "local"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,7 +21,8 @@ import (
 
 // TestTheOperatorRunsAsItsOwnProcess builds cmd/manager and runs it as its
 // ServiceAccount with the generated RBAC, as the replay's loadshed scenario
-// does, and checks that it evaluates a policy.
+// does, and checks that it evaluates a policy, scraping the API server at
+// the address default/kubernetes publishes (through the cluster's proxy).
 func TestTheOperatorRunsAsItsOwnProcess(t *testing.T) {
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
@@ -35,7 +37,7 @@ func TestTheOperatorRunsAsItsOwnProcess(t *testing.T) {
 	}
 	ctx := context.Background()
 	op, err := StartOperator(ctx, admin, c.Config, OperatorOptions{Root: root, Namespace: "loadshed-system",
-		ServiceAccount: "loadshed-controller-manager", Dir: t.TempDir()})
+		ServiceAccount: "loadshed-controller-manager", Dir: t.TempDir(), ProxyURL: c.ProxyURL()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +63,10 @@ func TestTheOperatorRunsAsItsOwnProcess(t *testing.T) {
 		ready := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReady)
 		metrics := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionMetricsAvailable)
 		last = got.Status.WorstSignal
+		// It scrapes the address default/kubernetes publishes, through
+		// the cluster's proxy, not the configured host.
 		return ready != nil && ready.Status == metav1.ConditionTrue && metrics != nil && metrics.Status == metav1.ConditionTrue &&
+			strings.Contains(metrics.Message, "scraped 1 of 1 API server instances ("+c.AdvertisedURL(0)+")") &&
 			got.Status.Phase == v1alpha1.PhaseHealthy, nil
 	})
 	if err != nil {

@@ -54,6 +54,10 @@ type Config struct {
 	Assets, Root string
 	// Dir receives the components' and the operator's logs.
 	Dir string
+	// APIServers is how many kube-apiservers run on the cluster's etcd (one
+	// when zero); the agents, the innocent clients and the replay's own
+	// readings use the first, and the operator scrapes each.
+	APIServers int
 	// Nodes is how many fake Nodes (and telemetry agents) there are.
 	Nodes int
 	// ConfigMaps of ConfigMapBytes each make every cluster-wide LIST
@@ -234,6 +238,7 @@ func (r *runner) startCluster() error {
 		CRDs:       []string{filepath.Join(r.cfg.Root, "config", "crd", "bases")},
 		Components: []string{"kube-controller-manager", "kube-scheduler", "kwok"},
 		Logs:       r.cfg.Dir,
+		APIServers: r.cfg.APIServers,
 	})
 	if err != nil {
 		return err
@@ -303,7 +308,7 @@ func (r *runner) waitFor(ctx context.Context, what string, timeout time.Duration
 // policy, and waits until the policy reads the API server's metrics.
 func (r *runner) startOperator(ctx context.Context) error {
 	op, err := StartOperator(ctx, r.admin, r.cluster.Config, OperatorOptions{Root: r.cfg.Root,
-		Namespace: OperatorNamespace, ServiceAccount: OperatorServiceAccount, Dir: r.cfg.Dir})
+		Namespace: OperatorNamespace, ServiceAccount: OperatorServiceAccount, Dir: r.cfg.Dir, ProxyURL: r.cluster.ProxyURL()})
 	if err != nil {
 		return err
 	}

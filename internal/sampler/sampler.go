@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,7 +45,9 @@ type Interest struct {
 type Status struct {
 	// LastRound is when the last round started; zero before the first.
 	LastRound time.Time
-	// Targets are the URLs scraped in the last round.
+	// Targets are the URLs the last round scraped, or tried to: the
+	// instances listed (or the configured host), and those that count as
+	// missing.
 	Targets []string
 	// Fallback is set when the API servers' endpoints could not be used,
 	// and says why; the configured host was scraped instead.
@@ -269,7 +272,16 @@ func (s *Sampler) notify(round time.Time, step time.Duration) {
 
 // String describes a status for conditions and logs.
 func (st Status) String() string {
-	msg := fmt.Sprintf("scraped %d of %d API server instances", len(st.Targets)-len(st.Failed), len(st.Targets))
+	var scraped []string
+	for _, t := range st.Targets {
+		if _, failed := st.Failed[t]; !failed {
+			scraped = append(scraped, t)
+		}
+	}
+	msg := fmt.Sprintf("scraped %d of %d API server instances", len(scraped), len(st.Targets))
+	if len(scraped) > 0 {
+		msg += " (" + strings.Join(scraped, ", ") + ")"
+	}
 	if st.Fallback != "" {
 		msg += "; " + st.Fallback
 	}

@@ -79,21 +79,21 @@ func parsePort(t *testing.T, s string) int32 {
 	return int32(p)
 }
 
-// slices is a client.Reader that lists fixed EndpointSlices: the
+// fixedSlices is a client.Reader that lists fixed EndpointSlices: the
 // discovery is tested here, the cache that serves it in production is
 // controller-runtime's.
-type slices []discoveryv1.EndpointSlice
+type fixedSlices []discoveryv1.EndpointSlice
 
-func (s slices) Get(context.Context, client.ObjectKey, client.Object, ...client.GetOption) error {
+func (s fixedSlices) Get(context.Context, client.ObjectKey, client.Object, ...client.GetOption) error {
 	return nil
 }
 
-func (s slices) List(_ context.Context, list client.ObjectList, _ ...client.ListOption) error {
+func (s fixedSlices) List(_ context.Context, list client.ObjectList, _ ...client.ListOption) error {
 	list.(*discoveryv1.EndpointSliceList).Items = append([]discoveryv1.EndpointSlice(nil), s...)
 	return nil
 }
 
-var _ client.Reader = slices(nil)
+var _ client.Reader = fixedSlices(nil)
 
 func inflightAccums(t *testing.T) []signals.Accumulator {
 	t.Helper()
@@ -125,7 +125,7 @@ func TestEndpointURLs(t *testing.T) {
 func TestScrapeAsksForProtobufAndFallsBackToText(t *testing.T) {
 	for _, pb := range []bool{true, false} {
 		srv, _ := apiServer(t, pb, 0)
-		sc, err := newScraper(restConfigFor(srv), slices(nil))
+		sc, err := newScraper(restConfigFor(srv), fixedSlices(nil))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -146,7 +146,7 @@ func TestScrapeAsksForProtobufAndFallsBackToText(t *testing.T) {
 
 func TestARoundReadsWhoTheAPIServerHolds(t *testing.T) {
 	srv, _ := apiServer(t, true, 0)
-	sc, err := newScraper(restConfigFor(srv), slices(nil))
+	sc, err := newScraper(restConfigFor(srv), fixedSlices(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestADumpThatCannotBeReadIsReportedAndTheScrapeKept(t *testing.T) {
 		_, _ = w.Write(testutil.Recorded(t, "apiserver.txt"))
 	}))
 	t.Cleanup(srv.Close)
-	sc, err := newScraper(restConfigFor(srv), slices(nil))
+	sc, err := newScraper(restConfigFor(srv), fixedSlices(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func TestARoundFallsBackToTheConfiguredHostAndSaysWhy(t *testing.T) {
 	deadAddr := strings.TrimPrefix(dead.URL, "http://")
 	dead.Close()
 	host, port, _ := strings.Cut(deadAddr, ":")
-	reader := slices{{
+	reader := fixedSlices{{
 		Ports:     []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To(parsePort(t, port))}},
 		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{host}}},
 	}}
@@ -202,7 +202,7 @@ func TestARoundFallsBackToTheConfiguredHostAndSaysWhy(t *testing.T) {
 	}
 
 	// No endpoints at all: the same fallback, another reason.
-	sc.reader = slices(nil)
+	sc.reader = fixedSlices(nil)
 	_, st = sc.round(context.Background(), time.Now(), inflightAccums(t), 2*time.Second)
 	if !strings.Contains(st.Fallback, "lists no endpoints") {
 		t.Errorf("the fallback is not explained: %q", st.Fallback)
@@ -211,7 +211,7 @@ func TestARoundFallsBackToTheConfiguredHostAndSaysWhy(t *testing.T) {
 
 func TestASlowScrapeTimesOutAndIsReported(t *testing.T) {
 	srv, _ := apiServer(t, true, 10*time.Second)
-	sc, err := newScraper(restConfigFor(srv), slices(nil))
+	sc, err := newScraper(restConfigFor(srv), fixedSlices(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +253,7 @@ func TestPlanTakesTheSmallestIntervalAndSharesAccumulators(t *testing.T) {
 
 func TestStartScrapesForRegisteredPoliciesAndNotifiesThem(t *testing.T) {
 	srv, hits := apiServer(t, true, 0)
-	s, err := New(restConfigFor(srv), slices(nil), clock.RealClock{})
+	s, err := New(restConfigFor(srv), fixedSlices(nil), clock.RealClock{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,6 +277,116 @@ func TestStartScrapesForRegisteredPoliciesAndNotifiesThem(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Start returned %v", err)
+	}
+}
+
+func TestAnInstanceThatLeavesTheListIsMissingUntilBackOrReplaced(t *testing.T) {
+	t0 := time.Date(2024, 12, 11, 15, 17, 0, 0, time.UTC)
+	type step struct {
+		after  time.Duration
+		listed []string
+		want   map[string]time.Duration // missing, by when last listed (after t0)
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"one that leaves the list is missing, and no longer once it is back", []step{
+			{0, []string{"a", "b"}, nil},
+			{time.Second, []string{"a"}, map[string]time.Duration{"b": 0}},
+			{time.Minute, []string{"a"}, map[string]time.Duration{"b": 0}},
+			{2 * time.Minute, []string{"a", "b"}, nil},
+		}},
+		{"one replaced by another is not missing", []step{
+			{0, []string{"a", "b"}, nil},
+			{time.Second, []string{"a", "c"}, nil},
+		}},
+		{"two down are both missing", []step{
+			{0, []string{"a", "b", "c"}, nil},
+			{time.Second, []string{"a"}, map[string]time.Duration{"b": 0, "c": 0}},
+		}},
+		{"of a replaced one and its replacement, the one listed last is missing", []step{
+			{0, []string{"a", "b"}, nil},
+			{time.Second, []string{"a", "c"}, nil},
+			{2 * time.Second, []string{"a"}, map[string]time.Duration{"c": time.Second}},
+		}},
+		{"a crash-looping one, listed between crashes, is missing whenever it is down", []step{
+			{0, []string{"a", "b"}, nil},
+			{4 * time.Minute, []string{"a"}, map[string]time.Duration{"b": 0}},
+			{5 * time.Minute, []string{"a", "b"}, nil},
+			{14 * time.Minute, []string{"a"}, map[string]time.Duration{"b": 5 * time.Minute}},
+		}},
+		{"one removed for good is forgotten after forgetAfter", []step{
+			{0, []string{"a", "b"}, nil},
+			{forgetAfter, []string{"a"}, map[string]time.Duration{"b": 0}},
+			{forgetAfter + time.Second, []string{"a"}, nil},
+			{forgetAfter + time.Minute, []string{"a"}, nil},
+		}},
+		{"nothing listed any more: every instance listed is missing", []step{
+			{0, []string{"a", "b"}, nil},
+			{time.Second, nil, map[string]time.Duration{"a": 0, "b": 0}},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var l listedInstances
+			for _, s := range tt.steps {
+				got := l.missing(t0.Add(s.after), s.listed)
+				want := map[string]time.Time{}
+				for u, at := range s.want {
+					want[u] = t0.Add(at)
+				}
+				if len(got) != len(want) || !maps.EqualFunc(got, want, time.Time.Equal) {
+					t.Fatalf("after %v with %v listed: missing %v, want %v", s.after, s.listed, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestARoundCountsAnInstanceNoLongerListedAsFailed: an API server that
+// leaves default/kubernetes (as a stopping kube-apiserver takes itself out)
+// is a target that failed, named in the status, until it is listed again.
+func TestARoundCountsAnInstanceNoLongerListedAsFailed(t *testing.T) {
+	a, _ := apiServer(t, true, 0)
+	b, _ := apiServer(t, true, 0)
+	slice := func(srv *httptest.Server) discoveryv1.EndpointSlice {
+		host, port, _ := strings.Cut(strings.TrimPrefix(srv.URL, "https://"), ":")
+		return discoveryv1.EndpointSlice{
+			Ports:     []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To(parsePort(t, port))}},
+			Endpoints: []discoveryv1.Endpoint{{Addresses: []string{host}}},
+		}
+	}
+	// The test servers' certificates name 127.0.0.1, not kubernetes.default.svc.
+	cfg := restConfigFor(a)
+	cfg.CAData = append(pemOf(a), pemOf(b)...)
+	sc, err := newScraper(cfg, fixedSlices{slice(a), slice(b)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.direct = sc.fallback
+	t0 := time.Now()
+	r, st := sc.round(context.Background(), t0, inflightAccums(t), 5*time.Second)
+	if len(r.Instances) != 2 || len(r.Failed) != 0 || st.Fallback != "" {
+		t.Fatalf("both listed: instances %v, failed %v, fallback %q; want both scraped", len(r.Instances), r.Failed, st.Fallback)
+	}
+	if want := fmt.Sprintf("scraped 2 of 2 API server instances (%s, %s)", a.URL, b.URL); st.String() != want {
+		t.Errorf("status %q, want %q", st.String(), want)
+	}
+
+	sc.reader = fixedSlices{slice(a)}
+	r, st = sc.round(context.Background(), t0.Add(time.Second), inflightAccums(t), 5*time.Second)
+	if r.Instances[a.URL] == nil || !strings.HasPrefix(r.Failed[b.URL], "no longer listed in default/kubernetes (last listed 1s") {
+		t.Errorf("b no longer listed: instances %d, failed %v; want a scraped and b failed", len(r.Instances), r.Failed)
+	}
+	if want := fmt.Sprintf("scraped 1 of 2 API server instances (%s)", a.URL); st.String() != want || st.Failed[b.URL] == "" {
+		t.Errorf("status %q (failed %v), want %q and b failed", st.String(), st.Failed, want)
+	}
+
+	sc.reader = fixedSlices{slice(a), slice(b)}
+	r, _ = sc.round(context.Background(), t0.Add(2*time.Second), inflightAccums(t), 5*time.Second)
+	if len(r.Instances) != 2 || len(r.Failed) != 0 {
+		t.Errorf("b listed again: instances %d, failed %v; want both scraped", len(r.Instances), r.Failed)
 	}
 }
 

@@ -2,13 +2,16 @@ package sampler
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,6 +54,70 @@ type scraper struct {
 	direct, fallback *http.Client
 	host             string
 	buffers          sync.Pool
+	// listed remembers the instances default/kubernetes listed, so that
+	// one that stops (and leaves the list) counts as missing.
+	listed listedInstances
+}
+
+// forgetAfter is how long an instance that default/kubernetes no longer
+// lists counts as missing, unless as many instances as before are listed
+// again (it was replaced): twice kubelet's longest crash-loop back-off
+// (five minutes), so that an API server that crash-loops, listed only
+// between its crashes, is never forgotten. An instance removed for good
+// leaves the policies partially blind for that long.
+const forgetAfter = 10 * time.Minute
+
+// listedInstances remembers which instances default/kubernetes listed.
+type listedInstances struct {
+	// last is when each instance was last listed.
+	last map[string]time.Time
+	// most is the most instances listed at once, last at mostAt, within
+	// forgetAfter.
+	most   int
+	mostAt time.Time
+}
+
+// missing records the instances listed at now, and returns those that are
+// not listed any more and count as missing, with when each was last
+// listed: while fewer instances are listed than were at once within
+// forgetAfter, as many as are lacking, those listed last. Fewer listed
+// than before, with none of them new, is an instance down (stopping, a
+// kube-apiserver takes itself out of the list; crashed, it is taken out
+// once its lease expires); as many, with a new one among them, is an
+// instance replaced.
+func (l *listedInstances) missing(now time.Time, listed []string) map[string]time.Time {
+	if l.last == nil {
+		l.last = map[string]time.Time{}
+	}
+	for _, u := range listed {
+		l.last[u] = now
+	}
+	for u, at := range l.last {
+		if now.Sub(at) > forgetAfter {
+			delete(l.last, u)
+		}
+	}
+	if len(listed) >= l.most || now.Sub(l.mostAt) > forgetAfter {
+		l.most, l.mostAt = len(listed), now
+	}
+	lacking := l.most - len(listed)
+	if lacking <= 0 {
+		return nil
+	}
+	var gone []string
+	for u := range l.last {
+		if !slices.Contains(listed, u) {
+			gone = append(gone, u)
+		}
+	}
+	slices.SortFunc(gone, func(a, b string) int {
+		return cmp.Or(l.last[b].Compare(l.last[a]), strings.Compare(a, b))
+	})
+	out := map[string]time.Time{}
+	for _, u := range gone[:min(lacking, len(gone))] {
+		out[u] = l.last[u]
+	}
+	return out
 }
 
 func newScraper(cfg *rest.Config, reader client.Reader) (*scraper, error) {
@@ -103,9 +170,9 @@ func (s *scraper) endpoints(ctx context.Context) ([]string, error) {
 
 // endpointURLs returns the base URL of every ready endpoint address of the
 // slices, on their https port.
-func endpointURLs(slices []discoveryv1.EndpointSlice) []string {
+func endpointURLs(list []discoveryv1.EndpointSlice) []string {
 	var urls []string
-	for _, slice := range slices {
+	for _, slice := range list {
 		port := int32(0)
 		for _, p := range slice.Ports {
 			if p.Port != nil && (p.Name == nil || *p.Name == "https") {
@@ -128,13 +195,19 @@ func endpointURLs(slices []discoveryv1.EndpointSlice) []string {
 }
 
 // round scrapes every instance once. When no endpoint is known, or none
-// could be scraped, it scrapes the configured host instead and says so.
+// could be scraped, it scrapes the configured host instead and says so. An
+// instance that is no longer listed but counts as missing (see
+// listedInstances) is a target that failed.
 func (s *scraper) round(ctx context.Context, start time.Time, accums []signals.Accumulator, timeout time.Duration) (*signals.Round, Status) {
 	r := &signals.Round{T: start, Instances: map[string]map[string]signals.Result{}, Failed: map[string]string{},
 		Clients: map[string]apfdump.Summary{}, ClientsFailed: map[string]string{}}
 	st := Status{LastRound: start, Failed: map[string]string{}}
 
 	targets, err := s.endpoints(ctx)
+	var missing map[string]time.Time
+	if err == nil {
+		missing = s.listed.missing(start, targets)
+	}
 	switch {
 	case err != nil:
 		st.Fallback = fmt.Sprintf("could not read the API servers' endpoints (%v): scraped %s", err, s.host)
@@ -143,7 +216,9 @@ func (s *scraper) round(ctx context.Context, start time.Time, accums []signals.A
 	default:
 		s.scrapeAll(ctx, s.direct, targets, accums, timeout, r)
 		if len(r.Instances) > 0 {
-			st.Targets, st.Failed = targets, r.Failed
+			st.Targets = targets
+			addMissing(r, &st, missing)
+			st.Failed = r.Failed
 			return r, st
 		}
 		st.Fallback = fmt.Sprintf("no endpoint of default/kubernetes could be scraped (%s): scraped %s",
@@ -152,8 +227,19 @@ func (s *scraper) round(ctx context.Context, start time.Time, accums []signals.A
 		r.Clients, r.ClientsFailed = map[string]apfdump.Summary{}, map[string]string{}
 	}
 	s.scrapeAll(ctx, s.fallback, []string{s.host}, accums, timeout, r)
-	st.Targets, st.Failed = []string{s.host}, r.Failed
+	st.Targets = []string{s.host}
+	addMissing(r, &st, missing)
+	st.Failed = r.Failed
 	return r, st
+}
+
+// addMissing adds the missing instances to the round's targets, as failed.
+func addMissing(r *signals.Round, st *Status, missing map[string]time.Time) {
+	for _, u := range slices.Sorted(maps.Keys(missing)) {
+		st.Targets = append(st.Targets, u)
+		r.Failed[u] = fmt.Sprintf("no longer listed in default/kubernetes (last listed %v before this round): "+
+			"an API server down is not read", r.T.Sub(missing[u]).Round(time.Second))
+	}
 }
 
 // errTimedOut is the error of a scrape that ran into its timeout.

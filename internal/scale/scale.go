@@ -150,6 +150,7 @@ func (r *Report) measure(ctx context.Context, admin client.Client, c *localclust
 	}
 	op, err := replay.StartOperator(ctx, admin, c.Config, replay.OperatorOptions{Root: opts.Root,
 		Namespace: replay.OperatorNamespace, ServiceAccount: replay.OperatorServiceAccount, Dir: opts.Dir,
+		ProxyURL: c.ProxyURL(),
 		// Leader election on, as it ships: its Lease updates are part of its cost.
 		LeaderElection: &replay.LeaderElection{},
 		Args:           []string{"--metrics-bind-address=" + metricsAddr, "--metrics-secure=false", "--log-level=info"}})

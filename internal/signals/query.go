@@ -83,29 +83,39 @@ func (q Query) Accumulators() []Accumulator {
 
 // Points returns the query's value at each round. A round where it cannot
 // be computed gives a point that is not OK; the message of the newest round
-// says why, or notes that no series matched.
+// says why, or notes that no series matched. A round in which some
+// instances could not be scraped, or (for a rate or a quantile) were scraped
+// only once within the window, gives a lower bound when the query sums or
+// takes the worst over instances (the whole can only be higher), and no
+// value when it takes the least or the average.
 func (q Query) Points(rounds []*Round) (points []trigger.Point, message string) {
 	points = make([]trigger.Point, len(rounds))
 	for i := range rounds {
-		v, ok, msg := q.valueAt(rounds, i)
-		points[i] = trigger.Point{T: rounds[i].T, V: v, OK: ok}
-		message = msg
+		points[i], message = q.pointAt(rounds, i)
 	}
 	return points, message
 }
 
-// valueAt computes the value at rounds[i].
-func (q Query) valueAt(rounds []*Round, i int) (float64, bool, string) {
+// pointAt computes the point at rounds[i].
+func (q Query) pointAt(rounds []*Round, i int) (trigger.Point, string) {
 	r := rounds[i]
+	p := trigger.Point{T: r.T}
 	if q.Kind == ScrapeLatency && (len(r.Instances) > 0 || r.TimedOut) {
 		// A stalled API server answers no scrape: its timing out is the
 		// reading, exactly when no other signal can be read.
-		return r.ScrapeSeconds, true, ""
+		p.V, p.OK, p.LowerBound = r.ScrapeSeconds, true, len(r.Failed) > 0
+		if p.LowerBound {
+			return p, describeFailure(r)
+		}
+		return p, ""
 	}
 	if len(r.Instances) == 0 {
-		return 0, false, describeFailure(r)
+		return p, describeFailure(r)
 	}
 	var values []float64
+	// pending are the instances scraped only once within the window (new,
+	// or restarted): they have no rate or quantile yet.
+	var pending []string
 	matched := false
 	for inst, results := range r.Instances {
 		res, ok := results[q.Accum.Key()]
@@ -121,27 +131,57 @@ func (q Query) valueAt(rounds []*Round, i int) (float64, bool, string) {
 		case Rate:
 			if v, ok := q.rate(rounds, i, inst); ok {
 				values = append(values, v)
+			} else {
+				pending = append(pending, inst)
 			}
 		case Quantile:
 			if v, ok := q.quantile(rounds, i, inst); ok {
 				values = append(values, v)
+			} else {
+				pending = append(pending, inst)
 			}
 		}
 	}
 	if len(values) == 0 {
 		if q.Kind == Rate || q.Kind == Quantile {
-			return 0, false, fmt.Sprintf("waiting for a second scrape within the %v window", q.Window)
+			return p, fmt.Sprintf("waiting for a second scrape within the %v window", q.Window)
 		}
-		return 0, false, "no instance was scraped for this signal yet"
+		return p, "no instance was scraped for this signal yet"
 	}
 	msg := ""
 	if !matched {
 		msg = fmt.Sprintf("no series of %s matched in the last scrape (counted as 0)", q.Accum.Family)
 	}
-	if len(r.Failed) > 0 {
-		msg = strings.TrimPrefix(msg+"; "+describeFailure(r), "; ")
+	if len(r.Failed) > 0 || len(pending) > 0 {
+		if len(r.Failed) > 0 {
+			msg += "; " + describeFailure(r)
+		}
+		if len(pending) > 0 {
+			sort.Strings(pending)
+			msg += fmt.Sprintf("; waiting for a second scrape of %s within the %v window", strings.Join(pending, ", "), q.Window)
+		}
+		msg = strings.TrimPrefix(msg, "; ")
+		if !q.boundedBelow() {
+			return p, msg
+		}
+		p.LowerBound = true
 	}
-	return across(values, q.Across), true, msg
+	p.V, p.OK = across(values, q.Across), true
+	return p, msg
+}
+
+// boundedBelow reports whether the query's value over some instances is a
+// lower bound of its value over all of them: a sum (of values that are not
+// negative) or a maximum, and for a quantile only a maximum (the quantile
+// of merged histograms is not bounded by a part's).
+func (q Query) boundedBelow() bool {
+	switch q.Across {
+	case v1alpha1.AggregationMax:
+		return true
+	case v1alpha1.AggregationSum:
+		return q.Kind != Quantile
+	}
+	return false
 }
 
 // windowed returns, oldest first, the results of inst for one accumulator in

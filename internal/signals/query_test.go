@@ -279,3 +279,70 @@ func TestScrapeLatencyIsReadWhenEveryScrapeTimedOut(t *testing.T) {
 		t.Errorf("scrape latency of an API server that refused the connection = %v, OK; want missing", v)
 	}
 }
+
+func TestARoundMissingAnInstanceGivesALowerBoundOnlyForSumsAndMaxima(t *testing.T) {
+	a, b := "https://10.0.0.1:6443", "https://10.0.0.2:6443"
+	generic := func(agg v1alpha1.Aggregation) Query {
+		q, err := ForTrigger(&policy.Trigger{Name: "t", Window: time.Minute,
+			Metric: &policy.Metric{Name: "apiserver_current_inflight_requests", Aggregation: agg}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q
+	}
+	tests := []struct {
+		name      string
+		q         Query
+		wantBound bool
+	}{
+		{"the worst instance's in-flight requests", query(t, v1alpha1.SignalInflightRequests, time.Minute), true},
+		{"requests per second, summed over instances", query(t, v1alpha1.SignalListRequestsPerSecond, time.Minute), true},
+		{"the worst instance's p99", query(t, v1alpha1.SignalListLatencyP99, time.Minute), true},
+		{"a generic gauge summed", generic(v1alpha1.AggregationSum), true},
+		{"a generic gauge's least instance", generic(v1alpha1.AggregationMin), false},
+		{"a generic gauge's average", generic(v1alpha1.AggregationAvg), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := func(n float64) Result {
+				return Result{Series: 1, Sum: n, Min: n, Max: n, Buckets: map[float64]float64{1: n, math.Inf(1): n}}
+			}
+			// Rates and quantiles need two scrapes of an instance.
+			rounds := []*Round{round(0, tt.q.Accum, map[string]Result{a: res(100), b: res(100)}),
+				round(10, tt.q.Accum, map[string]Result{a: res(200), b: res(200)}),
+				round(20, tt.q.Accum, map[string]Result{a: res(300)})}
+			rounds[2].Failed[b] = "connection refused"
+			pts, msg := tt.q.Points(rounds)
+			p := pts[2]
+			if !strings.Contains(msg, "1 of 2 instances not scraped") {
+				t.Errorf("the message does not say an instance is missing: %q", msg)
+			}
+			switch {
+			case tt.wantBound && (!p.OK || !p.LowerBound || p.V <= 0):
+				t.Errorf("point %+v, want a lower bound from the instance scraped", p)
+			case !tt.wantBound && p.OK:
+				t.Errorf("point %+v, want no value: the instances scraped bound nothing", p)
+			}
+			if full := pts[1]; !full.OK || full.LowerBound {
+				t.Errorf("a round of every instance gave %+v, want a value that is not a bound", full)
+			}
+		})
+	}
+}
+
+func TestAnInstanceScrapedOnceInTheWindowLeavesARateALowerBound(t *testing.T) {
+	q := query(t, v1alpha1.SignalRequestsPerSecond, time.Minute)
+	a, b := "https://10.0.0.1:6443", "https://10.0.0.2:6443"
+	// b restarted (or joined) at 10s: its counters cannot give a rate yet.
+	rounds := []*Round{
+		round(0, q.Accum, map[string]Result{a: {Series: 1, Sum: 1000}}),
+		round(10, q.Accum, map[string]Result{a: {Series: 1, Sum: 2000}, b: {Series: 1, Sum: 5}}),
+	}
+	pts, msg := q.Points(rounds)
+	if p := pts[1]; !p.OK || !p.LowerBound || p.V != 100 {
+		t.Errorf("point %+v, want 100/s from a, a lower bound", p)
+	}
+	if want := "waiting for a second scrape of " + b; !strings.Contains(msg, want) {
+		t.Errorf("message %q, want it to say %q", msg, want)
+	}
+}

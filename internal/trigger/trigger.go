@@ -8,7 +8,10 @@
 // without fresh data stays firing, and one that was not firing becomes
 // Unknown, which blocks restores just as firing does. Nor does it count
 // toward a healthy streak seen only afterwards: an OK state is never older
-// than the unbroken run of fresh points it rests on.
+// than the unbroken run of fresh points it rests on. A value read from only
+// some of the API servers, when it can only be lower than the whole's, is
+// a lower bound: past the threshold it counts, as the whole would be too;
+// otherwise it is missing.
 package trigger
 
 import (
@@ -26,6 +29,34 @@ type Point struct {
 	V float64
 	// OK is false when the value is missing (a failed scrape or query).
 	OK bool
+	// LowerBound says that V was read from only some of the API servers,
+	// and the value of all of them can only be higher (a sum or a maximum
+	// over them): it tells that a threshold is past, never that it is not.
+	LowerBound bool
+}
+
+// Known reports whether the point counts against threshold: a value, and,
+// for a lower bound, one past the threshold.
+func (p Point) Known(threshold float64) bool {
+	return p.OK && (!p.LowerBound || p.V > threshold)
+}
+
+// bounded returns the points with each lower bound that is not past the
+// threshold counted as missing.
+func bounded(points []Point, threshold float64) []Point {
+	var out []Point
+	for i, p := range points {
+		if p.OK && !p.Known(threshold) {
+			if out == nil {
+				out = slices.Clone(points)
+			}
+			out[i].OK = false
+		}
+	}
+	if out == nil {
+		return points
+	}
+	return out
 }
 
 // Spec is what a trigger compares its values with.
@@ -59,6 +90,7 @@ func (s Status) Healthy() bool {
 // Evaluate returns the trigger's state at now, given its previous state and
 // its points in time order. Points older than needed are ignored.
 func Evaluate(spec Spec, prev Status, points []Point, now time.Time) Status {
+	points = bounded(points, spec.Threshold)
 	latched := prev.Latched()
 	last := len(points) - 1
 	if last < 0 || !points[last].OK || now.Sub(points[last].T) > spec.MaxGap {

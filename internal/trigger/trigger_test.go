@@ -221,6 +221,87 @@ func TestEvaluate(t *testing.T) {
 	}
 }
 
+// lowerBounds returns series(values...) with the points at the indexes
+// given read from only some of the API servers.
+func lowerBounds(points []Point, indexes ...int) []Point {
+	for _, i := range indexes {
+		points[i].LowerBound = true
+	}
+	return points
+}
+
+// TestALowerBoundCountsOnlyPastTheThreshold: a value read from only some of
+// the API servers (one is down) can fire a trigger, as the whole would be
+// past the threshold too, but never clear one nor count as calm.
+func TestALowerBoundCountsOnlyPastTheThreshold(t *testing.T) {
+	tests := []struct {
+		name      string
+		prev      Status
+		points    []Point
+		now       time.Time
+		want      v1alpha1.TriggerState
+		wantSince time.Time
+	}{
+		{
+			name:      "lower bounds past the threshold for long enough fire",
+			points:    lowerBounds(series(150, 160, 170, 180), 0, 1, 2, 3),
+			now:       at(30),
+			want:      v1alpha1.TriggerFiring,
+			wantSince: at(30),
+		},
+		{
+			name:      "a lower bound past the threshold carries a pending run on",
+			prev:      Status{State: v1alpha1.TriggerPending, Since: at(0)},
+			points:    lowerBounds(series(150, 160, 170), 1),
+			now:       at(20),
+			want:      v1alpha1.TriggerPending,
+			wantSince: at(0),
+		},
+		{
+			name:      "a calm lower bound is not OK but Unknown",
+			prev:      Status{State: v1alpha1.TriggerOK, Since: at(-100)},
+			points:    lowerBounds(series(10, 20, 30), 2),
+			now:       at(20),
+			want:      v1alpha1.TriggerUnknown,
+			wantSince: at(20),
+		},
+		{
+			name:      "a firing trigger is not cleared by calm lower bounds",
+			prev:      Status{State: v1alpha1.TriggerFiring, Since: at(-100)},
+			points:    lowerBounds(series(10, 10, 10, 10, 10), 0, 1, 2, 3, 4),
+			now:       at(40),
+			want:      v1alpha1.TriggerFiring,
+			wantSince: at(-100),
+		},
+		{
+			name:      "a clearing run does not span a lower bound",
+			prev:      Status{State: v1alpha1.TriggerClearing, Since: at(0)},
+			points:    lowerBounds(series(10, 10, 10, 10), 2),
+			now:       at(30),
+			want:      v1alpha1.TriggerClearing,
+			wantSince: at(0),
+		},
+		{
+			name: "a healthy streak does not span a lower bound no evaluation saw",
+			// Partially blind at 10s, and no loop wrote it then.
+			prev:      Status{State: v1alpha1.TriggerOK, Since: at(-100)},
+			points:    lowerBounds(series(10, 20, 30, 40), 1),
+			now:       at(30),
+			want:      v1alpha1.TriggerOK,
+			wantSince: at(20),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Evaluate(spec, tt.prev, tt.points, tt.now)
+			if got.State != tt.want || !got.Since.Equal(tt.wantSince) {
+				t.Errorf("Evaluate = %s since %v, want %s since %v",
+					got.State, got.Since.Sub(t0), tt.want, tt.wantSince.Sub(t0))
+			}
+		})
+	}
+}
+
 // TestHysteresisStopsFlapping feeds a noisy series around the threshold and
 // counts state changes with and without a lower clear threshold.
 func TestHysteresisStopsFlapping(t *testing.T) {

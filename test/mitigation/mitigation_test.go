@@ -52,7 +52,7 @@ func TestMain(m *testing.M) {
 // until the returned function is called. A test stops and starts it again.
 func startOperator(t *testing.T) func() {
 	t.Helper()
-	stop, err := testenv.StartOperator(env.Config, operator.Options{Namespace: "loadshed-system", MetricsAddr: "0",
+	stop, err := env.StartOperator(env.Config, operator.Options{Namespace: "loadshed-system", MetricsAddr: "0",
 		ProbeAddr: "0", RestartableInProcess: true})
 	if err != nil {
 		t.Fatal(err)

@@ -91,7 +91,7 @@ func (p *processes) start(name string) *replay.Operator {
 	}
 	op, err := replay.StartOperator(context.Background(), env.Client, env.Config, replay.OperatorOptions{
 		Root: testenv.RepoRoot(), Namespace: operatorNamespace, ServiceAccount: operatorAccount,
-		Dir: p.dir, Binary: bin, Name: name, LeaderElection: p.le})
+		Dir: p.dir, Binary: bin, Name: name, LeaderElection: p.le, ProxyURL: env.ProxyURL()})
 	if err != nil {
 		p.t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -290,17 +291,21 @@ func TestAThrottleWithNoRoomIsReportedNotClaimed(t *testing.T) {
 // nothing is done to it or to its ServiceAccount; named in allowCritical,
 // it is throttled.
 func TestACriticalDaemonSetIsReportedNeverPaused(t *testing.T) {
-	original := cluster(t)
+	cluster(t)
 	ctx := context.Background()
-	critical := original.DeepCopy()
-	critical.Spec.Template.Spec.PriorityClassName = "system-node-critical"
-	if err := env.Client.Update(ctx, critical); err != nil {
+	// The DaemonSet controller writes its status all along: retry on conflict.
+	setPriority := func(class string) error {
+		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			ds := getDS(t)
+			ds.Spec.Template.Spec.PriorityClassName = class
+			return env.Client.Update(ctx, ds)
+		})
+	}
+	if err := setPriority("system-node-critical"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		ds := getDS(t)
-		ds.Spec.Template.Spec.PriorityClassName = ""
-		if err := env.Client.Update(ctx, ds); err != nil {
+		if err := setPriority(""); err != nil {
 			t.Errorf("giving the DaemonSet its priority back: %v", err)
 		}
 	})

@@ -51,6 +51,9 @@ type Options struct {
 	// Components are started beside etcd and kube-apiserver:
 	// kube-controller-manager, kube-scheduler, kwok (see internal/localcluster).
 	Components []string
+	// APIServers is how many kube-apiservers run on the one etcd (one when
+	// zero), each published in default/kubernetes; Config reaches the first.
+	APIServers int
 	// LogLevel is the operator's log level; by default
 	// LOADSHED_TEST_LOG_LEVEL, else "error" (only its errors show in the
 	// test output; info or debug show everything it logs).
@@ -83,6 +86,7 @@ func Start(opts Options) (*Env, error) {
 		Assets:     os.Getenv("KUBEBUILDER_ASSETS"),
 		CRDs:       []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
 		Components: opts.Components,
+		APIServers: opts.APIServers,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("starting the control plane: %w", err)
@@ -113,15 +117,18 @@ func (e *Env) start(opts Options) error {
 	if err := e.Client.Create(context.Background(), ns); client.IgnoreAlreadyExists(err) != nil {
 		return fmt.Errorf("creating the operator's namespace: %w", err)
 	}
-	e.stopOperator, err = StartOperator(e.Config, *opts.Operator)
+	e.stopOperator, err = e.StartOperator(e.Config, *opts.Operator)
 	return err
 }
 
 // StartOperator runs the operator in this process, as cmd/manager wires it,
 // with cfg's identity, until the returned function is called; that function
-// returns the error the operator stopped with, and may be called again.
-func StartOperator(cfg *rest.Config, opts operator.Options) (stop func() error, err error) {
-	mgr, err := operator.New(cfg, opts)
+// returns the error the operator stopped with, and may be called again. The
+// operator dials through the cluster's dialer, so that its sampler reaches
+// each kube-apiserver at the address default/kubernetes publishes for it
+// (see localcluster.Cluster.Dial).
+func (e *Env) StartOperator(cfg *rest.Config, opts operator.Options) (stop func() error, err error) {
+	mgr, err := operator.New(e.cluster.WithDialer(cfg), opts)
 	if err != nil {
 		return nil, err
 	}
@@ -150,6 +157,24 @@ func (e *Env) Dir() string { return e.dir }
 func (e *Env) RestartAPIServerAfter(down time.Duration) (stopped string, err error) {
 	return e.cluster.RestartAPIServerAfter(down)
 }
+
+// StopAPIServer stops kube-apiserver i (see
+// localcluster.Cluster.StopAPIServer).
+func (e *Env) StopAPIServer(i int) (stopped string, err error) { return e.cluster.StopAPIServer(i) }
+
+// StartAPIServer starts kube-apiserver i again after StopAPIServer.
+func (e *Env) StartAPIServer(i int) error { return e.cluster.StartAPIServer(i) }
+
+// APIServerConfig is a copy of Config that reaches kube-apiserver i.
+func (e *Env) APIServerConfig(i int) *rest.Config { return e.cluster.APIServerConfig(i) }
+
+// ProxyURL is the proxy an operator process reaches the cluster through
+// (localcluster.Cluster.ProxyURL).
+func (e *Env) ProxyURL() string { return e.cluster.ProxyURL() }
+
+// AdvertisedURL is the base URL default/kubernetes publishes for
+// kube-apiserver i, which the operator's sampler scrapes.
+func (e *Env) AdvertisedURL(i int) string { return e.cluster.AdvertisedURL(i) }
 
 // Stop stops the in-process operator, if any, then the control plane. An
 // operator that stopped with an error is an error.
