@@ -109,14 +109,16 @@ func (r *LoadShedPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	began := r.Clock.Now()
 	r.statuses.freshen(obj)
 	base := obj.DeepCopy()
+	r.statuses.goOn(obj)
 	state := r.reconcilePolicy(ctx, obj)
 	setStatus(obj, state)
 	var statusErr error
+	written := false
 	if statusWorthWriting(&base.Status, &obj.Status) {
-		if statusErr = r.patchStatus(ctx, obj, base); statusErr == nil {
-			r.statuses.remember(obj)
-		}
+		statusErr = r.patchStatus(ctx, obj, base)
+		written = statusErr == nil
 	}
+	r.statuses.remember(obj, written)
 	r.observeMetrics(obj.Name, state, r.Clock.Since(began))
 	result := resultFor(state)
 	if state.err == nil && statusErr == nil && !state.evaluated.IsZero() {
@@ -127,22 +129,42 @@ func (r *LoadShedPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	return result, kerrors.NewAggregate([]error{ignoreSpecErrors(state.err), statusErr})
 }
 
-// statusMemory remembers the status each policy's last loop wrote. A loop
-// reads the policy from the cache, which may not hold that write yet when
-// the next loop starts (interval 1s, a slow API server): the triggers'
-// states, the blocked actions and a dryRun's would-be actions would then be
-// read as they were a loop earlier, and their events recorded twice.
+// statusMemory remembers, per policy, the status this process last wrote
+// and the one its last loop computed, which is newer when the loop did not
+// write it (only values changed, see statusWorthWriting) or could not.
+//
+// A loop reads the policy from the cache, which may not hold the last write
+// yet when the next loop starts (interval 1s, a slow API server): the
+// triggers' states, the blocked actions and a dryRun's would-be actions
+// would then be read as they were a loop earlier, and their events
+// recorded twice. And a loop goes on from the last one's states and
+// lastEvaluationTime, not from the last written: a status written up to a
+// minute ago would look like a minute nobody evaluated, and every healthy
+// streak would start over (see detection.Input.PreviousAt).
 type statusMemory struct {
-	mu   sync.Mutex
-	last map[string]*v1alpha1.LoadShedPolicyStatus
+	mu                 sync.Mutex
+	written, evaluated map[string]*v1alpha1.LoadShedPolicyStatus
 }
 
 // freshen replaces obj's status with the one this process last wrote, when
-// the cached one is older (evaluated earlier).
+// the cached one is older (evaluated earlier): obj is then what the API
+// server holds, the base of the next patch.
 func (m *statusMemory) freshen(obj *v1alpha1.LoadShedPolicy) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	last := m.last[obj.Name]
+	newer(obj, m.written[obj.Name])
+}
+
+// goOn replaces obj's status with the one this process's last loop
+// computed, when newer: the loop goes on from it.
+func (m *statusMemory) goOn(obj *v1alpha1.LoadShedPolicy) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	newer(obj, m.evaluated[obj.Name])
+}
+
+// newer replaces obj's status with last when last was evaluated later.
+func newer(obj *v1alpha1.LoadShedPolicy, last *v1alpha1.LoadShedPolicyStatus) {
 	if last == nil || last.LastEvaluationTime == nil {
 		return
 	}
@@ -151,21 +173,25 @@ func (m *statusMemory) freshen(obj *v1alpha1.LoadShedPolicy) {
 	}
 }
 
-// remember records the status written for obj.
-func (m *statusMemory) remember(obj *v1alpha1.LoadShedPolicy) {
+// remember records the status computed for obj, and whether it was written.
+func (m *statusMemory) remember(obj *v1alpha1.LoadShedPolicy, written bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.last == nil {
-		m.last = map[string]*v1alpha1.LoadShedPolicyStatus{}
+	if m.written == nil {
+		m.written, m.evaluated = map[string]*v1alpha1.LoadShedPolicyStatus{}, map[string]*v1alpha1.LoadShedPolicyStatus{}
 	}
-	m.last[obj.Name] = obj.Status.DeepCopy()
+	m.evaluated[obj.Name] = obj.Status.DeepCopy()
+	if written {
+		m.written[obj.Name] = m.evaluated[obj.Name]
+	}
 }
 
-// forget drops a deleted policy's status.
+// forget drops a deleted policy's statuses.
 func (m *statusMemory) forget(name string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.last, name)
+	delete(m.written, name)
+	delete(m.evaluated, name)
 }
 
 // blockMemory remembers, per policy, the blocked actions already reported

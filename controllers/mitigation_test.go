@@ -59,7 +59,7 @@ func TestAStaleCachedStatusIsFreshened(t *testing.T) {
 	written := &v1alpha1.LoadShedPolicy{ObjectMeta: metav1.ObjectMeta{Name: "p"}}
 	written.Status.LastEvaluationTime = at(2)
 	written.Status.Blocked = []v1alpha1.BlockedStatus{{Kind: v1alpha1.ActionThrottle, Target: "a/b", Reason: "r"}}
-	m.remember(written)
+	m.remember(written, true)
 
 	stale := &v1alpha1.LoadShedPolicy{ObjectMeta: metav1.ObjectMeta{Name: "p"}}
 	stale.Status.LastEvaluationTime = at(1)
@@ -83,6 +83,34 @@ func TestAStaleCachedStatusIsFreshened(t *testing.T) {
 	m.freshen(stale)
 	if len(stale.Status.Blocked) != 0 {
 		t.Error("a deleted policy's status was remembered")
+	}
+}
+
+// TestALoopGoesOnFromTheLastEvaluationNotTheLastWrite: a loop that wrote
+// nothing (only values changed) still leaves what it computed for the next
+// loop, whose lastEvaluationTime is then a loop ago, not a write a minute
+// ago; the patch's base stays what the API server holds.
+func TestALoopGoesOnFromTheLastEvaluationNotTheLastWrite(t *testing.T) {
+	at := func(s int) *metav1.Time {
+		tm := metav1.NewTime(time.Date(2026, 12, 2, 12, 0, s, 0, time.UTC))
+		return &tm
+	}
+	var m statusMemory
+	p := &v1alpha1.LoadShedPolicy{ObjectMeta: metav1.ObjectMeta{Name: "p"}}
+	p.Status.LastEvaluationTime = at(0)
+	m.remember(p, true)
+	p.Status.LastEvaluationTime = at(50)
+	m.remember(p, false)
+
+	loop := &v1alpha1.LoadShedPolicy{ObjectMeta: metav1.ObjectMeta{Name: "p"}}
+	loop.Status.LastEvaluationTime = at(0)
+	m.freshen(loop)
+	if !loop.Status.LastEvaluationTime.Equal(at(0)) {
+		t.Errorf("the patch's base was evaluated at %v, want the last write's %v", loop.Status.LastEvaluationTime, at(0))
+	}
+	m.goOn(loop)
+	if !loop.Status.LastEvaluationTime.Equal(at(50)) {
+		t.Errorf("the loop goes on from %v, want the last evaluation's %v", loop.Status.LastEvaluationTime, at(50))
 	}
 }
 
