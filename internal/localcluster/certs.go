@@ -41,7 +41,7 @@ var apiServerNames = []string{"localhost", "kubernetes", "kubernetes.default", "
 // signing keys, so that a client or a token works against any instance. It
 // returns the serving CA's certificate (PEM). envtest, finding the serving
 // pair there, leaves the directory as it is.
-func writeCerts(dir string, ips []net.IP) (caPEM []byte, err error) {
+func writeCerts(dir string, ips []net.IP) ([]byte, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -88,25 +88,33 @@ func writeCerts(dir string, ips []net.IP) (caPEM []byte, err error) {
 	if err != nil {
 		return nil, err
 	}
-	caPEM = pem.EncodeToMemory(&pem.Block{Type: pemCertificate, Bytes: caDER})
+	if err := writePEMs(dir, servingDER, saDER, servingKey, saKey); err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: pemCertificate, Bytes: caDER}), nil
+}
+
+// writePEMs writes the serving and service-account certificates and keys
+// into dir, as envtest looks for them.
+func writePEMs(dir string, servingDER, saDER []byte, servingKey, saKey *ecdsa.PrivateKey) error {
 	for name, block := range map[string]*pem.Block{
 		servingCertFile: {Type: pemCertificate, Bytes: servingDER},
 		saCertFile:      {Type: pemCertificate, Bytes: saDER},
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	for name, key := range map[string]*ecdsa.PrivateKey{servingKeyFile: servingKey, saKeyFile: saKey} {
 		der, err := x509.MarshalECPrivateKey(key)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return caPEM, nil
+	return nil
 }
 
 // sign signs a certificate valid for a year (a kept cluster may run for

@@ -112,36 +112,7 @@ func (q Query) pointAt(rounds []*Round, i int) (trigger.Point, string) {
 	if len(r.Instances) == 0 {
 		return p, describeFailure(r)
 	}
-	var values []float64
-	// pending are the instances scraped only once within the window (new,
-	// or restarted): they have no rate or quantile yet.
-	var pending []string
-	matched := false
-	for inst, results := range r.Instances {
-		res, ok := results[q.Accum.Key()]
-		if !ok {
-			continue
-		}
-		matched = matched || res.Series > 0
-		switch q.Kind {
-		case Gauge:
-			values = append(values, within(res, q.Within))
-		case SeatUtilization:
-			values = append(values, seatUtilization(res, results[q.Nominal.Key()]))
-		case Rate:
-			if v, ok := q.rate(rounds, i, inst); ok {
-				values = append(values, v)
-			} else {
-				pending = append(pending, inst)
-			}
-		case Quantile:
-			if v, ok := q.quantile(rounds, i, inst); ok {
-				values = append(values, v)
-			} else {
-				pending = append(pending, inst)
-			}
-		}
-	}
+	values, pending, matched := q.instanceValues(rounds, i)
 	if len(values) == 0 {
 		if q.Kind == Rate || q.Kind == Quantile {
 			return p, fmt.Sprintf("waiting for a second scrape within the %v window", q.Window)
@@ -168,6 +139,39 @@ func (q Query) pointAt(rounds []*Round, i int) (trigger.Point, string) {
 	}
 	p.V, p.OK = across(values, q.Across), true
 	return p, msg
+}
+
+// instanceValues computes the query's value on each instance scraped in
+// rounds[i]; pending are the instances scraped only once within the window
+// (new, or restarted), which have no rate or quantile yet; matched tells
+// whether any series matched.
+func (q Query) instanceValues(rounds []*Round, i int) (values []float64, pending []string, matched bool) {
+	for inst, results := range rounds[i].Instances {
+		res, ok := results[q.Accum.Key()]
+		if !ok {
+			continue
+		}
+		matched = matched || res.Series > 0
+		switch q.Kind {
+		case Gauge:
+			values = append(values, within(res, q.Within))
+		case SeatUtilization:
+			values = append(values, seatUtilization(res, results[q.Nominal.Key()]))
+		case Rate:
+			if v, ok := q.rate(rounds, i, inst); ok {
+				values = append(values, v)
+			} else {
+				pending = append(pending, inst)
+			}
+		case Quantile:
+			if v, ok := q.quantile(rounds, i, inst); ok {
+				values = append(values, v)
+			} else {
+				pending = append(pending, inst)
+			}
+		}
+	}
+	return values, pending, matched
 }
 
 // boundedBelow reports whether the query's value over some instances is a
