@@ -104,7 +104,7 @@ test: manifests generate fmt vet controlplane ## Run all tests with the race det
 	@assets="$$(hack/controlplane/ensure.sh $(CONTROLPLANE_COMPONENTS))"; \
 	echo "KUBEBUILDER_ASSETS=$$assets"; \
 	export KUBEBUILDER_ASSETS="$$assets" LOADSHED_ASSETS="$$assets"; \
-	set -ex; go test -race -count=1 $(GO_TEST_FLAGS) $(GO_TEST_PKGS); \
+	set -ex; go test -race -count=1 -timeout=25m $(GO_TEST_FLAGS) $(GO_TEST_PKGS); \
 	if [ -n "$(REPLAY_TEST_PKGS)" ]; then go test -count=1 -timeout=30m $(GO_TEST_FLAGS) $(REPLAY_TEST_PKGS); fi
 
 # verify regenerates everything and fails if that changed a tracked file or
