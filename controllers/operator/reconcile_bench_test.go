@@ -2,6 +2,7 @@ package operator_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/controllers"
 	"github.com/loadshed/loadshed/controllers/operator"
 	"github.com/loadshed/loadshed/internal/sampler"
@@ -27,26 +29,12 @@ import (
 //
 //	go test -run '^$' -bench ReconcileAtScale -benchmem ./controllers/operator/
 func BenchmarkReconcileAtScale(b *testing.B) {
-	const nodes, namespaces, daemonSets, policies = 5000, 100, 1000, 10
+	const policies = scalePolicies
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cfg := *env.Config
-	cfg.QPS, cfg.Burst = 2000, 4000
-	cs, err := kubernetes.NewForConfig(&cfg)
+	list, err := scaleWorld()
 	if err != nil {
 		b.Fatal(err)
-	}
-	if err := scale.Populate(ctx, cs, nodes, namespaces, daemonSets, policies); err != nil {
-		b.Fatal(err)
-	}
-	list, err := scale.Policies(testenv.RepoRoot(), policies, 10*time.Second)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, p := range list {
-		if err := env.Client.Create(ctx, p); err != nil {
-			b.Fatal(err)
-		}
 	}
 	s, err := scheme.New()
 	if err != nil {
@@ -96,4 +84,35 @@ func BenchmarkReconcileAtScale(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		reconcile(i)
 	}
+}
+
+// The cluster of BenchmarkReconcileAtScale.
+const scaleNodes, scaleNamespaces, scaleDaemonSets, scalePolicies = 5000, 100, 1000, 10
+
+// scaleWorld creates the benchmark's cluster and policies once for the
+// test binary (-count runs the benchmark again on the same API server).
+var scaleWorld = sync.OnceValues(func() ([]*v1alpha1.LoadShedPolicy, error) {
+	return createScaleWorld(context.Background(), scaleNodes, scaleNamespaces, scaleDaemonSets, scalePolicies)
+})
+
+func createScaleWorld(ctx context.Context, nodes, namespaces, daemonSets, policies int) ([]*v1alpha1.LoadShedPolicy, error) {
+	cfg := *env.Config
+	cfg.QPS, cfg.Burst = 2000, 4000
+	cs, err := kubernetes.NewForConfig(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := scale.Populate(ctx, cs, nodes, namespaces, daemonSets, policies); err != nil {
+		return nil, err
+	}
+	list, err := scale.Policies(testenv.RepoRoot(), policies, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range list {
+		if err := env.Client.Create(ctx, p); err != nil {
+			return nil, err
+		}
+	}
+	return list, nil
 }
