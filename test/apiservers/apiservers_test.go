@@ -17,7 +17,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -216,23 +215,6 @@ func flood(t *testing.T, apiserver int, workers int) (stop func()) {
 	return stopped
 }
 
-// firstEventAt returns when the first event of a reason regarding the policy
-// happened; zero if none did.
-func firstEventAt(t *testing.T, policy, reason string) time.Time {
-	t.Helper()
-	list := &eventsv1.EventList{}
-	if err := env.Client.List(context.Background(), list); err != nil {
-		t.Fatal(err)
-	}
-	var first time.Time
-	for _, e := range list.Items {
-		if e.Regarding.Name == policy && e.Reason == reason && (first.IsZero() || e.EventTime.Time.Before(first)) {
-			first = e.EventTime.Time
-		}
-	}
-	return first
-}
-
 // stopSecond stops the second kube-apiserver, and returns what starts it
 // again; that runs when the test ends if the test has not run it, for the
 // next test.
@@ -378,7 +360,7 @@ func TestNothingIsRestoredWhileAnAPIServerIsDown(t *testing.T) {
 			t.Fatalf("the policy is %s with an API server down: %+v", p.Status.Phase, p.Status.Signals)
 		}
 	}
-	if at := firstEventAt(t, "blind", v1alpha1.EventRestoreStarted); !at.IsZero() {
+	if at := testutil.FirstEventAt(t, env.Client, "blind", v1alpha1.EventRestoreStarted); !at.IsZero() {
 		t.Fatalf("a restore started at %v with an API server down", at)
 	}
 	p := getPolicy(t, "blind")
@@ -387,11 +369,11 @@ func TestNothingIsRestoredWhileAnAPIServerIsDown(t *testing.T) {
 	startSecond()
 	back := time.Now()
 	eventually(t, "the restore starts", func() error {
-		if firstEventAt(t, "blind", v1alpha1.EventRestoreStarted).IsZero() {
+		if testutil.FirstEventAt(t, env.Client, "blind", v1alpha1.EventRestoreStarted).IsZero() {
 			return errors.New("no RestoreStarted yet")
 		}
 		return nil
 	})
 	t.Logf("the restore started %v after the second API server was back",
-		firstEventAt(t, "blind", v1alpha1.EventRestoreStarted).Sub(back).Round(time.Second))
+		testutil.FirstEventAt(t, env.Client, "blind", v1alpha1.EventRestoreStarted).Sub(back).Round(time.Second))
 }

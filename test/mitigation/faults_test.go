@@ -7,32 +7,12 @@ import (
 	"testing"
 	"time"
 
-	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/shed"
+	"github.com/loadshed/loadshed/test/testutil"
 )
-
-// firstEventAt returns when the first event of a reason regarding a policy
-// happened; zero if none did.
-func firstEventAt(t *testing.T, policyName, reason string) time.Time {
-	t.Helper()
-	list := &eventsv1.EventList{}
-	if err := env.Client.List(context.Background(), list); err != nil {
-		t.Fatal(err)
-	}
-	var first time.Time
-	for _, e := range list.Items {
-		if e.Regarding.Name != policyName || e.Reason != reason {
-			continue
-		}
-		if at := e.EventTime.Time; first.IsZero() || at.Before(first) {
-			first = at
-		}
-	}
-	return first
-}
 
 // TestAnAPIServerOutageDoesNotCountAsCalm: the flood is paused and has
 // stopped, and the trigger is clear, when kube-apiserver goes down for 12s.
@@ -68,7 +48,7 @@ func TestAnAPIServerOutageDoesNotCountAsCalm(t *testing.T) {
 		}
 		return nil
 	})
-	if at := firstEventAt(t, "outage", v1alpha1.EventRestoreStarted); !at.IsZero() {
+	if at := testutil.FirstEventAt(t, env.Client, "outage", v1alpha1.EventRestoreStarted); !at.IsZero() {
 		t.Fatalf("the restore started at %v, before the outage: the test took too long to get there", at)
 	}
 	stopped, err := env.RestartAPIServerAfter(12 * time.Second)
@@ -79,14 +59,14 @@ func TestAnAPIServerOutageDoesNotCountAsCalm(t *testing.T) {
 	t.Logf("kube-apiserver %s, down 12s, back at %s", stopped, back.Format(time.RFC3339))
 
 	eventually(t, "the restore starts", func() error {
-		if firstEventAt(t, "outage", v1alpha1.EventRestoreStarted).IsZero() {
+		if testutil.FirstEventAt(t, env.Client, "outage", v1alpha1.EventRestoreStarted).IsZero() {
 			return errors.New("no RestoreStarted yet")
 		}
 		return nil
 	})
 	// The first value after the outage is read within an interval (1s) of
 	// the server answering again.
-	restored := firstEventAt(t, "outage", v1alpha1.EventRestoreStarted)
+	restored := testutil.FirstEventAt(t, env.Client, "outage", v1alpha1.EventRestoreStarted)
 	t.Logf("the restore started %v after kube-apiserver was back (stableFor %v)",
 		restored.Sub(back).Round(time.Second), stableFor)
 	if restored.Before(back.Add(stableFor - 2*time.Second)) {

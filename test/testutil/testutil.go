@@ -17,10 +17,12 @@ import (
 	"testing"
 	"time"
 
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apiserver/pkg/authentication/serviceaccount"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // Poll calls check every interval until it returns nil, and returns nil;
@@ -102,4 +104,24 @@ func ReadGzip(path string) ([]byte, error) {
 func repoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// FirstEventAt returns when the first event of a reason regarding the
+// object named regarding happened; zero if none did.
+func FirstEventAt(t *testing.T, c client.Reader, regarding, reason string) time.Time {
+	t.Helper()
+	list := &eventsv1.EventList{}
+	if err := c.List(context.Background(), list); err != nil {
+		t.Fatal(err)
+	}
+	var first time.Time
+	for _, e := range list.Items {
+		if e.Regarding.Name != regarding || e.Reason != reason {
+			continue
+		}
+		if at := e.EventTime.Time; first.IsZero() || at.Before(first) {
+			first = at
+		}
+	}
+	return first
 }
