@@ -16,6 +16,7 @@ import (
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/replay"
+	"github.com/loadshed/loadshed/test/harness"
 )
 
 const (
@@ -32,7 +33,7 @@ const (
 // them in three waves (34%, 67% and 100% of the nodes, then the original
 // template) with short probations and no jitter.
 func crashPolicy(name string) *v1alpha1.LoadShedPolicy {
-	p := policy(name)
+	p := harness.Policy(name)
 	p.Spec.Actions.Pause.After = &metav1.Duration{}
 	p.Spec.Actions.Pause.MaxPaused = 3
 	p.Spec.Restore.StableFor = &metav1.Duration{Duration: crashProbation}
@@ -53,7 +54,7 @@ type crashTest struct {
 	procs   *processes
 	op      *replay.Operator
 	history *pauseHistory
-	flood   *load
+	flood   *harness.Load
 	outages []outage
 }
 
@@ -63,7 +64,7 @@ func startCrashTest(t *testing.T, name string, extra ...string) *crashTest {
 	t.Helper()
 	ctx := context.Background()
 	s := &crashTest{t: t, policy: crashPolicy(name)}
-	s.originals = moreAgents(t, cluster(t), extra...)
+	s.originals = moreAgents(t, env.Cluster(t), extra...)
 	s.agents = append([]string{"agent"}, extra...)
 	s.procs = runProcesses(t, nil)
 	s.op = s.procs.start("operator-1")
@@ -76,9 +77,9 @@ func startCrashTest(t *testing.T, name string, extra ...string) *crashTest {
 		if !s.procs.running() {
 			s.procs.start("operator-cleanup")
 		}
-		deletePolicy(t, s.policy)
+		env.DeletePolicy(t, s.policy)
 	})
-	s.flood = startLoad(t, "telemetry", 16, 0)
+	s.flood = env.StartLoad(t, "telemetry", 16, 0)
 	t.Cleanup(s.flood.Stop)
 	return s
 }
@@ -86,7 +87,7 @@ func startCrashTest(t *testing.T, name string, extra ...string) *crashTest {
 // waitAllPaused waits until every agent is paused, and stops the flood.
 func (s *crashTest) waitAllPaused() {
 	s.t.Helper()
-	eventually(s.t, "every agent is paused", func() error {
+	env.Eventually(s.t, "every agent is paused", func() error {
 		for _, name := range s.agents {
 			if r := s.history.latest(name); r.pausedBy != s.policy.Name {
 				return fmt.Errorf("%s is %s", name, r)
@@ -100,7 +101,7 @@ func (s *crashTest) waitAllPaused() {
 // waitFor waits until an agent's latest record satisfies ok.
 func (s *crashTest) waitFor(what, name string, ok func(pauseRecord) bool) {
 	s.t.Helper()
-	eventually(s.t, what, func() error {
+	env.Eventually(s.t, what, func() error {
 		if r := s.history.latest(name); !ok(r) {
 			return fmt.Errorf("%s is %s", name, r)
 		}
@@ -117,8 +118,8 @@ func (s *crashTest) killOn(what string, when func(name string, r pauseRecord) bo
 	ran := s.history.on(when, func() { killed = s.procs.kill(op) })
 	select {
 	case <-ran:
-	case <-time.After(timeout):
-		s.t.Fatalf("%s: not reached in %v", what, timeout)
+	case <-time.After(harness.Timeout):
+		s.t.Fatalf("%s: not reached in %v", what, harness.Timeout)
 	}
 	s.t.Logf("killed %s (SIGKILL) %s; the records then: %s", logFile(op), what, s.describe())
 	return killed
@@ -172,7 +173,7 @@ func (s *crashTest) finishRestore() {
 	t.Helper()
 	for _, name := range s.agents {
 		s.waitFor(name+" is restored", name, func(r pauseRecord) bool { return r.pausedBy == "" && !r.restoredAt.IsZero() })
-		eventually(t, name+" has all its pods back", podsOf(name, nodeCount))
+		env.Eventually(t, name+" has all its pods back", podsOf(name, harness.NodeCount))
 	}
 	type span struct {
 		name       string
@@ -205,7 +206,7 @@ func (s *crashTest) finishRestore() {
 				spans[i-1].end)
 		}
 	}
-	deletePolicy(t, s.policy)
+	env.DeletePolicy(t, s.policy)
 	checkNothingLeft(t, s.policy.Name, s.originals)
 }
 
@@ -314,7 +315,7 @@ func TestTheOperatorKilledAtAnyStepLeavesNothingHalfDone(t *testing.T) {
 				if err := env.Client.Delete(context.Background(), s.policy); err != nil {
 					t.Fatal(err)
 				}
-				eventually(t, "the undo restored agent and agent-b, not agent-c", func() error {
+				env.Eventually(t, "the undo restored agent and agent-b, not agent-c", func() error {
 					for name, paused := range map[string]bool{"agent": false, "agent-b": false, "agent-c": true} {
 						if r := s.history.latest(name); (r.pausedBy != "") != paused || (!paused && len(r.loadshed) > 0) {
 							return fmt.Errorf("%s is %s", name, r)
@@ -335,7 +336,7 @@ func TestTheOperatorKilledAtAnyStepLeavesNothingHalfDone(t *testing.T) {
 					}
 				}
 				for _, name := range s.agents {
-					eventually(t, name+" has all its pods back", podsOf(name, nodeCount))
+					env.Eventually(t, name+" has all its pods back", podsOf(name, harness.NodeCount))
 				}
 				checkNothingLeft(t, s.policy.Name, s.originals)
 			},
@@ -353,7 +354,7 @@ func TestTheOperatorKilledAtAnyStepLeavesNothingHalfDone(t *testing.T) {
 func holdDaemonSet(t *testing.T, name string) func() {
 	t.Helper()
 	policyName := "hold-" + name
-	remove := denyPolicy(t, policyName, "apps", "daemonsets", fmt.Sprintf("object.metadata.name != %q", name))
+	remove := env.DenyPolicy(t, policyName, "apps", "daemonsets", fmt.Sprintf("object.metadata.name != %q", name))
 	t.Cleanup(remove)
 	refused := func() (bool, error) {
 		ds := &appsv1.DaemonSet{}
@@ -373,7 +374,7 @@ func holdDaemonSet(t *testing.T, name string) func() {
 		}
 		return false, err
 	}
-	eventually(t, "the API server refuses updates to "+name, func() error {
+	env.Eventually(t, "the API server refuses updates to "+name, func() error {
 		if ok, err := refused(); !ok {
 			return errors.Join(errors.New("not yet"), err)
 		}
@@ -381,7 +382,7 @@ func holdDaemonSet(t *testing.T, name string) func() {
 	})
 	return func() {
 		remove()
-		eventually(t, "the API server allows updates to "+name+" again", func() error {
+		env.Eventually(t, "the API server allows updates to "+name+" again", func() error {
 			if ok, err := refused(); ok || err != nil {
 				return errors.Join(errors.New("still refused"), err)
 			}
@@ -396,7 +397,7 @@ func holdDaemonSet(t *testing.T, name string) func() {
 func holdStatus(t *testing.T) func() {
 	t.Helper()
 	const name = "hold-policy-status"
-	remove := denyPolicy(t, name, v1alpha1.GroupVersion.Group, "loadshedpolicies/status", "false")
+	remove := env.DenyPolicy(t, name, v1alpha1.GroupVersion.Group, "loadshedpolicies/status", "false")
 	t.Cleanup(remove)
 	refused := func() (bool, error) {
 		list := &v1alpha1.LoadShedPolicyList{}
@@ -417,7 +418,7 @@ func holdStatus(t *testing.T) func() {
 		}
 		return false, err
 	}
-	eventually(t, "the API server refuses status writes", func() error {
+	env.Eventually(t, "the API server refuses status writes", func() error {
 		if ok, err := refused(); !ok {
 			return errors.Join(errors.New("not yet"), err)
 		}
@@ -425,7 +426,7 @@ func holdStatus(t *testing.T) func() {
 	})
 	return func() {
 		remove()
-		eventually(t, "the API server allows status writes again", func() error {
+		env.Eventually(t, "the API server allows status writes again", func() error {
 			if ok, err := refused(); ok || err != nil {
 				return errors.Join(errors.New("still refused"), err)
 			}

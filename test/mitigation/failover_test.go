@@ -61,7 +61,7 @@ func holder(l *coordinationv1.Lease) string {
 func waitLeader(t *testing.T, id, not string) *coordinationv1.Lease {
 	t.Helper()
 	var got *coordinationv1.Lease
-	eventually(t, "a leader other than "+not, func() error {
+	env.Eventually(t, "a leader other than "+not, func() error {
 		l, err := lease(id)
 		if err != nil {
 			return err
@@ -79,7 +79,7 @@ func waitLeader(t *testing.T, id, not string) *coordinationv1.Lease {
 func standBy(t *testing.T, procs *processes, name string) {
 	t.Helper()
 	op := procs.start(name)
-	eventually(t, name+" stands by", func() error {
+	env.Eventually(t, name+" stands by", func() error {
 		b, err := os.ReadFile(op.Log)
 		if err != nil {
 			return err
@@ -101,7 +101,7 @@ func standBy(t *testing.T, procs *processes, name string) {
 // policy is deleted. It logs the handover: from the kill to the Lease
 // naming the new leader (its acquireTime), and to its first restore step.
 func TestALeaderKilledMidRestoreIsReplacedAndTheRestoreGoesOn(t *testing.T) {
-	originals := moreAgents(t, cluster(t))
+	originals := moreAgents(t, env.Cluster(t))
 	le := failoverElection(t, "loadshed-failover")
 	procs := runProcesses(t, le)
 	ctx := context.Background()
@@ -119,9 +119,9 @@ func TestALeaderKilledMidRestoreIsReplacedAndTheRestoreGoesOn(t *testing.T) {
 		if !procs.running() {
 			procs.start("replica-cleanup")
 		}
-		deletePolicy(t, p)
+		env.DeletePolicy(t, p)
 	})
-	s.flood = startLoad(t, "telemetry", 16, 0)
+	s.flood = env.StartLoad(t, "telemetry", 16, 0)
 	t.Cleanup(s.flood.Stop)
 	s.waitAllPaused()
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/shed"
+	"github.com/loadshed/loadshed/test/harness"
 	"github.com/loadshed/loadshed/test/testutil"
 )
 
@@ -22,26 +23,26 @@ import (
 // trigger as Unknown just as the server comes back, which restarts the
 // streak anyway; the trigger's table tests cover the loop that does not.)
 func TestAnAPIServerOutageDoesNotCountAsCalm(t *testing.T) {
-	cluster(t)
-	t.Cleanup(startOperator(t)) // stops after the policy is deleted: its finalizer needs the operator
+	env.Cluster(t)
+	t.Cleanup(env.RunOperator(t)) // stops after the policy is deleted: its finalizer needs the operator
 	ctx := context.Background()
 	const stableFor = 30 * time.Second
-	p := policy("outage")
+	p := harness.Policy("outage")
 	p.Spec.Restore.StableFor = &metav1.Duration{Duration: stableFor}
 	if err := env.Client.Create(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { deletePolicy(t, p) })
-	flood := startLoad(t, "telemetry", 16, 0)
-	eventually(t, "the DaemonSet is paused", func() error {
-		if shed.PausedBy(getDS(t)) != "outage" {
+	t.Cleanup(func() { env.DeletePolicy(t, p) })
+	flood := env.StartLoad(t, "telemetry", 16, 0)
+	env.Eventually(t, "the DaemonSet is paused", func() error {
+		if shed.PausedBy(env.GetDS(t)) != "outage" {
 			return errors.New("not paused yet")
 		}
 		return nil
 	})
 	flood.Stop()
-	eventually(t, "the trigger is clear", func() error {
-		for _, s := range getPolicy(t, "outage").Status.Signals {
+	env.Eventually(t, "the trigger is clear", func() error {
+		for _, s := range env.GetPolicy(t, "outage").Status.Signals {
 			if s.State != v1alpha1.TriggerOK {
 				return fmt.Errorf("%s is %s", s.Name, s.State)
 			}
@@ -58,7 +59,7 @@ func TestAnAPIServerOutageDoesNotCountAsCalm(t *testing.T) {
 	back := time.Now()
 	t.Logf("kube-apiserver %s, down 12s, back at %s", stopped, back.Format(time.RFC3339))
 
-	eventually(t, "the restore starts", func() error {
+	env.Eventually(t, "the restore starts", func() error {
 		if testutil.FirstEventAt(t, env.Client, "outage", v1alpha1.EventRestoreStarted).IsZero() {
 			return errors.New("no RestoreStarted yet")
 		}
@@ -73,7 +74,7 @@ func TestAnAPIServerOutageDoesNotCountAsCalm(t *testing.T) {
 		t.Errorf("the restore started %v after kube-apiserver was back, before stableFor (%v) of calm could be seen",
 			restored.Sub(back).Round(time.Second), stableFor)
 	}
-	if n := eventCount(t, "outage", v1alpha1.EventTriggerFired); n != 1 {
+	if n := env.EventCount(t, "outage", v1alpha1.EventTriggerFired); n != 1 {
 		t.Errorf("%d TriggerFired events, want 1: the counters starting again from zero fired it again", n)
 	}
 }

@@ -9,11 +9,9 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/shed"
+	"github.com/loadshed/loadshed/test/harness"
 )
 
 func eventReasons(t *testing.T, regarding string) map[string]bool {
@@ -40,43 +39,25 @@ func eventReasons(t *testing.T, regarding string) map[string]bool {
 	return out
 }
 
-func sameTemplate(a, b *appsv1.DaemonSet) bool {
-	return equality.Semantic.DeepEqual(a.Spec.Template, b.Spec.Template)
-}
-
-func deletePolicy(t *testing.T, p *v1alpha1.LoadShedPolicy) {
-	t.Helper()
-	ctx := context.Background()
-	if err := env.Client.Delete(ctx, p); err != nil && !apierrors.IsNotFound(err) {
-		t.Fatal(err)
-	}
-	eventually(t, "the policy "+p.Name+" is deleted", func() error {
-		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), &v1alpha1.LoadShedPolicy{}); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("still there: %w", err)
-		}
-		return nil
-	})
-}
-
 // TestDryRunChangesNothing: a dryRun policy reports what it would do, in
 // status and "Would..." events, each once and in the order the policy
 // would act (the pause pause.after after the throttle), and leaves the
 // cluster as it is.
 func TestDryRunChangesNothing(t *testing.T) {
-	original := cluster(t)
-	stop := startOperator(t)
+	original := env.Cluster(t)
+	stop := env.RunOperator(t)
 	defer stop()
-	p := policy("dry-run") // pause.after 3s
+	p := harness.Policy("dry-run") // pause.after 3s
 	p.Spec.DryRun = true
 	apf := flowControlWrites(t)
 	ds := daemonSetWrites(t)
 	if err := env.Client.Create(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
-	defer deletePolicy(t, p)
+	defer env.DeletePolicy(t, p)
 
-	flood := startLoad(t, "telemetry", 8, 0)
-	eventually(t, "the dryRun policy says what it would do", func() error {
+	flood := env.StartLoad(t, "telemetry", 8, 0)
+	env.Eventually(t, "the dryRun policy says what it would do", func() error {
 		reasons := eventReasons(t, "dry-run")
 		if !reasons[v1alpha1.DryRunReason(v1alpha1.EventThrottled)] || !reasons[v1alpha1.DryRunReason(v1alpha1.EventPaused)] {
 			return fmt.Errorf("events: %v", reasons)
@@ -100,17 +81,17 @@ func TestDryRunChangesNothing(t *testing.T) {
 		t.Errorf("dryRun wrote the DaemonSet %d times", n)
 	}
 	for _, reason := range []string{v1alpha1.EventThrottled, v1alpha1.EventPaused} {
-		if n := eventCount(t, "dry-run", v1alpha1.DryRunReason(reason)); n != 1 {
+		if n := env.EventCount(t, "dry-run", v1alpha1.DryRunReason(reason)); n != 1 {
 			t.Errorf("%d %s events, want 1", n, v1alpha1.DryRunReason(reason))
 		}
 	}
-	if left := owned(t); len(left) > 0 {
+	if left := env.Owned(t); len(left) > 0 {
 		t.Errorf("dryRun created %v", left)
 	}
-	if got := getDS(t); !sameTemplate(got, original) || shed.PausedBy(got) != "" {
+	if got := env.GetDS(t); !harness.SameTemplate(got, original) || shed.PausedBy(got) != "" {
 		t.Errorf("dryRun changed the DaemonSet")
 	}
-	if err := podsAre(nodeCount)(); err != nil {
+	if err := env.PodsAre(harness.NodeCount)(); err != nil {
 		t.Error(err)
 	}
 }
@@ -168,10 +149,10 @@ func flowControlWrites(t *testing.T) func() []string {
 // it, a restore interrupted by a restart completes exactly, and deleting a
 // policy in the middle of a pause undoes it.
 func TestPausesSurviveRestartsOverridesAndDeletion(t *testing.T) {
-	original := cluster(t)
+	original := env.Cluster(t)
 	ctx := context.Background()
-	stop := startOperator(t)
-	p := policy("lifecycle")
+	stop := env.RunOperator(t)
+	p := harness.Policy("lifecycle")
 	p.Spec.Actions.Pause.After = &metav1.Duration{}
 	p.Spec.Restore.Backoff.Initial = &metav1.Duration{Duration: 20 * time.Second}
 	p.Spec.Restore.Backoff.JitterPercent = ptr.To[int32](0) // so that the backoff step is exactly 20s
@@ -179,20 +160,20 @@ func TestPausesSurviveRestartsOverridesAndDeletion(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Whatever fails, the policy goes (and undoes its pause) before the next test.
-	t.Cleanup(func() { deletePolicy(t, p) })
-	flood := startLoad(t, "telemetry", 8, 0)
-	eventually(t, "the DaemonSet is paused", func() error {
-		if shed.PausedBy(getDS(t)) != "lifecycle" {
+	t.Cleanup(func() { env.DeletePolicy(t, p) })
+	flood := env.StartLoad(t, "telemetry", 8, 0)
+	env.Eventually(t, "the DaemonSet is paused", func() error {
+		if shed.PausedBy(env.GetDS(t)) != "lifecycle" {
 			return errors.New("not paused yet")
 		}
-		return podsAre(0)()
+		return env.PodsAre(0)()
 	})
 
 	// Someone removes the pause: it is put back once, and recorded.
 	override := func() {
 		t.Helper()
 		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			ds := getDS(t)
+			ds := env.GetDS(t)
 			delete(ds.Spec.Template.Spec.NodeSelector, v1alpha1.LabelPaused)
 			return env.Client.Update(ctx, ds)
 		})
@@ -201,8 +182,8 @@ func TestPausesSurviveRestartsOverridesAndDeletion(t *testing.T) {
 		}
 	}
 	override()
-	eventually(t, "the removed pause is put back and reported", func() error {
-		ds := getDS(t)
+	env.Eventually(t, "the removed pause is put back and reported", func() error {
+		ds := env.GetDS(t)
 		if ds.Spec.Template.Spec.NodeSelector[v1alpha1.LabelPaused] == "" || shed.OverriddenAt(ds).IsZero() {
 			return errors.New("not put back yet")
 		}
@@ -211,11 +192,11 @@ func TestPausesSurviveRestartsOverridesAndDeletion(t *testing.T) {
 		}
 		return nil
 	})
-	first := shed.OverriddenAt(getDS(t))
+	first := shed.OverriddenAt(env.GetDS(t))
 	override()
 	// Removed again at once: loadshed waits a backoff step (20s) before
 	// putting it back, instead of fighting.
-	eventually(t, "the second removal is reported", func() error {
+	env.Eventually(t, "the second removal is reported", func() error {
 		got := &v1alpha1.LoadShedPolicy{}
 		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), got); err != nil {
 			return err
@@ -227,11 +208,11 @@ func TestPausesSurviveRestartsOverridesAndDeletion(t *testing.T) {
 		}
 		return errors.New("Shedding does not say PauseOverridden")
 	})
-	if ds := getDS(t); ds.Spec.Template.Spec.NodeSelector[v1alpha1.LabelPaused] != "" {
+	if ds := env.GetDS(t); ds.Spec.Template.Spec.NodeSelector[v1alpha1.LabelPaused] != "" {
 		t.Errorf("the pause was put back again within one backoff step of %v", first)
 	}
-	eventually(t, "after the backoff step the pause is put back", func() error {
-		ds := getDS(t)
+	env.Eventually(t, "after the backoff step the pause is put back", func() error {
+		ds := env.GetDS(t)
 		if ds.Spec.Template.Spec.NodeSelector[v1alpha1.LabelPaused] == "" {
 			return errors.New("not yet")
 		}
@@ -241,18 +222,18 @@ func TestPausesSurviveRestartsOverridesAndDeletion(t *testing.T) {
 		return nil
 	})
 	// One event per put-back, none while the second removal waited.
-	eventually(t, "one PauseOverridden event per put-back", func() error {
-		if n := eventCount(t, "lifecycle", v1alpha1.EventPauseOverridden); n != 2 {
+	env.Eventually(t, "one PauseOverridden event per put-back", func() error {
+		if n := env.EventCount(t, "lifecycle", v1alpha1.EventPauseOverridden); n != 2 {
 			return fmt.Errorf("%d PauseOverridden events on the policy for 2 put-backs, want 2", n)
 		}
 		return nil
 	})
 
 	// A restart in the middle of the pause loses nothing.
-	before := getDS(t)
+	before := env.GetDS(t)
 	stop()
-	stop = startOperator(t)
-	eventually(t, "the new operator keeps the pause", func() error {
+	stop = env.RunOperator(t)
+	env.Eventually(t, "the new operator keeps the pause", func() error {
 		got := &v1alpha1.LoadShedPolicy{}
 		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), got); err != nil {
 			return err
@@ -262,7 +243,7 @@ func TestPausesSurviveRestartsOverridesAndDeletion(t *testing.T) {
 		}
 		return nil
 	})
-	after := getDS(t)
+	after := env.GetDS(t)
 	if after.Annotations[v1alpha1.AnnotationPausedAt] != before.Annotations[v1alpha1.AnnotationPausedAt] ||
 		after.Annotations[v1alpha1.AnnotationOriginal] != before.Annotations[v1alpha1.AnnotationOriginal] {
 		t.Errorf("the restart rewrote the pause record: %v -> %v", before.Annotations, after.Annotations)
@@ -270,43 +251,43 @@ func TestPausesSurviveRestartsOverridesAndDeletion(t *testing.T) {
 
 	// The flood ends; a restart in the middle of the restore loses nothing.
 	flood.Stop()
-	eventually(t, "the restore starts", func() error {
-		if w := getDS(t).Annotations[v1alpha1.AnnotationWave]; w != "1" {
+	env.Eventually(t, "the restore starts", func() error {
+		if w := env.GetDS(t).Annotations[v1alpha1.AnnotationWave]; w != "1" {
 			return fmt.Errorf("wave %q", w)
 		}
 		return nil
 	})
 	stop()
-	stop = startOperator(t)
+	stop = env.RunOperator(t)
 	defer stop()
-	eventually(t, "the restore completes under the new operator", func() error {
-		ds := getDS(t)
+	env.Eventually(t, "the restore completes under the new operator", func() error {
+		ds := env.GetDS(t)
 		if shed.PausedBy(ds) != "" {
 			return fmt.Errorf("still paused, wave %s", ds.Annotations[v1alpha1.AnnotationWave])
 		}
-		return podsAre(nodeCount)()
+		return env.PodsAre(harness.NodeCount)()
 	})
-	if got := getDS(t); !equality.Semantic.DeepEqual(got.Spec.Template, original.Spec.Template) {
+	if got := env.GetDS(t); !equality.Semantic.DeepEqual(got.Spec.Template, original.Spec.Template) {
 		t.Errorf("the pod template after an interrupted restore differs from the original")
 	}
 
 	// Deleting a policy in the middle of a pause undoes it all.
-	flood = startLoad(t, "telemetry", 8, 0)
-	eventually(t, "the DaemonSet is paused again", func() error {
-		if shed.PausedBy(getDS(t)) != "lifecycle" {
+	flood = env.StartLoad(t, "telemetry", 8, 0)
+	env.Eventually(t, "the DaemonSet is paused again", func() error {
+		if shed.PausedBy(env.GetDS(t)) != "lifecycle" {
 			return errors.New("not paused yet")
 		}
 		return nil
 	})
 	flood.Stop()
-	deletePolicy(t, p)
-	if got := getDS(t); !sameTemplate(got, original) || shed.PausedBy(got) != "" {
+	env.DeletePolicy(t, p)
+	if got := env.GetDS(t); !harness.SameTemplate(got, original) || shed.PausedBy(got) != "" {
 		t.Errorf("deleting the policy did not restore the DaemonSet exactly")
 	}
-	if left := owned(t); len(left) > 0 {
+	if left := env.Owned(t); len(left) > 0 {
 		t.Errorf("deleting the policy left %v", left)
 	}
-	eventually(t, "every pod is back", podsAre(nodeCount))
+	env.Eventually(t, "every pod is back", env.PodsAre(harness.NodeCount))
 	fss := &flowcontrolv1.FlowSchemaList{}
 	err := env.Client.List(ctx, fss, client.MatchingLabels{v1alpha1.LabelPolicy: "lifecycle"})
 	if err != nil || len(fss.Items) > 0 {

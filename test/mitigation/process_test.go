@@ -29,6 +29,7 @@ import (
 	"github.com/loadshed/loadshed/controllers/operator"
 	"github.com/loadshed/loadshed/internal/replay"
 	"github.com/loadshed/loadshed/internal/shed"
+	"github.com/loadshed/loadshed/test/harness"
 	"github.com/loadshed/loadshed/test/testenv"
 )
 
@@ -174,7 +175,7 @@ func moreAgents(t *testing.T, agent *appsv1.DaemonSet, names ...string) map[stri
 		out[name] = created
 	}
 	for name := range out {
-		eventually(t, "the DaemonSet controller creates a pod per node for "+name, podsOf(name, nodeCount))
+		env.Eventually(t, "the DaemonSet controller creates a pod per node for "+name, podsOf(name, harness.NodeCount))
 	}
 	return out
 }
@@ -189,7 +190,7 @@ func deleteAgent(t *testing.T, ds *appsv1.DaemonSet) {
 		t.Error(err)
 		return
 	}
-	eventually(t, "DaemonSet "+ds.Name+" and its pods are gone", func() error {
+	env.Eventually(t, "DaemonSet "+ds.Name+" and its pods are gone", func() error {
 		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(ds), &appsv1.DaemonSet{}); !apierrors.IsNotFound(err) {
 			return fmt.Errorf("still there (%w)", err)
 		}
@@ -533,7 +534,7 @@ func checkNothingLeft(t *testing.T, policyName string, originals map[string]*app
 	if !apierrors.IsNotFound(err) {
 		t.Errorf("the policy is still there (%v)", err)
 	}
-	if left := owned(t); len(left) > 0 {
+	if left := env.Owned(t); len(left) > 0 {
 		t.Errorf("left after the policy was deleted: %v", left)
 	}
 	fss := &flowcontrolv1.FlowSchemaList{}
@@ -574,7 +575,7 @@ func checkTemplate(t *testing.T, original, got *appsv1.DaemonSet) {
 		!equality.Semantic.DeepEqual(o.Affinity, g.Affinity):
 		t.Errorf("%s: scheduling %v %+v, want the original %v %+v", got.Name, g.NodeSelector, g.Affinity,
 			o.NodeSelector, o.Affinity)
-	case !sameTemplate(original, got):
+	case !harness.SameTemplate(original, got):
 		t.Errorf("%s: the pod template differs from the original", got.Name)
 	}
 }
@@ -582,7 +583,7 @@ func checkTemplate(t *testing.T, original, got *appsv1.DaemonSet) {
 // waitPolicyGone waits until a policy, deleted, is gone.
 func waitPolicyGone(t *testing.T, name string) {
 	t.Helper()
-	eventually(t, "the policy "+name+" is gone", func() error {
+	env.Eventually(t, "the policy "+name+" is gone", func() error {
 		err := env.Client.Get(context.Background(), client.ObjectKey{Name: name}, &v1alpha1.LoadShedPolicy{})
 		if apierrors.IsNotFound(err) {
 			return nil

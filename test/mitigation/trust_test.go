@@ -8,70 +8,28 @@ import (
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/attribution"
 	"github.com/loadshed/loadshed/internal/shed"
+	"github.com/loadshed/loadshed/test/harness"
 )
-
-// eventCount counts the occurrences of events of a reason regarding a
-// policy, a series counting as its count: only this policy's, by UID, while
-// it exists, so that a policy of the same name in an earlier run (go test
-// -count) does not count.
-func eventCount(t *testing.T, policyName, reason string) int {
-	t.Helper()
-	ctx := context.Background()
-	var uid types.UID
-	p := &v1alpha1.LoadShedPolicy{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Name: policyName}, p); err == nil {
-		uid = p.UID
-	}
-	list := &eventsv1.EventList{}
-	if err := env.Client.List(ctx, list); err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, e := range list.Items {
-		if e.Regarding.Name != policyName || e.Reason != reason || (uid != "" && e.Regarding.UID != uid) {
-			continue
-		}
-		if e.Series != nil && e.Series.Count > 1 {
-			n += int(e.Series.Count)
-		} else {
-			n++
-		}
-	}
-	return n
-}
 
 // throttleOf reads the throttle FlowSchema of telemetry/agent.
 func throttleOf() error {
 	name := shed.ThrottleName(attribution.ServiceAccount{Namespace: "telemetry", Name: "agent"})
 	return env.Client.Get(context.Background(), client.ObjectKey{Name: name}, &flowcontrolv1.FlowSchema{})
-}
-
-func getPolicy(t *testing.T, name string) *v1alpha1.LoadShedPolicy {
-	t.Helper()
-	p := &v1alpha1.LoadShedPolicy{}
-	if err := env.Client.Get(context.Background(), client.ObjectKey{Name: name}, p); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 // writeCounter counts the writes that change what loadshed writes on an
@@ -127,7 +85,7 @@ func (c *writeCounter) stop() int {
 // rejects, so that the flood's LISTs keep being served, slowly, and the
 // trigger keeps firing; and nothing is restored for ten minutes.
 func steadyPolicy(name string) *v1alpha1.LoadShedPolicy {
-	p := policy(name)
+	p := harness.Policy(name)
 	p.Spec.Actions.Throttle.LimitResponse = v1alpha1.LimitResponseQueue
 	p.Spec.Restore.StableFor = &metav1.Duration{Duration: 10 * time.Minute}
 	return p
@@ -139,21 +97,21 @@ func steadyPolicy(name string) *v1alpha1.LoadShedPolicy {
 // and a second policy with the same targets, firing too, does not fight
 // the first over them: it reports them as the first one's.
 func TestASteadyFloodWritesEachObjectOnce(t *testing.T) {
-	cluster(t)
-	t.Cleanup(startOperator(t)) // stops after the policies are deleted: their finalizers need the operator
+	env.Cluster(t)
+	t.Cleanup(env.RunOperator(t)) // stops after the policies are deleted: their finalizers need the operator
 	ctx := context.Background()
 	first := steadyPolicy("steady")
 	if err := env.Client.Create(ctx, first); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { deletePolicy(t, first) })
-	flood := startLoad(t, "telemetry", 16, 0)
+	t.Cleanup(func() { env.DeletePolicy(t, first) })
+	flood := env.StartLoad(t, "telemetry", 16, 0)
 	defer flood.Stop()
-	eventually(t, "the ServiceAccount is throttled and the DaemonSet paused", func() error {
+	env.Eventually(t, "the ServiceAccount is throttled and the DaemonSet paused", func() error {
 		if err := throttleOf(); err != nil {
 			return err
 		}
-		if shed.PausedBy(getDS(t)) != "steady" {
+		if shed.PausedBy(env.GetDS(t)) != "steady" {
 			return errors.New("not paused yet")
 		}
 		return nil
@@ -162,7 +120,7 @@ func TestASteadyFloodWritesEachObjectOnce(t *testing.T) {
 	if err := env.Client.Create(ctx, rival); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { deletePolicy(t, rival) })
+	t.Cleanup(func() { env.DeletePolicy(t, rival) })
 
 	dsWrites := daemonSetWrites(t)
 	sa := attribution.ServiceAccount{Namespace: "telemetry", Name: "agent"}
@@ -175,13 +133,13 @@ func TestASteadyFloodWritesEachObjectOnce(t *testing.T) {
 		fs := o.(*flowcontrolv1.FlowSchema)
 		return []any{fs.Spec, fs.Labels, fs.Annotations}
 	})
-	evaluated := getPolicy(t, "steady").Status.LastEvaluationTime
+	evaluated := env.GetPolicy(t, "steady").Status.LastEvaluationTime
 	time.Sleep(time.Minute)
-	last := getPolicy(t, "steady").Status.LastEvaluationTime
+	last := env.GetPolicy(t, "steady").Status.LastEvaluationTime
 	if evaluated == nil || last == nil || !last.After(evaluated.Time) {
 		t.Fatalf("the policy was not evaluated during the minute (%v, then %v): nothing was tested", evaluated, last)
 	}
-	if ds := getDS(t); shed.PausedBy(ds) != "steady" || ds.Annotations[v1alpha1.AnnotationWave] != "0" {
+	if ds := env.GetDS(t); shed.PausedBy(ds) != "steady" || ds.Annotations[v1alpha1.AnnotationWave] != "0" {
 		t.Fatalf("the DaemonSet is no longer fully paused by the first policy: %v", ds.Annotations)
 	}
 	dsN, fsN := dsWrites.stop(), fsWrites.stop()
@@ -198,12 +156,12 @@ func TestASteadyFloodWritesEachObjectOnce(t *testing.T) {
 		"rival":  {v1alpha1.EventThrottled: 0, v1alpha1.EventPaused: 0, v1alpha1.EventBlocked: 2},
 	} {
 		for reason, n := range want {
-			if got := eventCount(t, policy, reason); got != n {
+			if got := env.EventCount(t, policy, reason); got != n {
 				t.Errorf("policy %s: %d %s events, want %d", policy, got, reason, n)
 			}
 		}
 	}
-	blocked := getPolicy(t, "rival").Status.Blocked
+	blocked := env.GetPolicy(t, "rival").Status.Blocked
 	if len(blocked) != 2 {
 		t.Errorf("the rival policy reports %+v blocked, want the throttle and the pause, as the first policy's", blocked)
 	}
@@ -215,7 +173,7 @@ func TestASteadyFloodWritesEachObjectOnce(t *testing.T) {
 // event says so once, nothing claims a throttle, and the pause comes
 // pause.after after the trigger fired.
 func TestAThrottleWithNoRoomIsReportedNotClaimed(t *testing.T) {
-	original := cluster(t)
+	original := env.Cluster(t)
 	ctx := context.Background()
 	early := &flowcontrolv1.FlowSchema{
 		ObjectMeta: metav1.ObjectMeta{Name: "telemetry-early"},
@@ -234,22 +192,22 @@ func TestAThrottleWithNoRoomIsReportedNotClaimed(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Client.Delete(ctx, early) })
-	t.Cleanup(startOperator(t)) // stops after the policy is deleted: its finalizer needs the operator
-	p := policy("no-room")
+	t.Cleanup(env.RunOperator(t)) // stops after the policy is deleted: its finalizer needs the operator
+	p := harness.Policy("no-room")
 	if err := env.Client.Create(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { deletePolicy(t, p) })
-	flood := startLoad(t, "telemetry", 16, 0)
+	t.Cleanup(func() { env.DeletePolicy(t, p) })
+	flood := env.StartLoad(t, "telemetry", 16, 0)
 	defer flood.Stop()
 
-	eventually(t, "the DaemonSet is paused, the throttle reported as blocked", func() error {
-		got := getPolicy(t, "no-room")
+	env.Eventually(t, "the DaemonSet is paused, the throttle reported as blocked", func() error {
+		got := env.GetPolicy(t, "no-room")
 		if len(got.Status.Blocked) == 0 || got.Status.Blocked[0].Kind != v1alpha1.ActionThrottle ||
 			got.Status.Blocked[0].Target != "telemetry/agent" {
 			return fmt.Errorf("blocked %+v", got.Status.Blocked)
 		}
-		if shed.PausedBy(getDS(t)) != "no-room" {
+		if shed.PausedBy(env.GetDS(t)) != "no-room" {
 			return errors.New("not paused yet")
 		}
 		return nil
@@ -261,7 +219,7 @@ func TestAThrottleWithNoRoomIsReportedNotClaimed(t *testing.T) {
 	if n := dsWrites.stop(); n > 0 {
 		t.Errorf("the paused DaemonSet was written %d times in 10s of steady flood, want none", n)
 	}
-	got := getPolicy(t, "no-room")
+	got := env.GetPolicy(t, "no-room")
 	for _, a := range got.Status.Actions {
 		if a.Kind == v1alpha1.ActionThrottle {
 			t.Errorf("status claims a throttle that is not there: %+v", a)
@@ -273,15 +231,15 @@ func TestAThrottleWithNoRoomIsReportedNotClaimed(t *testing.T) {
 	if err := throttleOf(); !apierrors.IsNotFound(err) {
 		t.Errorf("a throttle FlowSchema exists (%v)", err)
 	}
-	if n := eventCount(t, "no-room", v1alpha1.EventThrottled); n != 0 {
+	if n := env.EventCount(t, "no-room", v1alpha1.EventThrottled); n != 0 {
 		t.Errorf("%d Throttled events for a throttle never applied", n)
 	}
-	if n := eventCount(t, "no-room", v1alpha1.EventBlocked); n != 1 {
+	if n := env.EventCount(t, "no-room", v1alpha1.EventBlocked); n != 1 {
 		t.Errorf("%d Blocked events, want 1 (once, when it became blocked)", n)
 	}
 	flood.Stop()
-	deletePolicy(t, p)
-	if !sameTemplate(getDS(t), original) {
+	env.DeletePolicy(t, p)
+	if !harness.SameTemplate(env.GetDS(t), original) {
 		t.Error("deleting the policy did not give the DaemonSet its template back")
 	}
 }
@@ -291,12 +249,12 @@ func TestAThrottleWithNoRoomIsReportedNotClaimed(t *testing.T) {
 // nothing is done to it or to its ServiceAccount; named in allowCritical,
 // it is throttled.
 func TestACriticalDaemonSetIsReportedNeverPaused(t *testing.T) {
-	cluster(t)
+	env.Cluster(t)
 	ctx := context.Background()
 	// The DaemonSet controller writes its status all along: retry on conflict.
 	setPriority := func(class string) error {
 		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			ds := getDS(t)
+			ds := env.GetDS(t)
 			ds.Spec.Template.Spec.PriorityClassName = class
 			return env.Client.Update(ctx, ds)
 		})
@@ -309,17 +267,17 @@ func TestACriticalDaemonSetIsReportedNeverPaused(t *testing.T) {
 			t.Errorf("giving the DaemonSet its priority back: %v", err)
 		}
 	})
-	t.Cleanup(startOperator(t)) // stops after the policy is deleted: its finalizer needs the operator
-	p := policy("critical")
+	t.Cleanup(env.RunOperator(t)) // stops after the policy is deleted: its finalizer needs the operator
+	p := harness.Policy("critical")
 	if err := env.Client.Create(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { deletePolicy(t, p) })
-	flood := startLoad(t, "telemetry", 16, 0)
+	t.Cleanup(func() { env.DeletePolicy(t, p) })
+	flood := env.StartLoad(t, "telemetry", 16, 0)
 	defer flood.Stop()
 
-	eventually(t, "the throttle and the pause are reported as blocked", func() error {
-		got := getPolicy(t, "critical")
+	env.Eventually(t, "the throttle and the pause are reported as blocked", func() error {
+		got := env.GetPolicy(t, "critical")
 		kinds := map[v1alpha1.ActionKind]string{}
 		for _, b := range got.Status.Blocked {
 			kinds[b.Kind] = b.Reason
@@ -330,65 +288,23 @@ func TestACriticalDaemonSetIsReportedNeverPaused(t *testing.T) {
 		return nil
 	})
 	time.Sleep(5 * time.Second) // a few more evaluations
-	if by := shed.PausedBy(getDS(t)); by != "" {
+	if by := shed.PausedBy(env.GetDS(t)); by != "" {
 		t.Errorf("a system-node-critical DaemonSet was paused by %s", by)
 	}
 	if err := throttleOf(); !apierrors.IsNotFound(err) {
 		t.Errorf("the critical DaemonSet's ServiceAccount is throttled (%v)", err)
 	}
-	if n := eventCount(t, "critical", v1alpha1.EventBlocked); n != 2 {
+	if n := env.EventCount(t, "critical", v1alpha1.EventBlocked); n != 2 {
 		t.Errorf("%d Blocked events on the policy, want 2: one for the throttle, one for the pause", n)
 	}
 
 	// Named explicitly, it may be acted on.
-	cur := getPolicy(t, "critical")
+	cur := env.GetPolicy(t, "critical")
 	cur.Spec.Targets.AllowCritical = []v1alpha1.DaemonSetReference{{Namespace: "telemetry", Name: "agent"}}
 	if err := env.Client.Update(ctx, cur); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "named in allowCritical, it is throttled", throttleOf)
-}
-
-// denyPolicy installs a ValidatingAdmissionPolicy that denies, to everyone,
-// the writes of a resource that expression rejects, and returns a function
-// that removes it.
-func denyPolicy(t *testing.T, name, group, resource, expression string) func() {
-	t.Helper()
-	ctx := context.Background()
-	vap := &admissionregistrationv1.ValidatingAdmissionPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
-			MatchConstraints: &admissionregistrationv1.MatchResources{
-				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
-					RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-						Operations: []admissionregistrationv1.OperationType{
-							admissionregistrationv1.Create, admissionregistrationv1.Update},
-						Rule: admissionregistrationv1.Rule{APIGroups: []string{group}, APIVersions: []string{"*"},
-							Resources: []string{resource}},
-					},
-				}},
-			},
-			Validations: []admissionregistrationv1.Validation{{Expression: expression, Message: name}},
-		},
-	}
-	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: name,
-			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}},
-	}
-	for _, o := range []client.Object{vap, binding} {
-		if err := env.Client.Create(ctx, o); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return func() {
-		for _, o := range []client.Object{binding, vap} {
-			if err := env.Client.Delete(ctx, o); client.IgnoreNotFound(err) != nil {
-				t.Errorf("removing %s: %v", name, err)
-			}
-		}
-	}
+	env.Eventually(t, "named in allowCritical, it is throttled", throttleOf)
 }
 
 // TestARefusedWriteIsReportedNotClaimed: the API server refuses the
@@ -398,27 +314,27 @@ func denyPolicy(t *testing.T, name, group, resource, expression string) func() {
 // claims either; once the pause is allowed it comes at once, its clock
 // having run since the throttle was first refused.
 func TestARefusedWriteIsReportedNotClaimed(t *testing.T) {
-	original := cluster(t)
+	original := env.Cluster(t)
 	ctx := context.Background()
-	allowThrottles := denyPolicy(t, "no-throttles-here", "flowcontrol.apiserver.k8s.io", "flowschemas",
+	allowThrottles := env.DenyPolicy(t, "no-throttles-here", "flowcontrol.apiserver.k8s.io", "flowschemas",
 		`object.metadata.?labels.orValue({})[?"loadshed.io/role"] != optional.of("throttle")`)
 	t.Cleanup(allowThrottles)
-	allowPauses := denyPolicy(t, "no-pauses-here", "apps", "daemonsets",
+	allowPauses := env.DenyPolicy(t, "no-pauses-here", "apps", "daemonsets",
 		`!object.spec.template.spec.?nodeSelector.orValue({}).exists(k, k == "loadshed.io/paused")`)
 	t.Cleanup(allowPauses)
-	t.Cleanup(startOperator(t))
-	p := policy("refused")
+	t.Cleanup(env.RunOperator(t))
+	p := harness.Policy("refused")
 	p.Spec.Actions.Pause.After = &metav1.Duration{Duration: 5 * time.Second}
 	if err := env.Client.Create(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { deletePolicy(t, p) })
-	flood := startLoad(t, "telemetry", 16, 0)
+	t.Cleanup(func() { env.DeletePolicy(t, p) })
+	flood := env.StartLoad(t, "telemetry", 16, 0)
 	defer flood.Stop()
 
-	eventually(t, "the refused throttle and pause are reported", func() error {
+	env.Eventually(t, "the refused throttle and pause are reported", func() error {
 		reasons := map[v1alpha1.ActionKind]string{}
-		for _, b := range getPolicy(t, "refused").Status.Blocked {
+		for _, b := range env.GetPolicy(t, "refused").Status.Blocked {
 			reasons[b.Kind] = b.Reason
 		}
 		for _, kind := range []v1alpha1.ActionKind{v1alpha1.ActionThrottle, v1alpha1.ActionPause} {
@@ -429,30 +345,30 @@ func TestARefusedWriteIsReportedNotClaimed(t *testing.T) {
 		return nil
 	})
 	time.Sleep(3 * time.Second) // a few more evaluations, each refused again
-	got := getPolicy(t, "refused")
+	got := env.GetPolicy(t, "refused")
 	if len(got.Status.Actions) != 0 || got.Status.PausedCount != 0 || got.Status.ThrottledCount != 0 {
 		t.Errorf("status claims what the API server refused: actions %+v, %d paused, %d throttled",
 			got.Status.Actions, got.Status.PausedCount, got.Status.ThrottledCount)
 	}
 	for reason, n := range map[string]int{v1alpha1.EventThrottled: 0, v1alpha1.EventPaused: 0, v1alpha1.EventBlocked: 2} {
-		if got := eventCount(t, "refused", reason); got != n {
+		if got := env.EventCount(t, "refused", reason); got != n {
 			t.Errorf("%d %s events, want %d", got, reason, n)
 		}
 	}
-	if !sameTemplate(getDS(t), original) {
+	if !harness.SameTemplate(env.GetDS(t), original) {
 		t.Error("the DaemonSet changed although its pause was refused")
 	}
 
 	allowPauses()
-	eventually(t, "allowed, the pause is made", func() error {
-		if shed.PausedBy(getDS(t)) != "refused" {
+	env.Eventually(t, "allowed, the pause is made", func() error {
+		if shed.PausedBy(env.GetDS(t)) != "refused" {
 			return errors.New("not paused yet")
 		}
 		return nil
 	})
 	// Events are recorded asynchronously: wait for it, then for no second.
-	eventually(t, "one Paused event", func() error {
-		if n := eventCount(t, "refused", v1alpha1.EventPaused); n != 1 {
+	env.Eventually(t, "one Paused event", func() error {
+		if n := env.EventCount(t, "refused", v1alpha1.EventPaused); n != 1 {
 			return fmt.Errorf("%d Paused events, want 1", n)
 		}
 		return nil
@@ -464,18 +380,18 @@ func TestARefusedWriteIsReportedNotClaimed(t *testing.T) {
 // throttled, and nothing is paused. Then a user who is not a ServiceAccount
 // floods: status and one event name them and say why nothing is done.
 func TestEveryFloodingClientIsSeenWhateverRunsIt(t *testing.T) {
-	cluster(t)
+	env.Cluster(t)
 	ctx := context.Background()
-	t.Cleanup(startOperator(t)) // stops after the policies are deleted: their finalizers need the operator
+	t.Cleanup(env.RunOperator(t)) // stops after the policies are deleted: their finalizers need the operator
 
-	deployment := policy("any-client")
+	deployment := harness.Policy("any-client")
 	if err := env.Client.Create(ctx, deployment); err != nil {
 		t.Fatal(err)
 	}
-	flood := startLoad(t, "payments", 16, 0)
+	flood := env.StartLoad(t, "payments", 16, 0)
 	payments := attribution.ServiceAccount{Namespace: "payments", Name: "agent"}
-	eventually(t, "payments/agent, which runs no DaemonSet, is named and throttled", func() error {
-		got := getPolicy(t, "any-client")
+	env.Eventually(t, "payments/agent, which runs no DaemonSet, is named and throttled", func() error {
+		got := env.GetPolicy(t, "any-client")
 		if len(got.Status.Offenders) == 0 || got.Status.Offenders[0].User != payments.UserName() ||
 			got.Status.Offenders[0].ServiceAccount != "payments/agent" || len(got.Status.Offenders[0].DaemonSets) != 0 {
 			return fmt.Errorf("offenders %+v", got.Status.Offenders)
@@ -483,21 +399,21 @@ func TestEveryFloodingClientIsSeenWhateverRunsIt(t *testing.T) {
 		fs := &flowcontrolv1.FlowSchema{}
 		return env.Client.Get(ctx, client.ObjectKey{Name: shed.ThrottleName(payments)}, fs)
 	})
-	eventually(t, "the flood gets 429s", func() error {
-		if flood.throttled.Load() == 0 {
+	env.Eventually(t, "the flood gets 429s", func() error {
+		if flood.Throttled.Load() == 0 {
 			return errors.New("no 429 yet")
 		}
 		return nil
 	})
 	time.Sleep(5 * time.Second) // past pause.after (3s): still nothing to pause
-	if by := shed.PausedBy(getDS(t)); by != "" {
+	if by := shed.PausedBy(env.GetDS(t)); by != "" {
 		t.Errorf("the telemetry DaemonSet, which did not flood, was paused by %s", by)
 	}
-	if n := eventCount(t, "any-client", v1alpha1.EventThrottled); n != 1 {
+	if n := env.EventCount(t, "any-client", v1alpha1.EventThrottled); n != 1 {
 		t.Errorf("%d Throttled events, want 1", n)
 	}
 	flood.Stop()
-	deletePolicy(t, deployment)
+	env.DeletePolicy(t, deployment)
 	// The samples of the first flood age out of the attribution window (ten
 	// intervals: 10s) before the next policy reads them: the policies share
 	// the samples.
@@ -510,11 +426,11 @@ func TestEveryFloodingClientIsSeenWhateverRunsIt(t *testing.T) {
 		!apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	users := policy("any-user")
+	users := harness.Policy("any-user")
 	if err := env.Client.Create(ctx, users); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { deletePolicy(t, users) })
+	t.Cleanup(func() { env.DeletePolicy(t, users) })
 	cfg := rest.CopyConfig(env.Config)
 	cfg.QPS, cfg.Burst = -1, 0
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: "alice", Groups: []string{"system:authenticated"}}
@@ -533,8 +449,8 @@ func TestEveryFloodingClientIsSeenWhateverRunsIt(t *testing.T) {
 			}
 		}()
 	}
-	eventually(t, "alice is named, and the throttle reported as not possible", func() error {
-		got := getPolicy(t, "any-user")
+	env.Eventually(t, "alice is named, and the throttle reported as not possible", func() error {
+		got := env.GetPolicy(t, "any-user")
 		if o := got.Status.Offenders; len(o) == 0 || o[0].User != "alice" || o[0].ServiceAccount != "" {
 			return fmt.Errorf("offenders %+v", o)
 		}
@@ -545,13 +461,13 @@ func TestEveryFloodingClientIsSeenWhateverRunsIt(t *testing.T) {
 		}
 		return fmt.Errorf("blocked %+v", got.Status.Blocked)
 	})
-	eventually(t, "a Blocked event says so", func() error {
-		if n := eventCount(t, "any-user", v1alpha1.EventBlocked); n == 0 {
+	env.Eventually(t, "a Blocked event says so", func() error {
+		if n := env.EventCount(t, "any-user", v1alpha1.EventBlocked); n == 0 {
 			return errors.New("no Blocked event yet")
 		}
 		return nil
 	})
-	if left := owned(t); len(left) > 0 {
+	if left := env.Owned(t); len(left) > 0 {
 		t.Errorf("a flood by a user left %v in place", left)
 	}
 }
