@@ -1,4 +1,4 @@
-package mitigation
+package faults
 
 import (
 	"bufio"
