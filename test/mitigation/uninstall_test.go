@@ -127,7 +127,7 @@ func loadshedObjects(t *testing.T, installed []*unstructured.Unstructured) map[s
 	for i := range dss.Items {
 		ds := &dss.Items[i]
 		_, paused := ds.Spec.Template.Spec.NodeSelector[v1alpha1.LabelPaused]
-		if paused || slices.ContainsFunc(mapKeys(ds.Annotations), func(k string) bool { return strings.HasPrefix(k, "loadshed.io/") }) {
+		if paused || hasLoadshedAnnotation(ds) {
 			counts["DaemonSet carrying loadshed's record"]++
 		}
 	}
@@ -139,19 +139,21 @@ func loadshedObjects(t *testing.T, installed []*unstructured.Unstructured) map[s
 	return counts
 }
 
-func mapKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+func hasLoadshedAnnotation(ds *appsv1.DaemonSet) bool {
+	for k := range ds.Annotations {
+		if strings.HasPrefix(k, "loadshed.io/") {
+			return true
+		}
 	}
-	return keys
+	return false
 }
 
 // reinstallCRDs puts back the CRDs an uninstall removed, for the tests that
 // run after it on this control plane.
 func reinstallCRDs(t *testing.T) {
 	t.Helper()
-	objs, err := manifests.Read(filepath.Join(testenv.RepoRoot(), "config", "crd", "bases", "loadshed.io_loadshedpolicies.yaml"))
+	crd := filepath.Join(testenv.RepoRoot(), "config", "crd", "bases", "loadshed.io_loadshedpolicies.yaml")
+	objs, err := manifests.Read(crd)
 	if err != nil {
 		t.Fatal(err)
 	}
