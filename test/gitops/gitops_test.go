@@ -175,6 +175,10 @@ func TestAGitOpsSyncDuringAPauseAndAWave(t *testing.T) {
 func (g *gitops) pauseOutcomes() {
 	t := g.t
 	g.survives("Argo CD's default sync (client-side apply)", func() error { return g.clientSideApply(g.manifest()) })
+	if g.result != nil {
+		t.Errorf("Argo CD's default sync during the pause sent a patch, want none: the pause key is not in the " +
+			"last-applied configuration")
+	}
 	g.survives("Argo CD with ignoreDifferences and RespectIgnoreDifferences, client-side",
 		func() error { return g.clientSideApply(g.withLive()) })
 	g.survives("Argo CD with ignoreDifferences and RespectIgnoreDifferences, ServerSideApply=true",
@@ -264,6 +268,7 @@ func (g *gitops) survives(what string, send func() error) {
 	t := g.t
 	before := g.get()
 	n := g.writes.count()
+	g.result = nil
 	if err := send(); err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
@@ -525,6 +530,7 @@ func (g *gitops) clientSideApply(u map[string]any) error {
 		return err
 	}
 	live := g.get()
+	live.APIVersion, live.Kind = "apps/v1", "DaemonSet" // as kubectl reads it
 	current, err := json.Marshal(live)
 	if err != nil {
 		return err
@@ -542,6 +548,7 @@ func (g *gitops) clientSideApply(u map[string]any) error {
 	if err != nil || string(patch) == "{}" {
 		return err
 	}
+	g.t.Logf("client-side apply: patch %s", patch)
 	g.result, err = g.cs.AppsV1().DaemonSets(namespace).Patch(context.Background(), name, types.StrategicMergePatchType,
 		patch, metav1.PatchOptions{FieldManager: argoCD})
 	return err
