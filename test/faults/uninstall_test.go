@@ -1,4 +1,4 @@
-package mitigation
+package faults
 
 import (
 	"context"
@@ -21,6 +21,7 @@ import (
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/manifests"
+	"github.com/loadshed/loadshed/test/harness"
 	"github.com/loadshed/loadshed/test/testenv"
 )
 
@@ -62,13 +63,13 @@ func runMake(t *testing.T, args ...string) string {
 func midRestore(t *testing.T, name string) *crashTest {
 	t.Helper()
 	s := startCrashTest(t, name, "agent-b")
-	p := getPolicy(t, name)
+	p := env.GetPolicy(t, name)
 	p.Spec.Restore.Probation = &metav1.Duration{Duration: uninstallProbation}
 	if err := env.Client.Update(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
 	s.waitAllPaused()
-	eventually(t, "one DaemonSet is mid-restore and the other paused", func() error {
+	env.Eventually(t, "one DaemonSet is mid-restore and the other paused", func() error {
 		var waves []int
 		for _, a := range s.agents {
 			r := s.history.latest(a)
@@ -160,7 +161,7 @@ func reinstallCRDs(t *testing.T) {
 	if err := env.Apply(context.Background(), objs...); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the LoadShedPolicy CRD serves again", func() error {
+	env.Eventually(t, "the LoadShedPolicy CRD serves again", func() error {
 		return env.Client.List(context.Background(), &v1alpha1.LoadShedPolicyList{})
 	})
 }
@@ -180,7 +181,7 @@ func checkUninstalled(t *testing.T, s *crashTest, before, after map[string]int) 
 			t.Fatal(err)
 		}
 		checkTemplate(t, original, got)
-		eventually(t, name+" has all its pods back", podsOf(name, nodeCount))
+		env.Eventually(t, name+" has all its pods back", podsOf(name, harness.NodeCount))
 	}
 }
 
