@@ -1,5 +1,8 @@
 // Command loadshed-operator runs the loadshed operator. It only turns flags
 // into the constructors' options; controllers/operator does the wiring.
+//
+// `loadshed-operator uninstall` gives back everything loadshed holds before
+// the operator is removed (see internal/uninstall).
 package main
 
 import (
@@ -15,6 +18,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "uninstall" {
+		os.Exit(runUninstall(os.Args[2:]))
+	}
 	var (
 		opts      operator.Options
 		logLevel  string

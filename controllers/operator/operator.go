@@ -232,7 +232,10 @@ func addControllers(mgr ctrl.Manager, opts Options) error {
 	if err := mgr.Add(&controllers.LegacyAttributionCleanup{Client: mgr.GetClient()}); err != nil {
 		return fmt.Errorf("adding the cleanup of legacy attribution FlowSchemas: %w", err)
 	}
-	if err := mgr.Add(&selfProtection{client: mgr.GetClient(), sa: attribution.ServiceAccount{Namespace: opts.Namespace, Name: sa}}); err != nil {
+	if err := mgr.Add(&selfProtection{
+		client: mgr.GetClient(), reader: mgr.GetAPIReader(),
+		sa: attribution.ServiceAccount{Namespace: opts.Namespace, Name: sa},
+	}); err != nil {
 		return fmt.Errorf("adding self-protection: %w", err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package operator_test
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -10,18 +11,21 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
+	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/controllers/operator"
 	"github.com/loadshed/loadshed/internal/manifests"
+	"github.com/loadshed/loadshed/internal/shed"
 	"github.com/loadshed/loadshed/test/testenv"
 	"github.com/loadshed/loadshed/test/testutil"
 )
@@ -112,6 +116,7 @@ func TestTheOperatorRunsOnItsGeneratedRBAC(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the policy did not become Ready under the operator's own RBAC: %s", last)
 	}
+	checkSelfProtectionOwnedByTheCRD(ctx, t)
 
 	// A policy on the apiServer source reads /metrics and APF's dump of the
 	// requests each API server holds, the API servers' EndpointSlices,
@@ -269,5 +274,25 @@ func seedListableConfigMaps(ctx context.Context, t *testing.T, namespace, name s
 		if err := env.Client.Create(ctx, o); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// checkSelfProtectionOwnedByTheCRD checks that the operator, under its own
+// RBAC, made the self-protection FlowSchema a dependent of the
+// LoadShedPolicy CRD, so that the garbage collector deletes it with the CRD.
+func checkSelfProtectionOwnedByTheCRD(ctx context.Context, t *testing.T) {
+	t.Helper()
+	crd := &metav1.PartialObjectMetadata{}
+	crd.SetGroupVersionKind(schema.GroupVersionKind{Group: "apiextensions.k8s.io", Version: "v1", Kind: "CustomResourceDefinition"})
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: operator.CRDName}, crd); err != nil {
+		t.Fatal(err)
+	}
+	fs := &flowcontrolv1.FlowSchema{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: shed.SelfProtectionName}, fs); err != nil {
+		t.Fatal(err)
+	}
+	want := []metav1.OwnerReference{{APIVersion: "apiextensions.k8s.io/v1", Kind: "CustomResourceDefinition", Name: crd.Name, UID: crd.UID}}
+	if !reflect.DeepEqual(fs.OwnerReferences, want) {
+		t.Errorf("the self-protection FlowSchema's owners are %+v, want %+v", fs.OwnerReferences, want)
 	}
 }

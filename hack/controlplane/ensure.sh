@@ -5,7 +5,7 @@
 #
 #   hack/controlplane/ensure.sh [component ...]
 #
-# Components: etcd kube-apiserver kube-controller-manager kube-scheduler kwok
+# Components: etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok
 # (default: the first three; the incident replay also needs the last two). For each missing one, in this order:
 #   1. a binary of that name in a KUBEBUILDER_ASSETS directory set by the user
 #      is linked (envtest users already have etcd and kube-apiserver);
@@ -57,7 +57,7 @@ build() {
 		log "building etcd from source (about 1.5 minutes the first time)"
 		(cd "$HERE/etcd" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$DEST/etcd.tmp" .)
 		;;
-	kube-apiserver | kube-controller-manager | kube-scheduler)
+	kube-apiserver | kube-controller-manager | kube-scheduler | kubectl)
 		log "building $name v$K8S_VERSION from source (kube-apiserver takes about 9 minutes the first time on 2 cores; the others reuse its build cache)"
 		(cd "$HERE/kubernetes" && CGO_ENABLED=0 go build -trimpath -ldflags "$(ldflags)" -o "$DEST/$name.tmp" "k8s.io/kubernetes/cmd/$name")
 		;;
