@@ -94,12 +94,13 @@ lint: $(GOLANGCI_LINT) ## Check .golangci.yml against its schema, then run golan
 lint-fix: $(GOLANGCI_LINT) ## Run golangci-lint and apply the fixes it can (formatting, imports, ...).
 	$(GOLANGCI_LINT) run --config .golangci.yml --fix
 
-# The control plane's binaries the tests use: envtest's two, and the
-# components internal/localcluster runs beside them.
-CONTROLPLANE_COMPONENTS := etcd kube-apiserver kube-controller-manager kube-scheduler kwok
+# The control plane's binaries the tests use: envtest's two, the
+# components internal/localcluster runs beside them, and kubectl (the tests
+# run `make undeploy` with it).
+CONTROLPLANE_COMPONENTS := etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok
 
 .PHONY: controlplane
-controlplane: ## Build (first time, ~20 min) or reuse etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok; prints their directory.
+controlplane: ## Build (first time, ~20 min) or reuse etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok; prints their directory.
 	@hack/controlplane/ensure.sh $(CONTROLPLANE_COMPONENTS)
 
 # The tests find the control plane through KUBEBUILDER_ASSETS (envtest) and
@@ -188,8 +189,22 @@ ignore-not-found ?= false
 install: manifests ## Install the CRDs into the cluster in ~/.kube/config.
 	$(KUBECTL) apply -k config/crd
 
+# How long `loadshed-operator uninstall` waits for the policies' finalizers.
+UNINSTALL_TIMEOUT ?= 5m
+
+# give-back deletes every LoadShedPolicy while the operator still runs, so
+# that its finalizers restore every paused DaemonSet and delete the
+# throttles, then deletes loadshed's self-protection FlowSchema; it fails,
+# having removed nothing else, if the policies are not gone in time (see
+# docs/install.md). It uses the same kubeconfig as kubectl (KUBECONFIG or
+# ~/.kube/config).
+define give-back
+go run ./cmd/manager uninstall --timeout=$(UNINSTALL_TIMEOUT)
+endef
+
 .PHONY: uninstall
-uninstall: manifests ## Remove the CRDs from the cluster (ignore-not-found=true to ignore missing ones).
+uninstall: manifests ## Give back everything loadshed holds (needs the operator running), then remove the CRDs.
+	$(call give-back)
 	$(KUBECTL) delete --ignore-not-found=$(ignore-not-found) -k config/crd
 
 .PHONY: deploy
@@ -197,8 +212,9 @@ deploy: manifests $(KUSTOMIZE) ## Deploy the operator with image $(IMG) to the c
 	$(call render-default) | $(KUBECTL) apply -f -
 
 .PHONY: undeploy
-undeploy: $(KUSTOMIZE) ## Remove the operator from the cluster (ignore-not-found=true to ignore missing objects).
-	$(call render-default) | $(KUBECTL) delete --ignore-not-found=$(ignore-not-found) -f -
+undeploy: $(KUSTOMIZE) ## Give back everything loadshed holds, then remove the operator and its CRD (ignore-not-found=true to ignore missing objects).
+	$(call give-back)
+	$(call render-default) | $(KUBECTL) delete --ignore-not-found=$(ignore-not-found) --wait -f -
 
 # render-default prints config/default with the image set to $(IMG). It sets
 # the image in a throw-away overlay under bin/ (kustomize takes only relative

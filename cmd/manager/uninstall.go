@@ -36,7 +36,7 @@ Flags:
 func runUninstall(args []string) int {
 	fs := flag.NewFlagSet("uninstall", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), uninstallUsage)
+		_, _ = fmt.Fprint(fs.Output(), uninstallUsage)
 		fs.PrintDefaults()
 	}
 	config.RegisterFlags(fs)
@@ -52,23 +52,23 @@ func runUninstall(args []string) int {
 	opts.Out = os.Stdout
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "error: loading a kubeconfig:", err)
+		_, _ = fmt.Fprintln(os.Stderr, "error: loading a kubeconfig:", err)
 		return 1
 	}
 	s, err := loadshedscheme.New()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
+		_, _ = fmt.Fprintln(os.Stderr, "error:", err)
 		return 1
 	}
 	c, err := client.New(cfg, client.Options{Scheme: s})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "error: creating a client:", err)
+		_, _ = fmt.Fprintln(os.Stderr, "error: creating a client:", err)
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if _, err := uninstall.Run(ctx, c, opts); err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
+		_, _ = fmt.Fprintln(os.Stderr, "error:", err)
 		return 1
 	}
 	return 0

@@ -85,7 +85,7 @@ func Run(ctx context.Context, c client.Client, opts Options) (Result, error) {
 	if res.PriorityLevels, err = deleteOwn(ctx, c, "PriorityLevelConfiguration", &flowcontrolv1.PriorityLevelConfigurationList{}, opts.Out); err != nil {
 		return res, err
 	}
-	fmt.Fprintf(opts.Out, "Done: deleted %d LoadShedPolicies, %d FlowSchemas and %d PriorityLevelConfigurations; no DaemonSet carries loadshed's record.\n",
+	say(opts.Out, "Done: deleted %d LoadShedPolicies, %d FlowSchemas and %d PriorityLevelConfigurations; no DaemonSet carries loadshed's record.",
 		res.Policies, res.FlowSchemas, res.PriorityLevels)
 	return res, nil
 }
@@ -96,7 +96,7 @@ func deletePolicies(ctx context.Context, c client.Client, opts Options) (int, er
 	var list v1alpha1.LoadShedPolicyList
 	if err := c.List(ctx, &list); err != nil {
 		if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
-			fmt.Fprintln(opts.Out, "No LoadShedPolicy CRD: no policy to delete.")
+			say(opts.Out, "No LoadShedPolicy CRD: no policy to delete.")
 			return 0, nil
 		}
 		return 0, fmt.Errorf("listing LoadShedPolicies: %w", err)
@@ -106,10 +106,10 @@ func deletePolicies(ctx context.Context, c client.Client, opts Options) (int, er
 		if err := c.Delete(ctx, p); client.IgnoreNotFound(err) != nil {
 			return 0, fmt.Errorf("deleting LoadShedPolicy %s: %w", p.Name, err)
 		}
-		fmt.Fprintf(opts.Out, "Deleted LoadShedPolicy %s: the operator's finalizer gives back what it holds.\n", p.Name)
+		say(opts.Out, "Deleted LoadShedPolicy %s: the operator's finalizer gives back what it holds.", p.Name)
 	}
 	if len(list.Items) == 0 {
-		fmt.Fprintln(opts.Out, "No LoadShedPolicy to delete.")
+		say(opts.Out, "No LoadShedPolicy to delete.")
 		return 0, nil
 	}
 	return len(list.Items), waitGone(ctx, c, opts)
@@ -132,13 +132,13 @@ func waitGone(ctx context.Context, c client.Client, opts Options) error {
 		}
 		left = list.Items
 		if polls%5 == 0 && len(left) > 0 {
-			fmt.Fprintf(opts.Out, "Waiting for %s.\n", describe(left))
+			say(opts.Out, "Waiting: %s.", describe(left))
 		}
 		polls++
 		return len(left) == 0, nil
 	})
 	if err == nil {
-		fmt.Fprintln(opts.Out, "Every LoadShedPolicy is gone.")
+		say(opts.Out, "Every LoadShedPolicy is gone.")
 		return nil
 	}
 	if len(left) == 0 {
@@ -219,7 +219,12 @@ func deleteOwn(ctx context.Context, c client.Client, kind string, list client.Ob
 			continue
 		}
 		n++
-		fmt.Fprintf(out, "Deleted %s %s.\n", kind, obj.GetName())
+		say(out, "Deleted %s %s.", kind, obj.GetName())
 	}
 	return n, errors.Join(errs...)
+}
+
+// say writes one line of progress; a failed write to the log is no reason to stop.
+func say(w io.Writer, format string, args ...any) {
+	_, _ = fmt.Fprintf(w, format+"\n", args...)
 }

@@ -175,6 +175,10 @@ func (e *Env) StartAPIServer(i int) error { return e.cluster.StartAPIServer(i) }
 // APIServerConfig is a copy of Config that reaches kube-apiserver i.
 func (e *Env) APIServerConfig(i int) *rest.Config { return e.cluster.APIServerConfig(i) }
 
+// Kubeconfig is the path of an admin kubeconfig for the control plane, for
+// the tools a test runs (kubectl, helm, make).
+func (e *Env) Kubeconfig() string { return e.cluster.Kubeconfig() }
+
 // ProxyURL is the proxy an operator process reaches the cluster through
 // (localcluster.Cluster.ProxyURL).
 func (e *Env) ProxyURL() string { return e.cluster.ProxyURL() }
