@@ -18,6 +18,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
@@ -78,8 +79,10 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 	eventually(t, "the second policy is acted on after the upgrade", actedOn(second))
 	eventually(t, "the first policy survived the upgrade", actedOn(first))
 
+	before := leftovers(t)
 	uninstall(t, h, bin, op)
 	assertNothingLeft(t)
+	t.Logf("objects of loadshed's before helm uninstall: %d (%v); after: 0", len(before), before)
 }
 
 // uninstall runs `helm uninstall`, playing the kubelet: the pre-delete
@@ -123,7 +126,7 @@ func uninstall(t *testing.T, h *helmtest.Helm, bin string, op *replay.Operator) 
 
 // assertNothingLeft checks that nothing of the chart's or of loadshed's is
 // left: CRD, cluster-scoped RBAC, admission policies, APF objects, and the
-// chart's objects in the release namespace.
+// chart's objects in the release namespace, which then goes away.
 func assertNothingLeft(t *testing.T) {
 	t.Helper()
 	eventually(t, "the CRD is gone", func() error {
@@ -136,8 +139,37 @@ func assertNothingLeft(t *testing.T) {
 		}
 		return errors.New("the CRD is still there")
 	})
+	eventually(t, "nothing of loadshed's is left", func() error {
+		if left := leftovers(t); len(left) > 0 {
+			return fmt.Errorf("left after helm uninstall: %v", left)
+		}
+		return nil
+	})
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
+	if err := env.Client.Delete(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the release namespace, deleted, is gone", func() error {
+		err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(ns), ns)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading namespace %s: %w", namespace, err)
+		}
+		return fmt.Errorf("namespace %s is still there: %+v", namespace, ns.Status)
+	})
+}
+
+// leftovers lists the objects of loadshed's in the cluster: cluster-scoped
+// RBAC and admission policies named loadshed-*, FlowSchemas and
+// PriorityLevelConfigurations labelled managed-by=loadshed, and what is
+// named loadshed-* (or is Helm's record of the release) in its namespace.
+func leftovers(t *testing.T) []string {
+	t.Helper()
 	managed := client.MatchingLabels{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue}
-	for _, c := range []struct {
+	in := client.InNamespace(namespace)
+	lists := []struct {
 		list client.ObjectList
 		opts []client.ListOption
 	}{
@@ -147,23 +179,25 @@ func assertNothingLeft(t *testing.T) {
 		{&admissionregistrationv1.ValidatingAdmissionPolicyBindingList{}, nil},
 		{&flowcontrolv1.FlowSchemaList{}, []client.ListOption{managed}},
 		{&flowcontrolv1.PriorityLevelConfigurationList{}, []client.ListOption{managed}},
-		{&corev1.ServiceAccountList{}, []client.ListOption{client.InNamespace(namespace)}},
-		{&rbacv1.RoleList{}, []client.ListOption{client.InNamespace(namespace)}},
-		{&rbacv1.RoleBindingList{}, []client.ListOption{client.InNamespace(namespace)}},
-		{&corev1.ServiceList{}, []client.ListOption{client.InNamespace(namespace)}},
-		{&appsv1.DeploymentList{}, []client.ListOption{client.InNamespace(namespace)}},
-		{&batchv1.JobList{}, []client.ListOption{client.InNamespace(namespace)}},
-		{&corev1.SecretList{}, []client.ListOption{client.InNamespace(namespace)}},
-	} {
-		if left := loadshedObjects(t, c.list, c.opts...); len(left) > 0 {
-			t.Errorf("left after helm uninstall: %v", left)
-		}
+		{&corev1.ServiceAccountList{}, []client.ListOption{in}},
+		{&rbacv1.RoleList{}, []client.ListOption{in}},
+		{&rbacv1.RoleBindingList{}, []client.ListOption{in}},
+		{&corev1.ServiceList{}, []client.ListOption{in}},
+		{&appsv1.DeploymentList{}, []client.ListOption{in}},
+		{&appsv1.ReplicaSetList{}, []client.ListOption{in}},
+		{&corev1.PodList{}, []client.ListOption{in}},
+		{&batchv1.JobList{}, []client.ListOption{in}},
+		{&corev1.SecretList{}, []client.ListOption{in}},
 	}
+	left := make([]string, 0, len(lists))
+	for _, c := range lists {
+		left = append(left, loadshedObjects(t, c.list, c.opts...)...)
+	}
+	return left
 }
 
 // loadshedObjects lists the objects of a kind that are loadshed's: named
-// loadshed-* or sh.helm.release.v1.loadshed.*, or labelled as the chart's
-// (with opts, every object listed).
+// loadshed* or sh.helm.release.v1.loadshed.*, or labelled as the release's.
 func loadshedObjects(t *testing.T, list client.ObjectList, opts ...client.ListOption) []string {
 	t.Helper()
 	if err := env.Client.List(context.Background(), list, opts...); err != nil {
@@ -177,7 +211,7 @@ func loadshedObjects(t *testing.T, list client.ObjectList, opts ...client.ListOp
 	for _, item := range items {
 		o := item.(client.Object)
 		name := o.GetName()
-		if len(opts) > 0 || strings.HasPrefix(name, "loadshed") || strings.Contains(name, ".loadshed.") ||
+		if strings.HasPrefix(name, "loadshed") || strings.HasPrefix(name, "sh.helm.release.v1."+release+".") ||
 			o.GetLabels()["app.kubernetes.io/instance"] == release {
 			out = append(out, fmt.Sprintf("%T %s/%s", o, o.GetNamespace(), name))
 		}
