@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -85,18 +84,11 @@ func deployment(t *testing.T) *appsv1.Deployment {
 }
 
 // startLikeDeployment runs the operator's binary as the chart's Deployment
-// would run it: as its ServiceAccount, with its container's arguments, but
-// no metrics or probe server (their ports are the host's here).
+// would (helmtest.StartLikeDeployment), until the test ends.
 func startLikeDeployment(t *testing.T, bin, name string) *replay.Operator {
 	t.Helper()
-	d := deployment(t)
-	args := slices.DeleteFunc(slices.Clone(d.Spec.Template.Spec.Containers[0].Args), func(a string) bool {
-		return strings.HasPrefix(a, "--metrics-bind-address") || strings.HasPrefix(a, "--health-probe-bind-address")
-	})
-	op, err := replay.StartOperatorAs(context.Background(), env.Config, replay.OperatorOptions{
-		Namespace: namespace, ServiceAccount: d.Spec.Template.Spec.ServiceAccountName, Dir: t.TempDir(),
-		Binary: bin, Name: name, LeaderElection: &replay.LeaderElection{}, Args: args, ProxyURL: env.ProxyURL(),
-	})
+	op, err := helmtest.StartLikeDeployment(context.Background(), env.Client, env.Config, deploymentKey,
+		replay.OperatorOptions{Binary: bin, Dir: t.TempDir(), Name: name, ProxyURL: env.ProxyURL()})
 	if err != nil {
 		t.Fatal(err)
 	}

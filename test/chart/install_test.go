@@ -25,7 +25,6 @@ import (
 	"github.com/loadshed/loadshed/internal/replay"
 	"github.com/loadshed/loadshed/test/helmtest"
 	"github.com/loadshed/loadshed/test/testenv"
-	"github.com/loadshed/loadshed/test/testutil"
 )
 
 const (
@@ -95,18 +94,7 @@ func uninstall(t *testing.T, h *helmtest.Helm, bin string, op *replay.Operator) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		_ = testutil.Poll(timeout, 100*time.Millisecond, func() error {
-			err := env.Client.Get(context.Background(), deploymentKey, &appsv1.Deployment{})
-			if apierrors.IsNotFound(err) {
-				return nil
-			}
-			return fmt.Errorf("the Deployment is still there: %w", err)
-		})
-		op.Stop()
-	}()
+	stopped := helmtest.StopWhenDeleted(env.Client, deploymentKey, op, timeout)
 	out, err := h.Run(context.Background(), "uninstall", release, "--namespace", namespace, "--timeout", "3m")
 	<-stopped
 	if jerr := jobs.Stop(); jerr != nil {

@@ -65,8 +65,9 @@ type HookJobs struct {
 
 // RunHookJobs starts running the Jobs created in opts.Namespace from now
 // on, polling for them, with base's rights to read Jobs, request tokens and
-// write Job status. There must be no Job controller in the cluster (no
-// kube-controller-manager), or both would write the Jobs' status.
+// write Job status. The cluster's Job controller must be off
+// (testenv.Options.DisabledControllers: "job-controller"), or both would
+// write the Jobs' status.
 func RunHookJobs(base *rest.Config, opts HookJobOptions) (*HookJobs, error) {
 	cs, err := kubernetes.NewForConfig(base)
 	if err != nil {
