@@ -47,6 +47,10 @@ type Options struct {
 	Components []string
 	// Logs is where the components' logs go; a temporary directory when empty.
 	Logs string
+	// DisabledControllers are kube-controller-manager's controllers not to
+	// run (e.g. "job-controller", when a test plays the Job controller
+	// itself, as test/helmtest does for Helm's hook Jobs).
+	DisabledControllers []string
 	// APIServerFlags are extra kube-apiserver flags, by name without "--"
 	// (e.g. the audit log's, for the scale test).
 	APIServerFlags map[string]string
@@ -82,6 +86,8 @@ type Cluster struct {
 	proxyURL string
 	// flags are Options.APIServerFlags, for every kube-apiserver.
 	flags map[string]string
+	// controllers is kube-controller-manager's --controllers.
+	controllers string
 }
 
 // component is a process the cluster runs besides etcd and kube-apiserver.
@@ -111,7 +117,10 @@ func Start(opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{dir: dir, flags: opts.APIServerFlags}
+	c := &Cluster{dir: dir, flags: opts.APIServerFlags, controllers: "*"}
+	for _, name := range opts.DisabledControllers {
+		c.controllers += ",-" + name
+	}
 	if err := c.startControlPlane(opts, n); err != nil {
 		_ = c.Stop()
 		return nil, err
@@ -244,7 +253,7 @@ func (c *Cluster) argsFor(name, assets string) ([]string, error) {
 	}
 	switch name {
 	case "kube-controller-manager":
-		return []string{"--kubeconfig=" + c.kubeconfig, "--controllers=*", "--leader-elect=false",
+		return []string{"--kubeconfig=" + c.kubeconfig, "--controllers=" + c.controllers, "--leader-elect=false",
 			"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(port), "--cert-dir=" + c.dir}, nil
 	case "kube-scheduler":
 		return []string{"--kubeconfig=" + c.kubeconfig, "--leader-elect=false",

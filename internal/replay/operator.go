@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -79,17 +80,6 @@ func BuildOperator(ctx context.Context, root, dir string) (string, error) {
 // ServiceAccount with a TokenRequest token: exactly the permissions it
 // ships with, and the limits beyond them. Call Stop or Kill to end it.
 func StartOperator(ctx context.Context, admin client.Client, base *rest.Config, opts OperatorOptions) (*Operator, error) {
-	bin := opts.Binary
-	if bin == "" {
-		var err error
-		if bin, err = BuildOperator(ctx, opts.Root, opts.Dir); err != nil {
-			return nil, err
-		}
-	}
-	name := opts.Name
-	if name == "" {
-		name = "loadshed-operator"
-	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: opts.Namespace}}
 	if err := admin.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		return nil, fmt.Errorf("creating namespace %s: %w", opts.Namespace, err)
@@ -100,17 +90,28 @@ func StartOperator(ctx context.Context, admin client.Client, base *rest.Config, 
 	if err := manifests.ApplyAdmission(ctx, admin, opts.Root, "loadshed-replay"); err != nil {
 		return nil, err
 	}
-	cs, err := kubernetes.NewForConfig(base)
+	return StartOperatorAs(ctx, base, opts)
+}
+
+// StartOperatorAs is StartOperator without applying anything: it runs the
+// operator as opts.ServiceAccount, which must exist in opts.Namespace with
+// its permissions already granted (by a Helm release, say). base reaches
+// the API server with the rights to request that ServiceAccount's token.
+func StartOperatorAs(ctx context.Context, base *rest.Config, opts OperatorOptions) (*Operator, error) {
+	bin := opts.Binary
+	if bin == "" {
+		var err error
+		if bin, err = BuildOperator(ctx, opts.Root, opts.Dir); err != nil {
+			return nil, err
+		}
+	}
+	name := cmp.Or(opts.Name, "loadshed-operator")
+	token, err := ServiceAccountToken(ctx, base, opts.Namespace, opts.ServiceAccount)
 	if err != nil {
 		return nil, err
 	}
-	tr, err := cs.CoreV1().ServiceAccounts(opts.Namespace).CreateToken(ctx, opts.ServiceAccount, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](24 * 3600)}}, metav1.CreateOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("requesting the operator's token: %w", err)
-	}
 	kubeconfig := filepath.Join(opts.Dir, name+".kubeconfig")
-	if err := writeKubeconfig(kubeconfig, base, tr.Status.Token, opts.ProxyURL); err != nil {
+	if err := WriteKubeconfig(kubeconfig, base, token, opts.ProxyURL); err != nil {
 		return nil, err
 	}
 	log, err := os.OpenFile(filepath.Join(opts.Dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -125,6 +126,21 @@ func StartOperator(ctx context.Context, admin client.Client, base *rest.Config, 
 		return nil, fmt.Errorf("starting the operator: %w", err)
 	}
 	return &Operator{cmd: cmd, log: log, Log: log.Name()}, nil
+}
+
+// ServiceAccountToken requests a token for a ServiceAccount (TokenRequest,
+// valid for a day), as the kubelet does for its pods.
+func ServiceAccountToken(ctx context.Context, base *rest.Config, namespace, name string) (string, error) {
+	cs, err := kubernetes.NewForConfig(base)
+	if err != nil {
+		return "", err
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](24 * 3600)}}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("requesting a token for %s/%s: %w", namespace, name, err)
+	}
+	return tr.Status.Token, nil
 }
 
 // operatorArgs are the operator's flags: no metrics or probe server (the
@@ -196,9 +212,9 @@ func (o *Operator) PeakRSS() (int64, error) {
 	return int64(status.VmHWM), nil
 }
 
-// writeKubeconfig writes a kubeconfig for base's server and CA with a token,
+// WriteKubeconfig writes a kubeconfig for base's server and CA with a token,
 // through proxyURL when it is set.
-func writeKubeconfig(path string, base *rest.Config, token, proxyURL string) error {
+func WriteKubeconfig(path string, base *rest.Config, token, proxyURL string) error {
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: base.Host, CertificateAuthorityData: base.CAData, ProxyURL: proxyURL}
 	cfg.AuthInfos["operator"] = &clientcmdapi.AuthInfo{Token: token}

@@ -58,6 +58,12 @@ type Options struct {
 	// LOADSHED_TEST_LOG_LEVEL, else "error" (only its errors show in the
 	// test output; info or debug show everything it logs).
 	LogLevel string
+	// DisabledControllers are kube-controller-manager's controllers not to
+	// run (see localcluster.Options).
+	DisabledControllers []string
+	// NoCRDs leaves loadshed's CRDs out, for a test that installs them
+	// itself (a Helm chart, say).
+	NoCRDs bool
 	// Operator, when set, runs the operator in the test process for the
 	// whole run, as cmd/manager wires it, as cluster admin, with these
 	// options. Its namespace is created first.
@@ -82,11 +88,16 @@ func Start(opts Options) (*Env, error) {
 	}
 	ctrl.SetLogger(log)
 
+	crds := []string{filepath.Join(RepoRoot(), "config", "crd", "bases")}
+	if opts.NoCRDs {
+		crds = nil
+	}
 	cluster, err := localcluster.Start(localcluster.Options{
-		Assets:     os.Getenv("KUBEBUILDER_ASSETS"),
-		CRDs:       []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
-		Components: opts.Components,
-		APIServers: opts.APIServers,
+		Assets:              os.Getenv("KUBEBUILDER_ASSETS"),
+		CRDs:                crds,
+		Components:          opts.Components,
+		APIServers:          opts.APIServers,
+		DisabledControllers: opts.DisabledControllers,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("starting the control plane: %w", err)
