@@ -62,11 +62,17 @@ type crashTest struct {
 // operator process, the policy and the flood.
 func startCrashTest(t *testing.T, name string, extra ...string) *crashTest {
 	t.Helper()
+	return startCrashTestWith(t, name, runProcesses(t, nil), extra...)
+}
+
+// startCrashTestWith is startCrashTest with the operator run by procs.
+func startCrashTestWith(t *testing.T, name string, procs *processes, extra ...string) *crashTest {
+	t.Helper()
 	ctx := context.Background()
 	s := &crashTest{t: t, policy: crashPolicy(name)}
 	s.originals = moreAgents(t, env.Cluster(t), extra...)
 	s.agents = append([]string{"agent"}, extra...)
-	s.procs = runProcesses(t, nil)
+	s.procs = procs
 	s.op = s.procs.start("operator-1")
 	s.history = watchPauses(t, name)
 	if err := env.Client.Create(ctx, s.policy); err != nil {

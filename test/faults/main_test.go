@@ -16,5 +16,8 @@ import (
 var env harness.Env
 
 func TestMain(m *testing.M) {
-	testenv.Main(m, &env.Env, testenv.Options{Components: []string{"kube-controller-manager"}})
+	// The uninstall test plays the Job controller and the kubelet for the
+	// chart's pre-delete hook (test/helmtest.RunHookJobs).
+	testenv.Main(m, &env.Env, testenv.Options{Components: []string{"kube-controller-manager"},
+		DisabledControllers: []string{"job-controller"}})
 }

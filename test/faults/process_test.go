@@ -55,6 +55,12 @@ type processes struct {
 	dir string
 	le  *replay.LeaderElection
 
+	// launch, when set, starts a process instead of replay.StartOperator
+	// (which applies config/'s RBAC and admission policies first), given
+	// the binary, directory, name and proxy: e.g. as a Deployment that
+	// something else installed would run it.
+	launch func(replay.OperatorOptions) (*replay.Operator, error)
+
 	mu      sync.Mutex
 	started []*replay.Operator
 	names   []string
@@ -90,9 +96,14 @@ func (p *processes) start(name string) *replay.Operator {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	op, err := replay.StartOperator(context.Background(), env.Client, env.Config, replay.OperatorOptions{
-		Root: testenv.RepoRoot(), Namespace: operatorNamespace, ServiceAccount: operatorAccount,
-		Dir: p.dir, Binary: bin, Name: name, LeaderElection: p.le, ProxyURL: env.ProxyURL()})
+	var op *replay.Operator
+	if p.launch != nil {
+		op, err = p.launch(replay.OperatorOptions{Dir: p.dir, Binary: bin, Name: name, ProxyURL: env.ProxyURL()})
+	} else {
+		op, err = replay.StartOperator(context.Background(), env.Client, env.Config, replay.OperatorOptions{
+			Root: testenv.RepoRoot(), Namespace: operatorNamespace, ServiceAccount: operatorAccount,
+			Dir: p.dir, Binary: bin, Name: name, LeaderElection: p.le, ProxyURL: env.ProxyURL()})
+	}
 	if err != nil {
 		p.t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -21,7 +22,9 @@ import (
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/manifests"
+	"github.com/loadshed/loadshed/internal/replay"
 	"github.com/loadshed/loadshed/test/harness"
+	"github.com/loadshed/loadshed/test/helmtest"
 	"github.com/loadshed/loadshed/test/testenv"
 )
 
@@ -60,9 +63,9 @@ func runMake(t *testing.T, args ...string) string {
 // long probation, and waits until one DaemonSet is in a restore wave while
 // the other is still paused; it returns the crash test and a description
 // of that state.
-func midRestore(t *testing.T, name string) *crashTest {
+func midRestore(t *testing.T, name string, procs *processes) *crashTest {
 	t.Helper()
-	s := startCrashTest(t, name, "agent-b")
+	s := startCrashTestWith(t, name, procs, "agent-b")
 	p := env.GetPolicy(t, name)
 	p.Spec.Restore.Probation = &metav1.Duration{Duration: uninstallProbation}
 	if err := env.Client.Update(context.Background(), p); err != nil {
@@ -203,7 +206,7 @@ func TestMakeUndeployGivesEverythingBackWhilePausedAndMidRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := midRestore(t, "undeploy")
+	s := midRestore(t, "undeploy", runProcesses(t, nil))
 	// Runs before the crash test's cleanups, which need the CRD.
 	t.Cleanup(func() { reinstallCRDs(t) })
 	before := loadshedObjects(t, installed)
@@ -231,4 +234,126 @@ func readYAML(data []byte) ([]*unstructured.Unstructured, error) {
 		return nil, err
 	}
 	return manifests.Read(f.Name())
+}
+
+// The release the Helm uninstall test installs, and where.
+const (
+	helmRelease   = "loadshed"
+	helmNamespace = "loadshed-system"
+)
+
+// renderedKustomize renders config/default as `make deploy` would (with
+// kubectl's kustomize: same objects, the image aside).
+func renderedKustomize(t *testing.T) []*unstructured.Unstructured {
+	t.Helper()
+	out, err := exec.Command(kubectlPath(t), "kustomize", filepath.Join(testenv.RepoRoot(), "config", "default")).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := readYAML(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
+
+// removeInstalled deletes what config/default installs, the CRD and the
+// namespace included, and waits until they are gone: the tests before
+// this one applied its RBAC and admission policies, which a Helm install
+// would refuse to take over.
+func removeInstalled(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	ctx := context.Background()
+	for _, o := range objs {
+		if err := env.Client.Delete(ctx, o.DeepCopy()); client.IgnoreNotFound(err) != nil && !meta.IsNoMatchError(err) {
+			t.Fatal(err)
+		}
+	}
+	env.Eventually(t, "config/default's objects are gone", func() error {
+		if left := loadshedObjects(t, objs); len(left) > 0 {
+			return fmt.Errorf("left: %v", left)
+		}
+		return nil
+	})
+}
+
+// TestHelmUninstallGivesEverythingBackWhilePausedAndMidRestore installs the
+// chart with the pinned Helm, runs the shipped binary as the chart's
+// Deployment would (its ServiceAccount and arguments; there is no kubelet),
+// floods until it pauses two DaemonSets and restores one of them in waves,
+// and runs `helm uninstall` while one is mid-restore and the other paused.
+// The chart's pre-delete hook Job (run here as the kubelet would, with the
+// same binary) gives everything back before Helm deletes the operator; then
+// the namespace, which Helm does not delete, is deleted as docs/install.md
+// says. Afterwards both DaemonSets have their original pod template and
+// nothing of loadshed's is left.
+func TestHelmUninstallGivesEverythingBackWhilePausedAndMidRestore(t *testing.T) {
+	ctx := context.Background()
+	removeInstalled(t, renderedKustomize(t))
+	h, err := helmtest.New(helmtest.Tool(t, helmtest.HelmEnv), env.Config, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	chart := filepath.Join(testenv.RepoRoot(), "charts", "loadshed")
+	out, err := h.Run(ctx, "template", helmRelease, chart, "--namespace", helmNamespace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	installed, err := readYAML([]byte(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	installed = append(installed, namespaceObject(helmNamespace))
+	if _, err := h.Run(ctx, "install", helmRelease, chart, "--namespace", helmNamespace, "--create-namespace"); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := operatorBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooks, err := helmtest.RunHookJobs(env.Config, helmtest.HookJobOptions{Namespace: helmNamespace,
+		Binaries: map[string]string{"/loadshed-operator": bin}, Dir: t.TempDir(), ProxyURL: env.ProxyURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = hooks.Stop() }()
+	procs := runProcesses(t, nil)
+	deployment := client.ObjectKey{Namespace: helmNamespace, Name: "loadshed-controller-manager"}
+	procs.launch = func(opts replay.OperatorOptions) (*replay.Operator, error) {
+		return helmtest.StartLikeDeployment(ctx, env.Client, env.Config, deployment, opts)
+	}
+	s := midRestore(t, "helm-uninstall", procs)
+	t.Cleanup(func() { reinstallCRDs(t) })
+	before := loadshedObjects(t, installed)
+	for _, want := range []string{"LoadShedPolicy", "FlowSchema of loadshed's", "DaemonSet carrying loadshed's record",
+		"installed CustomResourceDefinition", "installed Deployment", "installed ValidatingAdmissionPolicy"} {
+		if before[want] == 0 {
+			t.Fatalf("before the uninstall, no %s: %v", want, before)
+		}
+	}
+	if out, err = h.Run(ctx, "uninstall", helmRelease, "--namespace", helmNamespace, "--wait"); err != nil {
+		t.Fatalf("%v\nhook runs: %+v", err, hooks.Runs())
+	}
+	t.Logf("helm uninstall:\n%s", out)
+	for _, r := range hooks.Runs() {
+		t.Logf("hook Job %s %v:\n%s", r.Job, r.Args, r.Output)
+	}
+	if err := env.Client.Delete(ctx, namespaceObject(helmNamespace)); err != nil {
+		t.Fatal(err)
+	}
+	env.Eventually(t, "the namespace is gone", func() error {
+		if err := env.Client.Get(ctx, client.ObjectKey{Name: helmNamespace}, &corev1.Namespace{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("still there: %v", err)
+		}
+		return nil
+	})
+	checkUninstalled(t, s, before, loadshedObjects(t, installed))
+}
+
+func namespaceObject(name string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion("v1")
+	u.SetKind("Namespace")
+	u.SetName(name)
+	return u
 }
