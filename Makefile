@@ -4,8 +4,23 @@
 # hack/tools and built once into bin/<tool>-<version>; nothing is downloaded
 # but Go modules.
 
+# The build's version, revision and time, from hack/version.sh, the one place
+# that defines them (docs/release.md); exported, so that every recipe and
+# script sees the same. Each is computed once per make run; set one on the
+# command line to override it (e.g. VERSION=v0.1.0).
+ifndef VERSION
+VERSION := $(shell hack/version.sh)
+endif
+ifndef REVISION
+REVISION := $(shell hack/version.sh revision)
+endif
+ifndef SOURCE_DATE_EPOCH
+SOURCE_DATE_EPOCH := $(shell hack/version.sh created)
+endif
+export VERSION REVISION SOURCE_DATE_EPOCH
+
 # Image to build, push and deploy.
-IMG ?= controller:latest
+IMG ?= ghcr.io/loadshed/loadshed:$(VERSION)
 
 # Extra flags for `go test` (e.g. GO_TEST_FLAGS='-run TestFoo -v') and the
 # packages to test.
@@ -127,9 +142,11 @@ verify: manifests generate ## Fail if generated files (CRDs, RBAC, deepcopy) are
 
 ##@ Build
 
+# hack/build.sh holds the go build flags every build uses (static, -trimpath,
+# -ldflags stamping $(VERSION) and $(REVISION)); the Dockerfile runs it too.
 .PHONY: build
-build: manifests generate fmt vet ## Build the manager binary into bin/loadshed-operator.
-	go build -trimpath -o bin/loadshed-operator ./cmd/manager
+build: manifests generate fmt vet ## Build the manager binary into bin/loadshed-operator, stamped with $(VERSION).
+	hack/build.sh -o bin/loadshed-operator ./cmd/manager
 
 .PHONY: demo
 demo: manifests controlplane ## Replay the 2024-12-11 incident on a local control plane, without and with loadshed, and score both (DEMO_ARGS=...).
@@ -152,7 +169,7 @@ run: manifests generate fmt vet ## Run the manager against the cluster in ~/.kub
 # machines: build the image where one runs, or in CI).
 .PHONY: docker-build
 docker-build: ## Build the container image $(IMG) (needs a Docker engine).
-	$(CONTAINER_TOOL) build -t $(IMG) .
+	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMG) .
 
 .PHONY: docker-push
 docker-push: ## Push the container image $(IMG).

@@ -12,6 +12,7 @@ import (
 
 	"github.com/loadshed/loadshed/controllers/operator"
 	"github.com/loadshed/loadshed/internal/logging"
+	"github.com/loadshed/loadshed/internal/version"
 )
 
 func main() {
@@ -47,6 +48,7 @@ func main() {
 		"The operator's ServiceAccount, in --namespace: its requests are routed to the exempt priority level.")
 	flag.StringVar(&logLevel, "log-level", "info", "Log level: debug, info, error, or a verbosity from 0 to 10.")
 	flag.StringVar(&logFormat, "log-format", logging.FormatJSON, "Log format: json or console.")
+	version.AddFlag(flag.CommandLine, "loadshed-operator")
 	flag.Parse()
 
 	log, err := logging.New(logLevel, logFormat)
