@@ -49,15 +49,20 @@ CONTROLLER_TOOLS_VERSION := v0.23.0
 GOLANGCI_LINT_VERSION := v2.15.0
 SETUP_ENVTEST_VERSION := v0.25.1
 KUSTOMIZE_VERSION := v5.8.2
+# cyclonedx-gomod has its own module, hack/tools/cyclonedx-gomod, so that its
+# dependencies move no other tool's.
+CYCLONEDX_GOMOD_VERSION := v1.10.0
 
 TOOLS_MOD := hack/tools
 GOLANGCI_LINT_MOD := hack/tools/golangci-lint
+CYCLONEDX_GOMOD_MOD := hack/tools/cyclonedx-gomod
 
 LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 SETUP_ENVTEST ?= $(LOCALBIN)/setup-envtest-$(SETUP_ENVTEST_VERSION)
 KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
+CYCLONEDX_GOMOD ?= $(LOCALBIN)/cyclonedx-gomod-$(CYCLONEDX_GOMOD_VERSION)
 
 CONTAINER_TOOL ?= docker
 KUBECTL ?= kubectl
@@ -114,11 +119,12 @@ controlplane: ## Build (first time, ~20 min) or reuse etcd, kube-apiserver, kube
 
 # The tests find the control plane through KUBEBUILDER_ASSETS (envtest) and
 # LOADSHED_ASSETS (the project's own suites); both name the same directory.
+# test/release finds the SBOM generator through LOADSHED_CYCLONEDX_GOMOD.
 .PHONY: test
-test: manifests generate fmt vet controlplane ## Run all tests with the race detector against the local control plane.
+test: manifests generate fmt vet controlplane $(CYCLONEDX_GOMOD) ## Run all tests with the race detector against the local control plane.
 	@assets="$$(hack/controlplane/ensure.sh $(CONTROLPLANE_COMPONENTS))"; \
 	echo "KUBEBUILDER_ASSETS=$$assets"; \
-	export KUBEBUILDER_ASSETS="$$assets" LOADSHED_ASSETS="$$assets"; \
+	export KUBEBUILDER_ASSETS="$$assets" LOADSHED_ASSETS="$$assets" LOADSHED_CYCLONEDX_GOMOD="$(CYCLONEDX_GOMOD)"; \
 	set -ex; go test -race -count=1 -timeout=25m $(GO_TEST_FLAGS) $(GO_TEST_PKGS); \
 	if [ -n "$(REPLAY_TEST_PKGS)" ]; then go test -count=1 -timeout=30m $(GO_TEST_FLAGS) $(REPLAY_TEST_PKGS); fi
 
@@ -175,6 +181,40 @@ docker-build: ## Build the container image $(IMG) (needs a Docker engine).
 docker-push: ## Push the container image $(IMG).
 	$(CONTAINER_TOOL) push $(IMG)
 
+# make image builds without a container engine: hack/build.sh builds the
+# operator for each of IMAGE_PLATFORMS, cmd/image assembles them with a base
+# layer it writes itself into an OCI layout, and cyclonedx-gomod writes each
+# binary's SBOM beside it (docs/release.md). Everything goes under $(DIST).
+DIST ?= dist
+IMAGE_PLATFORMS ?= linux/amd64 linux/arm64
+IMAGE_DIR = $(DIST)/image
+# image-binary is where the binary of platform $(1) (e.g. linux/arm64) goes.
+image-binary = $(DIST)/bin/$(subst /,_,$(1))/loadshed-operator
+
+.PHONY: image
+image: image-binaries sbom ## Build the operator's OCI image index for $(IMAGE_PLATFORMS) into dist/image/ (OCI layout) with its SBOMs; no container engine.
+	rm -rf $(IMAGE_DIR)
+	go run ./cmd/image build --out $(IMAGE_DIR) --version $(VERSION) --revision $(REVISION) --created $(SOURCE_DATE_EPOCH) \
+		$(foreach p,$(IMAGE_PLATFORMS),--binary $(p)=$(call image-binary,$(p)))
+
+.PHONY: image-binaries
+image-binaries:
+	$(foreach p,$(IMAGE_PLATFORMS),GOOS=$(word 1,$(subst /, ,$(p))) GOARCH=$(word 2,$(subst /, ,$(p))) \
+		hack/build.sh -o $(call image-binary,$(p)) ./cmd/manager;)
+
+# The SBOMs describe the binaries as built (Go's build info in them); the
+# licenses are read from the module cache, which the build just filled
+# (GOPROXY=off: nothing is looked up). No timestamp nor serial number, so that
+# the same binary gives the same file.
+.PHONY: sbom
+sbom: image-binaries $(CYCLONEDX_GOMOD) ## Write a CycloneDX SBOM of each platform's operator binary to dist/loadshed-operator_<os>_<arch>.cdx.json.
+	$(foreach p,$(IMAGE_PLATFORMS),GOPROXY=off $(CYCLONEDX_GOMOD) bin -json -licenses -std -noserial -notimestamp \
+		-version $(VERSION) -output $(DIST)/loadshed-operator_$(subst /,_,$(p)).cdx.json $(call image-binary,$(p));)
+
+.PHONY: image-push
+image-push: image ## Push the image index built by make image to $(IMG), with the credentials of ~/.docker/config.json.
+	go run ./cmd/image push --from $(IMAGE_DIR) --to $(IMG)
+
 .PHONY: build-installer
 build-installer: manifests generate $(KUSTOMIZE) ## Render config/default with image $(IMG) into dist/install.yaml.
 	@mkdir -p dist
@@ -201,20 +241,21 @@ deploy: manifests $(KUSTOMIZE) ## Deploy the operator with image $(IMG) to the c
 undeploy: $(KUSTOMIZE) ## Remove the operator from the cluster (ignore-not-found=true to ignore missing objects).
 	$(call render-default) | $(KUBECTL) delete --ignore-not-found=$(ignore-not-found) -f -
 
-# render-default prints config/default with the image set to $(IMG). It sets
+# render-default prints config/default with the image set to $(IMG)
+# (config/manager names ghcr.io/loadshed/loadshed, untagged). It sets
 # the image in a throw-away overlay under bin/ (kustomize takes only relative
 # paths), so no tracked file is edited.
 define render-default
 mkdir -p "$(CURDIR)/bin"; overlay="$$(mktemp -d "$(CURDIR)/bin/overlay.XXXXXX")"; trap 'rm -rf "$$overlay"' EXIT; \
 printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- ../../config/default\n' > "$$overlay/kustomization.yaml"; \
-(cd "$$overlay" && $(KUSTOMIZE) edit set image controller=$(IMG)); \
+(cd "$$overlay" && $(KUSTOMIZE) edit set image ghcr.io/loadshed/loadshed=$(IMG)); \
 $(KUSTOMIZE) build "$$overlay"
 endef
 
 ##@ Tools
 
 .PHONY: tools
-tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(SETUP_ENVTEST) $(KUSTOMIZE) ## Build all pinned tools into bin/.
+tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(SETUP_ENVTEST) $(KUSTOMIZE) $(CYCLONEDX_GOMOD) ## Build all pinned tools into bin/.
 
 $(LOCALBIN):
 	mkdir -p $(LOCALBIN)
@@ -230,6 +271,9 @@ $(KUSTOMIZE): $(TOOLS_MOD)/go.mod $(TOOLS_MOD)/go.sum | $(LOCALBIN)
 
 $(GOLANGCI_LINT): $(GOLANGCI_LINT_MOD)/go.mod $(GOLANGCI_LINT_MOD)/go.sum | $(LOCALBIN)
 	$(call go-build-tool,$@,$(GOLANGCI_LINT_MOD),github.com/golangci/golangci-lint/v2/cmd/golangci-lint,github.com/golangci/golangci-lint/v2,$(GOLANGCI_LINT_VERSION))
+
+$(CYCLONEDX_GOMOD): $(CYCLONEDX_GOMOD_MOD)/go.mod $(CYCLONEDX_GOMOD_MOD)/go.sum | $(LOCALBIN)
+	$(call go-build-tool,$@,$(CYCLONEDX_GOMOD_MOD),github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod,github.com/CycloneDX/cyclonedx-gomod,$(CYCLONEDX_GOMOD_VERSION))
 
 # go-build-tool builds a tool from its pinned module into bin/<tool>-<version>,
 # after checking that the module pins the version this Makefile names.

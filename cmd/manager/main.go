@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"os"
 
+	// CA roots for the Prometheus client where the system has none, as in
+	// the image make image builds, which holds no CA file (docs/release.md).
+	_ "golang.org/x/crypto/x509roots/fallback"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 
