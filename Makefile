@@ -4,8 +4,23 @@
 # hack/tools and built once into bin/<tool>-<version>; nothing is downloaded
 # but Go modules.
 
+# The build's version, revision and time, from hack/version.sh, the one place
+# that defines them (docs/release.md); exported, so that every recipe and
+# script sees the same. Each is computed once per make run; set one on the
+# command line to override it (e.g. VERSION=v0.1.0).
+ifndef VERSION
+VERSION := $(shell hack/version.sh)
+endif
+ifndef REVISION
+REVISION := $(shell hack/version.sh revision)
+endif
+ifndef SOURCE_DATE_EPOCH
+SOURCE_DATE_EPOCH := $(shell hack/version.sh created)
+endif
+export VERSION REVISION SOURCE_DATE_EPOCH
+
 # Image to build, push and deploy.
-IMG ?= controller:latest
+IMG ?= ghcr.io/loadshed/loadshed:$(VERSION)
 
 # Extra flags for `go test` (e.g. GO_TEST_FLAGS='-run TestFoo -v') and the
 # packages to test.
@@ -36,9 +51,13 @@ SETUP_ENVTEST_VERSION := v0.25.1
 KUSTOMIZE_VERSION := v5.8.2
 # Helm has its own module, hack/helm (see its go.mod).
 HELM_VERSION := v4.3.2
+# cyclonedx-gomod has its own module, hack/tools/cyclonedx-gomod, so that its
+# dependencies move no other tool's.
+CYCLONEDX_GOMOD_VERSION := v1.10.0
 
 TOOLS_MOD := hack/tools
 GOLANGCI_LINT_MOD := hack/tools/golangci-lint
+CYCLONEDX_GOMOD_MOD := hack/tools/cyclonedx-gomod
 
 LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
@@ -47,6 +66,7 @@ SETUP_ENVTEST ?= $(LOCALBIN)/setup-envtest-$(SETUP_ENVTEST_VERSION)
 KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
 HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
 HELM_MOD := hack/helm
+CYCLONEDX_GOMOD ?= $(LOCALBIN)/cyclonedx-gomod-$(CYCLONEDX_GOMOD_VERSION)
 
 CONTAINER_TOOL ?= docker
 KUBECTL ?= kubectl
@@ -105,13 +125,15 @@ controlplane: ## Build (first time, ~20 min) or reuse etcd, kube-apiserver, kube
 
 # The tests find the control plane through KUBEBUILDER_ASSETS (envtest) and
 # LOADSHED_ASSETS (the project's own suites); both name the same directory.
-# test/chart finds the pinned Helm and kustomize through LOADSHED_HELM and
-# LOADSHED_KUSTOMIZE.
+# test/chart and test/faults find the pinned Helm and kustomize through
+# LOADSHED_HELM and LOADSHED_KUSTOMIZE; test/release finds the SBOM generator
+# through LOADSHED_CYCLONEDX_GOMOD.
 .PHONY: test
-test: manifests generate fmt vet controlplane $(HELM) $(KUSTOMIZE) ## Run all tests with the race detector against the local control plane.
+test: manifests generate fmt vet controlplane $(HELM) $(KUSTOMIZE) $(CYCLONEDX_GOMOD) ## Run all tests with the race detector against the local control plane.
 	@assets="$$(hack/controlplane/ensure.sh $(CONTROLPLANE_COMPONENTS))"; \
 	echo "KUBEBUILDER_ASSETS=$$assets"; \
-	export KUBEBUILDER_ASSETS="$$assets" LOADSHED_ASSETS="$$assets" LOADSHED_HELM="$(HELM)" LOADSHED_KUSTOMIZE="$(KUSTOMIZE)"; \
+	export KUBEBUILDER_ASSETS="$$assets" LOADSHED_ASSETS="$$assets" LOADSHED_HELM="$(HELM)" LOADSHED_KUSTOMIZE="$(KUSTOMIZE)" \
+		LOADSHED_CYCLONEDX_GOMOD="$(CYCLONEDX_GOMOD)"; \
 	set -ex; go test -race -count=1 -timeout=25m $(GO_TEST_FLAGS) $(GO_TEST_PKGS); \
 	if [ -n "$(REPLAY_TEST_PKGS)" ]; then go test -count=1 -timeout=30m $(GO_TEST_FLAGS) $(REPLAY_TEST_PKGS); fi
 
@@ -135,9 +157,11 @@ verify: manifests generate ## Fail if generated files (CRDs, RBAC, deepcopy) are
 
 ##@ Build
 
+# hack/build.sh holds the go build flags every build uses (static, -trimpath,
+# -ldflags stamping $(VERSION) and $(REVISION)); the Dockerfile runs it too.
 .PHONY: build
-build: manifests generate fmt vet ## Build the manager binary into bin/loadshed-operator.
-	go build -trimpath -o bin/loadshed-operator ./cmd/manager
+build: manifests generate fmt vet ## Build the manager binary into bin/loadshed-operator, stamped with $(VERSION).
+	hack/build.sh -o bin/loadshed-operator ./cmd/manager
 
 .PHONY: demo
 demo: manifests controlplane ## Replay the 2024-12-11 incident on a local control plane, without and with loadshed, and score both (DEMO_ARGS=...).
@@ -160,11 +184,45 @@ run: manifests generate fmt vet ## Run the manager against the cluster in ~/.kub
 # machines: build the image where one runs, or in CI).
 .PHONY: docker-build
 docker-build: ## Build the container image $(IMG) (needs a Docker engine).
-	$(CONTAINER_TOOL) build -t $(IMG) .
+	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMG) .
 
 .PHONY: docker-push
 docker-push: ## Push the container image $(IMG).
 	$(CONTAINER_TOOL) push $(IMG)
+
+# make image builds without a container engine: hack/build.sh builds the
+# operator for each of IMAGE_PLATFORMS, cmd/image assembles them with a base
+# layer it writes itself into an OCI layout, and cyclonedx-gomod writes each
+# binary's SBOM beside it (docs/release.md). Everything goes under $(DIST).
+DIST ?= dist
+IMAGE_PLATFORMS ?= linux/amd64 linux/arm64
+IMAGE_DIR = $(DIST)/image
+# image-binary is where the binary of platform $(1) (e.g. linux/arm64) goes.
+image-binary = $(DIST)/bin/$(subst /,_,$(1))/loadshed-operator
+
+.PHONY: image
+image: image-binaries sbom ## Build the operator's OCI image index for $(IMAGE_PLATFORMS) into dist/image/ (OCI layout) with its SBOMs; no container engine.
+	rm -rf $(IMAGE_DIR)
+	go run ./cmd/image build --out $(IMAGE_DIR) --version $(VERSION) --revision $(REVISION) --created $(SOURCE_DATE_EPOCH) \
+		$(foreach p,$(IMAGE_PLATFORMS),--binary $(p)=$(call image-binary,$(p)))
+
+.PHONY: image-binaries
+image-binaries:
+	$(foreach p,$(IMAGE_PLATFORMS),GOOS=$(word 1,$(subst /, ,$(p))) GOARCH=$(word 2,$(subst /, ,$(p))) \
+		hack/build.sh -o $(call image-binary,$(p)) ./cmd/manager;)
+
+# The SBOMs describe the binaries as built (Go's build info in them); the
+# licenses are read from the module cache, which the build just filled
+# (GOPROXY=off: nothing is looked up). No timestamp nor serial number, so that
+# the same binary gives the same file.
+.PHONY: sbom
+sbom: image-binaries $(CYCLONEDX_GOMOD) ## Write a CycloneDX SBOM of each platform's operator binary to dist/loadshed-operator_<os>_<arch>.cdx.json.
+	$(foreach p,$(IMAGE_PLATFORMS),GOPROXY=off $(CYCLONEDX_GOMOD) bin -json -licenses -std -noserial -notimestamp \
+		-version $(VERSION) -output $(DIST)/loadshed-operator_$(subst /,_,$(p)).cdx.json $(call image-binary,$(p));)
+
+.PHONY: image-push
+image-push: image ## Push the image index built by make image to $(IMG), with the credentials of ~/.docker/config.json.
+	go run ./cmd/image push --from $(IMAGE_DIR) --to $(IMG)
 
 .PHONY: build-installer
 build-installer: manifests generate $(KUSTOMIZE) ## Render config/default with image $(IMG) into dist/install.yaml.
@@ -172,14 +230,11 @@ build-installer: manifests generate $(KUSTOMIZE) ## Render config/default with i
 	@$(call render-default) > dist/install.yaml
 	@echo "wrote dist/install.yaml (image $(IMG))"
 
-# The release's version; `make chart` stamps the chart with it.
-VERSION ?= v0.1.0-dev
-
 .PHONY: chart
 chart: manifests $(HELM) ## Package charts/loadshed into dist/loadshed-<VERSION without v>.tgz.
-	@mkdir -p dist
+	@mkdir -p $(DIST)
 	$(HELM) lint --strict charts/loadshed
-	$(HELM) package charts/loadshed --destination dist --version "$(VERSION:v%=%)" --app-version "$(VERSION)"
+	$(HELM) package charts/loadshed --destination $(DIST) --version "$(VERSION:v%=%)" --app-version "$(VERSION)"
 
 ##@ Deployment
 
@@ -216,20 +271,21 @@ undeploy: $(KUSTOMIZE) ## Give back everything loadshed holds, then remove the o
 	$(call give-back)
 	$(call render-default) | $(KUBECTL) delete --ignore-not-found=$(ignore-not-found) --wait -f -
 
-# render-default prints config/default with the image set to $(IMG). It sets
+# render-default prints config/default with the image set to $(IMG)
+# (config/manager names ghcr.io/loadshed/loadshed, untagged). It sets
 # the image in a throw-away overlay under bin/ (kustomize takes only relative
 # paths), so no tracked file is edited.
 define render-default
 mkdir -p "$(CURDIR)/bin"; overlay="$$(mktemp -d "$(CURDIR)/bin/overlay.XXXXXX")"; trap 'rm -rf "$$overlay"' EXIT; \
 printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- ../../config/default\n' > "$$overlay/kustomization.yaml"; \
-(cd "$$overlay" && $(KUSTOMIZE) edit set image controller=$(IMG)); \
+(cd "$$overlay" && $(KUSTOMIZE) edit set image ghcr.io/loadshed/loadshed=$(IMG)); \
 $(KUSTOMIZE) build "$$overlay"
 endef
 
 ##@ Tools
 
 .PHONY: tools
-tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(SETUP_ENVTEST) $(KUSTOMIZE) $(HELM) ## Build all pinned tools into bin/.
+tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(SETUP_ENVTEST) $(KUSTOMIZE) $(HELM) $(CYCLONEDX_GOMOD) ## Build all pinned tools into bin/.
 
 $(LOCALBIN):
 	mkdir -p $(LOCALBIN)
@@ -251,6 +307,9 @@ helm: $(HELM) ## Build the pinned Helm into bin/helm-$(HELM_VERSION) (cold: ~4.5
 
 $(GOLANGCI_LINT): $(GOLANGCI_LINT_MOD)/go.mod $(GOLANGCI_LINT_MOD)/go.sum | $(LOCALBIN)
 	$(call go-build-tool,$@,$(GOLANGCI_LINT_MOD),github.com/golangci/golangci-lint/v2/cmd/golangci-lint,github.com/golangci/golangci-lint/v2,$(GOLANGCI_LINT_VERSION))
+
+$(CYCLONEDX_GOMOD): $(CYCLONEDX_GOMOD_MOD)/go.mod $(CYCLONEDX_GOMOD_MOD)/go.sum | $(LOCALBIN)
+	$(call go-build-tool,$@,$(CYCLONEDX_GOMOD_MOD),github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod,github.com/CycloneDX/cyclonedx-gomod,$(CYCLONEDX_GOMOD_VERSION))
 
 # go-build-tool builds a tool from its pinned module into bin/<tool>-<version>,
 # after checking that the module pins the version this Makefile names.

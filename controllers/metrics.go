@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/loadshed/loadshed/internal/plan"
+	"github.com/loadshed/loadshed/internal/version"
 )
 
 // Label keys of the controller's metrics.
@@ -78,7 +79,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(signalValue, triggerFiring, attributedRate,
+	metrics.Registry.MustRegister(version.NewCollector(), signalValue, triggerFiring, attributedRate,
 		actionsTotal, pausedDaemonSets, throttledServiceAccounts, restoreAttempts, blockedActions, sheddingSeconds,
 		evaluations, evaluationDuration, lastEvaluation)
 }

@@ -14,11 +14,13 @@ import (
 	"time"
 
 	"github.com/loadshed/loadshed/internal/cpunoise"
+	"github.com/loadshed/loadshed/internal/version"
 )
 
 func main() {
 	cores := flag.Float64("cores", 1, "Cores' worth of CPU to burn, e.g. 0.5 or 1.5.")
 	limit := flag.Duration("for", time.Hour, "Stop after this long at the latest.")
+	version.AddFlag(flag.CommandLine, "loadshed-cpu-noise")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -10,11 +10,15 @@ import (
 	"fmt"
 	"os"
 
+	// CA roots for the Prometheus client where the system has none, as in
+	// the image make image builds, which holds no CA file (docs/release.md).
+	_ "golang.org/x/crypto/x509roots/fallback"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/loadshed/loadshed/controllers/operator"
 	"github.com/loadshed/loadshed/internal/logging"
+	"github.com/loadshed/loadshed/internal/version"
 )
 
 func main() {
@@ -53,6 +57,7 @@ func main() {
 		"The operator's ServiceAccount, in --namespace: its requests are routed to the exempt priority level.")
 	flag.StringVar(&logLevel, "log-level", "info", "Log level: debug, info, error, or a verbosity from 0 to 10.")
 	flag.StringVar(&logFormat, "log-format", logging.FormatJSON, "Log format: json or console.")
+	version.AddFlag(flag.CommandLine, "loadshed-operator")
 	flag.Parse()
 
 	log, err := logging.New(logLevel, logFormat)

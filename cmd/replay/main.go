@@ -25,6 +25,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/loadshed/loadshed/internal/replay"
+	"github.com/loadshed/loadshed/internal/version"
 )
 
 func main() {
@@ -65,6 +66,7 @@ func main() {
 		"The sample policy's durations (interval, for, windows, restore, backoff) are divided by this.")
 	flag.BoolVar(&cfg.Keep, "keep", false,
 		"Leave each cluster running after its scenario, until Ctrl-C, and print its kubeconfig.")
+	version.AddFlag(flag.CommandLine, "loadshed-replay")
 	flag.Parse()
 
 	if err := run(cfg, opts); err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/loadshed/loadshed/internal/scale"
+	"github.com/loadshed/loadshed/internal/version"
 )
 
 func main() {
@@ -30,6 +31,7 @@ func main() {
 	flag.DurationVar(&opts.Interval, "interval", 10*time.Second, "Every policy's interval.")
 	flag.DurationVar(&opts.Warmup, "warmup", time.Minute, "Time the operator runs before the measurement.")
 	flag.DurationVar(&opts.Measure, "measure", 3*time.Minute, "The quiet window measured.")
+	version.AddFlag(flag.CommandLine, "loadshed-scale")
 	flag.Parse()
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
