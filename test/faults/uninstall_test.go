@@ -304,7 +304,7 @@ func TestHelmUninstallGivesEverythingBackWhilePausedAndMidRestore(t *testing.T) 
 		t.Fatal(err)
 	}
 	installed = append(installed, namespaceObject(helmNamespace))
-	if _, err := h.Run(ctx, "install", helmRelease, chart, "--namespace", helmNamespace, "--create-namespace"); err != nil {
+	if _, err = h.Run(ctx, "install", helmRelease, chart, "--namespace", helmNamespace, "--create-namespace"); err != nil {
 		t.Fatal(err)
 	}
 	bin, err := operatorBinary()
@@ -342,8 +342,9 @@ func TestHelmUninstallGivesEverythingBackWhilePausedAndMidRestore(t *testing.T) 
 		t.Fatal(err)
 	}
 	env.Eventually(t, "the namespace is gone", func() error {
-		if err := env.Client.Get(ctx, client.ObjectKey{Name: helmNamespace}, &corev1.Namespace{}); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("still there: %v", err)
+		err := env.Client.Get(ctx, client.ObjectKey{Name: helmNamespace}, &corev1.Namespace{})
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("still there: %w", err)
 		}
 		return nil
 	})
