@@ -63,10 +63,12 @@ type LeaderElection struct {
 }
 
 // BuildOperator builds cmd/manager from the checkout at root into dir, and
-// returns the binary's path. Build once, start many.
+// returns the binary's path. Build once, start many. It builds with
+// hack/build.sh, as make build and make image do: the binary the tests run
+// is the one that ships (and its packages are built once for both).
 func BuildOperator(ctx context.Context, root, dir string) (string, error) {
 	bin := filepath.Join(dir, "loadshed-operator")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/manager")
+	build := exec.CommandContext(ctx, filepath.Join(root, "hack", "build.sh"), "-o", bin, "./cmd/manager")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building the operator: %w: %s", err, out)
