@@ -34,15 +34,24 @@ CONTROLLER_TOOLS_VERSION := v0.23.0
 GOLANGCI_LINT_VERSION := v2.15.0
 SETUP_ENVTEST_VERSION := v0.25.1
 KUSTOMIZE_VERSION := v5.8.2
+# Prometheus has its own module, hack/prometheus: promtool (and later the
+# Prometheus server) are built from it. To bump it:
+#   go -C hack/prometheus get -tool github.com/prometheus/prometheus/cmd/promtool@vX.Y.Z
+PROMETHEUS_VERSION := v0.316.0
 
 TOOLS_MOD := hack/tools
 GOLANGCI_LINT_MOD := hack/tools/golangci-lint
+PROMETHEUS_MOD := hack/prometheus
 
 LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 SETUP_ENVTEST ?= $(LOCALBIN)/setup-envtest-$(SETUP_ENVTEST_VERSION)
 KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
+PROMTOOL ?= $(LOCALBIN)/promtool-$(PROMETHEUS_VERSION)
+# Build tags of Prometheus's binaries: remove_all_sd leaves out the service
+# discoveries (cloud SDKs), which checking and testing rules never use.
+PROMETHEUS_BUILD_TAGS ?= remove_all_sd
 
 CONTAINER_TOOL ?= docker
 KUBECTL ?= kubectl
@@ -197,7 +206,10 @@ endef
 ##@ Tools
 
 .PHONY: tools
-tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(SETUP_ENVTEST) $(KUSTOMIZE) ## Build all pinned tools into bin/.
+tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(SETUP_ENVTEST) $(KUSTOMIZE) $(PROMTOOL) ## Build all pinned tools into bin/.
+
+.PHONY: promtool
+promtool: $(PROMTOOL) ## Build promtool (rule checks and unit tests) into bin/promtool-$(PROMETHEUS_VERSION).
 
 $(LOCALBIN):
 	mkdir -p $(LOCALBIN)
@@ -213,6 +225,10 @@ $(KUSTOMIZE): $(TOOLS_MOD)/go.mod $(TOOLS_MOD)/go.sum | $(LOCALBIN)
 
 $(GOLANGCI_LINT): $(GOLANGCI_LINT_MOD)/go.mod $(GOLANGCI_LINT_MOD)/go.sum | $(LOCALBIN)
 	$(call go-build-tool,$@,$(GOLANGCI_LINT_MOD),github.com/golangci/golangci-lint/v2/cmd/golangci-lint,github.com/golangci/golangci-lint/v2,$(GOLANGCI_LINT_VERSION))
+
+$(PROMTOOL): export GOFLAGS += -tags=$(PROMETHEUS_BUILD_TAGS)
+$(PROMTOOL): $(PROMETHEUS_MOD)/go.mod $(PROMETHEUS_MOD)/go.sum | $(LOCALBIN)
+	$(call go-build-tool,$@,$(PROMETHEUS_MOD),github.com/prometheus/prometheus/cmd/promtool,github.com/prometheus/prometheus,$(PROMETHEUS_VERSION))
 
 # go-build-tool builds a tool from its pinned module into bin/<tool>-<version>,
 # after checking that the module pins the version this Makefile names.
