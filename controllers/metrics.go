@@ -254,6 +254,10 @@ func observePauses(name string, p plan.Plan, backoff policy.Backoff) {
 	}
 	backoff.JitterPercent = 0
 	for ds, rec := range p.Paused {
+		// A held DaemonSet's counters start at 0, so that increase() sees
+		// its first relapse and its first override.
+		relapses.WithLabelValues(name, ds.Namespace, ds.Name)
+		pauseOverrides.WithLabelValues(name, ds.Namespace, ds.Name)
 		restoreWave.WithLabelValues(name, ds.Namespace, ds.Name).Set(float64(rec.Wave))
 		restoreAttempt.WithLabelValues(name, ds.Namespace, ds.Name).Set(float64(rec.Attempt))
 		exhausted := rec.Attempt > 0 && plan.Backoff(backoff, ds, rec.Attempt) >= backoff.Max
