@@ -24,7 +24,7 @@ const (
 	// labelNamespace and labelDaemonSet name a DaemonSet the policy acted
 	// on (paused, restores, put a pause back on): never any other, so that
 	// the series stay as few as the DaemonSets loadshed touches.
-	labelNamespace = "namespace"
+	labelNamespace = "daemonset_namespace"
 	labelDaemonSet = "daemonset"
 )
 
