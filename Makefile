@@ -108,13 +108,15 @@ controlplane: ## Build (first time, ~20 min) or reuse etcd, kube-apiserver, kube
 
 # The tests find the control plane through KUBEBUILDER_ASSETS (envtest) and
 # LOADSHED_ASSETS (the project's own suites); both name the same directory.
-# test/monitoring finds promtool through LOADSHED_PROMTOOL.
+# test/monitoring finds promtool through LOADSHED_PROMTOOL. The dashboard's
+# test is in hack/prometheus, which has the PromQL parser (see its go.mod).
 .PHONY: test
 test: manifests generate fmt vet controlplane $(PROMTOOL) ## Run all tests with the race detector against the local control plane.
 	@assets="$$(hack/controlplane/ensure.sh $(CONTROLPLANE_COMPONENTS))"; \
 	echo "KUBEBUILDER_ASSETS=$$assets"; \
 	export KUBEBUILDER_ASSETS="$$assets" LOADSHED_ASSETS="$$assets" LOADSHED_PROMTOOL="$(PROMTOOL)"; \
 	set -ex; go test -race -count=1 -timeout=25m $(GO_TEST_FLAGS) $(GO_TEST_PKGS); \
+	go -C $(PROMETHEUS_MOD) test -count=1 ./...; \
 	if [ -n "$(REPLAY_TEST_PKGS)" ]; then go test -count=1 -timeout=30m $(GO_TEST_FLAGS) $(REPLAY_TEST_PKGS); fi
 
 # verify regenerates everything and fails if that changed a tracked file or
