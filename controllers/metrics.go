@@ -276,11 +276,13 @@ func observeEvaluation(name string, state *reconcileState) {
 		intervalSeconds.WithLabelValues(name).Set(state.config.Interval.Seconds())
 	}
 	observeAvailability(name, state.metrics, now)
+	// A trigger taken out of the spec takes its series with it.
+	for _, g := range []*prometheus.GaugeVec{signalValue, triggerFiring, triggerThreshold, triggerClearThreshold} {
+		g.DeletePartialMatch(prometheus.Labels{labelPolicy: name})
+	}
 	for _, s := range state.readings {
 		if s.OK {
 			signalValue.WithLabelValues(name, s.Name).Set(s.Value)
-		} else {
-			signalValue.DeleteLabelValues(name, s.Name)
 		}
 		triggerFiring.WithLabelValues(name, s.Name).Set(boolFloat(s.Firing()))
 		triggerThreshold.WithLabelValues(name, s.Name).Set(s.Threshold)

@@ -60,6 +60,15 @@ func TestObserveEvaluationExportsSignalsThresholdsAndAvailability(t *testing.T) 
 		metricsAvailable.WithLabelValues(name): 1,
 		lastSignals.WithLabelValues(name):      1_700_000_120,
 	})
+
+	// The trigger renamed: the old name's series go, the missing value too.
+	state.readings = []detection.Reading{{Name: "rejected", Threshold: 1, ClearThreshold: 0.5}}
+	r.observeMetrics(name, state, time.Millisecond)
+	for metric, want := range map[string]int{"loadshed_detection_trigger_threshold": 1, "loadshed_detection_signal_value": 0} {
+		if got := seriesOf(t, name, metric); got != want {
+			t.Errorf("%d series of %s after the trigger was renamed and its value is missing, want %d", got, metric, want)
+		}
+	}
 }
 
 func TestObserveChangesExportsWhatThePolicyDoesAndCannotDo(t *testing.T) {
