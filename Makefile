@@ -212,7 +212,7 @@ endef
 tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(SETUP_ENVTEST) $(KUSTOMIZE) $(PROMTOOL) ## Build all pinned tools into bin/.
 
 .PHONY: promtool
-promtool: $(PROMTOOL) ## Build promtool (rule checks and unit tests) into bin/promtool-$(PROMETHEUS_VERSION).
+promtool: $(PROMTOOL) ## Build promtool (rule checks and unit tests) from hack/prometheus into bin/promtool-<version>.
 
 $(LOCALBIN):
 	mkdir -p $(LOCALBIN)
