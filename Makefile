@@ -54,10 +54,15 @@ HELM_VERSION := v4.3.2
 # cyclonedx-gomod has its own module, hack/tools/cyclonedx-gomod, so that its
 # dependencies move no other tool's.
 CYCLONEDX_GOMOD_VERSION := v1.10.0
+# Prometheus has its own module, hack/prometheus: promtool (and later the
+# Prometheus server) are built from it. To bump it:
+#   go -C hack/prometheus get -tool github.com/prometheus/prometheus/cmd/promtool@vX.Y.Z
+PROMETHEUS_VERSION := v0.316.0
 
 TOOLS_MOD := hack/tools
 GOLANGCI_LINT_MOD := hack/tools/golangci-lint
 CYCLONEDX_GOMOD_MOD := hack/tools/cyclonedx-gomod
+PROMETHEUS_MOD := hack/prometheus
 
 LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
@@ -67,6 +72,10 @@ KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
 HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
 HELM_MOD := hack/helm
 CYCLONEDX_GOMOD ?= $(LOCALBIN)/cyclonedx-gomod-$(CYCLONEDX_GOMOD_VERSION)
+PROMTOOL ?= $(LOCALBIN)/promtool-$(PROMETHEUS_VERSION)
+# Build tags of Prometheus's binaries: remove_all_sd leaves out the service
+# discoveries (cloud SDKs), which checking and testing rules never use.
+PROMETHEUS_BUILD_TAGS ?= remove_all_sd
 
 CONTAINER_TOOL ?= docker
 KUBECTL ?= kubectl
@@ -127,14 +136,17 @@ controlplane: ## Build (first time, ~20 min) or reuse etcd, kube-apiserver, kube
 # LOADSHED_ASSETS (the project's own suites); both name the same directory.
 # test/chart and test/faults find the pinned Helm and kustomize through
 # LOADSHED_HELM and LOADSHED_KUSTOMIZE; test/release finds the SBOM generator
-# through LOADSHED_CYCLONEDX_GOMOD.
+# through LOADSHED_CYCLONEDX_GOMOD; test/monitoring finds promtool through
+# LOADSHED_PROMTOOL. The dashboard's test is in hack/prometheus, which has the
+# PromQL parser (see its go.mod).
 .PHONY: test
-test: manifests generate fmt vet controlplane $(HELM) $(KUSTOMIZE) $(CYCLONEDX_GOMOD) ## Run all tests with the race detector against the local control plane.
+test: manifests generate fmt vet controlplane $(HELM) $(KUSTOMIZE) $(CYCLONEDX_GOMOD) $(PROMTOOL) ## Run all tests with the race detector against the local control plane.
 	@assets="$$(hack/controlplane/ensure.sh $(CONTROLPLANE_COMPONENTS))"; \
 	echo "KUBEBUILDER_ASSETS=$$assets"; \
 	export KUBEBUILDER_ASSETS="$$assets" LOADSHED_ASSETS="$$assets" LOADSHED_HELM="$(HELM)" LOADSHED_KUSTOMIZE="$(KUSTOMIZE)" \
-		LOADSHED_CYCLONEDX_GOMOD="$(CYCLONEDX_GOMOD)"; \
+		LOADSHED_CYCLONEDX_GOMOD="$(CYCLONEDX_GOMOD)" LOADSHED_PROMTOOL="$(PROMTOOL)"; \
 	set -ex; go test -race -count=1 -timeout=25m $(GO_TEST_FLAGS) $(GO_TEST_PKGS); \
+	go -C $(PROMETHEUS_MOD) test -count=1 ./...; \
 	if [ -n "$(REPLAY_TEST_PKGS)" ]; then go test -count=1 -timeout=30m $(GO_TEST_FLAGS) $(REPLAY_TEST_PKGS); fi
 
 # verify regenerates everything and fails if that changed a tracked file or
@@ -285,7 +297,10 @@ endef
 ##@ Tools
 
 .PHONY: tools
-tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(SETUP_ENVTEST) $(KUSTOMIZE) $(HELM) $(CYCLONEDX_GOMOD) ## Build all pinned tools into bin/.
+tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(SETUP_ENVTEST) $(KUSTOMIZE) $(HELM) $(CYCLONEDX_GOMOD) $(PROMTOOL) ## Build all pinned tools into bin/.
+
+.PHONY: promtool
+promtool: $(PROMTOOL) ## Build promtool (rule checks and unit tests) from hack/prometheus into bin/promtool-<version>.
 
 $(LOCALBIN):
 	mkdir -p $(LOCALBIN)
@@ -310,6 +325,10 @@ $(GOLANGCI_LINT): $(GOLANGCI_LINT_MOD)/go.mod $(GOLANGCI_LINT_MOD)/go.sum | $(LO
 
 $(CYCLONEDX_GOMOD): $(CYCLONEDX_GOMOD_MOD)/go.mod $(CYCLONEDX_GOMOD_MOD)/go.sum | $(LOCALBIN)
 	$(call go-build-tool,$@,$(CYCLONEDX_GOMOD_MOD),github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod,github.com/CycloneDX/cyclonedx-gomod,$(CYCLONEDX_GOMOD_VERSION))
+
+$(PROMTOOL): export GOFLAGS += -tags=$(PROMETHEUS_BUILD_TAGS)
+$(PROMTOOL): $(PROMETHEUS_MOD)/go.mod $(PROMETHEUS_MOD)/go.sum | $(LOCALBIN)
+	$(call go-build-tool,$@,$(PROMETHEUS_MOD),github.com/prometheus/prometheus/cmd/promtool,github.com/prometheus/prometheus,$(PROMETHEUS_VERSION))
 
 # go-build-tool builds a tool from its pinned module into bin/<tool>-<version>,
 # after checking that the module pins the version this Makefile names.

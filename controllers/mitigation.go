@@ -238,7 +238,7 @@ func (r *LoadShedPolicyReconciler) mitigate(ctx context.Context, obj *v1alpha1.L
 	r.recordChanges(obj, p, state.config.DryRun)
 	r.recordOverrides(obj, p)
 	r.recordBlocked(obj, p, in.Firing)
-	observeChanges(obj.Name, p, state.config.DryRun)
+	observeChanges(obj.Name, p, state.config)
 	return failedPauses
 }
 
