@@ -98,9 +98,10 @@ help: ## Display this help.
 ##@ Development
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate the CRDs (config/crd/bases, copied into charts/loadshed) and the manager's ClusterRole (config/rbac/role.yaml).
+manifests: $(CONTROLLER_GEN) ## Generate the CRDs (config/crd/bases) and the manager's ClusterRole (config/rbac/role.yaml); copy the CRDs and the alert rules into charts/loadshed.
 	$(CONTROLLER_GEN) rbac:roleName=loadshed-manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	cp config/crd/bases/*.yaml charts/loadshed/files/crds/
+	cp config/prometheus/prometheusrule.yaml charts/loadshed/files/prometheusrule.yaml
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate DeepCopy methods (zz_generated.deepcopy.go).
@@ -150,7 +151,7 @@ test: manifests generate fmt vet controlplane $(HELM) $(KUSTOMIZE) $(CYCLONEDX_G
 	if [ -n "$(REPLAY_TEST_PKGS)" ]; then go test -count=1 -timeout=30m $(GO_TEST_FLAGS) $(REPLAY_TEST_PKGS); fi
 
 # verify regenerates everything and fails if that changed a tracked file or
-# left a new file under config/ or api/ (e.g. a CRD for a new kind).
+# left a new file under config/, api/ or charts/ (e.g. a CRD for a new kind).
 .PHONY: verify
 verify: manifests generate ## Fail if generated files (CRDs, RBAC, deepcopy) are stale or not committed.
 	@if ! git diff --exit-code --stat; then \
@@ -158,10 +159,10 @@ verify: manifests generate ## Fail if generated files (CRDs, RBAC, deepcopy) are
 		echo "       If they are generated, 'make manifests generate' just rewrote them: review and commit them." >&2; \
 		exit 1; \
 	fi
-	@untracked="$$(git ls-files --others --exclude-standard -- config api)"; \
+	@untracked="$$(git ls-files --others --exclude-standard -- config api charts)"; \
 	if [ -n "$$untracked" ]; then \
 		echo "$$untracked" >&2; \
-		echo "error: the files above under config/ or api/ are not tracked by git." >&2; \
+		echo "error: the files above under config/, api/ or charts/ are not tracked by git." >&2; \
 		echo "       If they are generated, 'make manifests generate' just wrote them: git add and commit them." >&2; \
 		exit 1; \
 	fi

@@ -1,14 +1,11 @@
 package chart
 
 import (
-	"os"
-	"path/filepath"
 	"reflect"
 	"strconv"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"sigs.k8s.io/yaml"
 )
 
 // TestUninstallHook checks the pre-delete hook's objects: what they are,
@@ -63,23 +60,27 @@ func TestUninstallHook(t *testing.T) {
 	}
 }
 
-// TestMonitoring checks the opt-in ServiceMonitor and PrometheusRule: off by
-// default; on, the ServiceMonitor scrapes the metrics Service's https port
-// with a bearer token, and the PrometheusRule's spec is
-// files/prometheusrule-spec.yaml as it is.
+// TestMonitoring checks the opt-in ServiceMonitor, PrometheusRule and
+// Prometheus's metrics-reader binding: off by default; on, they are
+// config/prometheus's objects, field by field, with the exceptions of
+// TestTemplateRendersConfigDefault, and the ServiceMonitor scrapes the
+// metrics Service's https port with a bearer token.
 func TestMonitoring(t *testing.T) {
-	smKey := objectKey{"ServiceMonitor", namespace, "loadshed-controller-manager-metrics-monitor"}
-	ruleKey := objectKey{"PrometheusRule", namespace, "loadshed-alerts"}
-	off := render(t, helmTemplate(t))
-	if off[smKey] != nil || off[ruleKey] != nil {
-		t.Fatal("the ServiceMonitor or the PrometheusRule is rendered by default")
-	}
+	base := render(t, helmTemplate(t))
 	on := render(t, helmTemplate(t, "serviceMonitor.enabled=true", "prometheusRule.enabled=true"))
-	sm, rule := on[smKey], on[ruleKey]
-	if sm == nil || rule == nil {
-		t.Fatalf("enabled, the chart renders no %s or no %s", smKey, ruleKey)
+	added := map[objectKey]*unstructured.Unstructured{}
+	for k, o := range on {
+		if base[k] == nil {
+			added[k] = o
+		}
 	}
+	compareObjects(t, added, render(t, kustomizeBuild(t, "config/prometheus")))
+
+	sm := on[objectKey{"ServiceMonitor", namespace, "loadshed-controller-manager-metrics-monitor"}]
 	svc := on[objectKey{"Service", namespace, "loadshed-controller-manager-metrics-service"}]
+	if sm == nil || svc == nil {
+		t.Fatal("enabled, the chart renders no ServiceMonitor or no metrics Service")
+	}
 	selector, _, _ := unstructured.NestedStringMap(sm.Object, "spec", "selector", "matchLabels")
 	for k, v := range selector {
 		if svc.GetLabels()[k] != v {
@@ -93,16 +94,5 @@ func TestMonitoring(t *testing.T) {
 		ep["bearerTokenFile"] != "/var/run/secrets/kubernetes.io/serviceaccount/token" {
 		t.Errorf("the ServiceMonitor's endpoint %v does not scrape the Service's port %v over https with a token",
 			ep, ports[0])
-	}
-	raw, err := os.ReadFile(filepath.Join(chartDir(), "files", "prometheusrule-spec.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var spec map[string]any
-	if err := yaml.Unmarshal(raw, &spec); err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(rule.Object["spec"], spec) {
-		t.Errorf("the PrometheusRule's spec is not files/prometheusrule-spec.yaml:\n%s", brief(rule.Object["spec"]))
 	}
 }
