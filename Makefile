@@ -26,6 +26,10 @@ IMG ?= ghcr.io/loadshed/loadshed:$(VERSION)
 # packages to test.
 GO_TEST_FLAGS ?=
 GO_TEST_PKGS ?= $(shell go list ./... | grep -v /test/replay)
+# How many test packages run at once. Most of the suites' time is spent
+# waiting (for an interval, a probation, a lease), not computing, so three run
+# beside each other on 2 cores; each suite has its own control plane.
+GO_TEST_P ?= 3
 # The incident replay test runs alone, after the others and without the race
 # detector: it floods an API server on purpose, and both of its scenarios
 # must see the same, otherwise idle, machine (the replay code itself is
@@ -146,7 +150,7 @@ test: manifests generate fmt vet controlplane $(HELM) $(KUSTOMIZE) $(CYCLONEDX_G
 	echo "KUBEBUILDER_ASSETS=$$assets"; \
 	export KUBEBUILDER_ASSETS="$$assets" LOADSHED_ASSETS="$$assets" LOADSHED_HELM="$(HELM)" LOADSHED_KUSTOMIZE="$(KUSTOMIZE)" \
 		LOADSHED_CYCLONEDX_GOMOD="$(CYCLONEDX_GOMOD)" LOADSHED_PROMTOOL="$(PROMTOOL)"; \
-	set -ex; go test -race -count=1 -timeout=25m $(GO_TEST_FLAGS) $(GO_TEST_PKGS); \
+	set -ex; go test -p $(GO_TEST_P) -race -count=1 -timeout=25m $(GO_TEST_FLAGS) $(GO_TEST_PKGS); \
 	go -C $(PROMETHEUS_MOD) test -count=1 ./...; \
 	if [ -n "$(REPLAY_TEST_PKGS)" ]; then go test -count=1 -timeout=30m $(GO_TEST_FLAGS) $(REPLAY_TEST_PKGS); fi
 
@@ -306,30 +310,36 @@ promtool: $(PROMTOOL) ## Build promtool (rule checks and unit tests) from hack/p
 $(LOCALBIN):
 	mkdir -p $(LOCALBIN)
 
-$(CONTROLLER_GEN): $(TOOLS_MOD)/go.mod $(TOOLS_MOD)/go.sum | $(LOCALBIN)
+$(CONTROLLER_GEN): | $(LOCALBIN)
 	$(call go-build-tool,$@,$(TOOLS_MOD),sigs.k8s.io/controller-tools/cmd/controller-gen,sigs.k8s.io/controller-tools,$(CONTROLLER_TOOLS_VERSION))
 
-$(SETUP_ENVTEST): $(TOOLS_MOD)/go.mod $(TOOLS_MOD)/go.sum | $(LOCALBIN)
+$(SETUP_ENVTEST): | $(LOCALBIN)
 	$(call go-build-tool,$@,$(TOOLS_MOD),sigs.k8s.io/controller-runtime/tools/setup-envtest,sigs.k8s.io/controller-runtime/tools/setup-envtest,$(SETUP_ENVTEST_VERSION))
 
-$(KUSTOMIZE): $(TOOLS_MOD)/go.mod $(TOOLS_MOD)/go.sum | $(LOCALBIN)
+$(KUSTOMIZE): | $(LOCALBIN)
 	$(call go-build-tool,$@,$(TOOLS_MOD),sigs.k8s.io/kustomize/kustomize/v5,sigs.k8s.io/kustomize/kustomize/v5,$(KUSTOMIZE_VERSION))
 
-$(HELM): $(HELM_MOD)/go.mod $(HELM_MOD)/go.sum | $(LOCALBIN)
+$(HELM): | $(LOCALBIN)
 	$(call go-build-tool,$@,$(HELM_MOD),helm.sh/helm/v4/cmd/helm,helm.sh/helm/v4,$(HELM_VERSION))
 
 .PHONY: helm
 helm: $(HELM) ## Build the pinned Helm into bin/helm-$(HELM_VERSION) (cold: ~4.5 CPU-minutes, 8 min on a busy 2-core machine).
 
-$(GOLANGCI_LINT): $(GOLANGCI_LINT_MOD)/go.mod $(GOLANGCI_LINT_MOD)/go.sum | $(LOCALBIN)
+$(GOLANGCI_LINT): | $(LOCALBIN)
 	$(call go-build-tool,$@,$(GOLANGCI_LINT_MOD),github.com/golangci/golangci-lint/v2/cmd/golangci-lint,github.com/golangci/golangci-lint/v2,$(GOLANGCI_LINT_VERSION))
 
-$(CYCLONEDX_GOMOD): $(CYCLONEDX_GOMOD_MOD)/go.mod $(CYCLONEDX_GOMOD_MOD)/go.sum | $(LOCALBIN)
+$(CYCLONEDX_GOMOD): | $(LOCALBIN)
 	$(call go-build-tool,$@,$(CYCLONEDX_GOMOD_MOD),github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod,github.com/CycloneDX/cyclonedx-gomod,$(CYCLONEDX_GOMOD_VERSION))
 
 $(PROMTOOL): export GOFLAGS += -tags=$(PROMETHEUS_BUILD_TAGS)
-$(PROMTOOL): $(PROMETHEUS_MOD)/go.mod $(PROMETHEUS_MOD)/go.sum | $(LOCALBIN)
+$(PROMTOOL): | $(LOCALBIN)
 	$(call go-build-tool,$@,$(PROMETHEUS_MOD),github.com/prometheus/prometheus/cmd/promtool,github.com/prometheus/prometheus,$(PROMETHEUS_VERSION))
+
+# A tool is built when bin/<tool>-<version> is missing: its version is in its
+# name, so bumping the pin builds the new one. The tool modules' go.mod files
+# are not prerequisites, because a fresh clone's files are all newer than the
+# binaries in a reused bin/ (CI would relink every tool on every run); after
+# changing another dependency of a tool module, delete the tool's binary.
 
 # go-build-tool builds a tool from its pinned module into bin/<tool>-<version>,
 # after checking that the module pins the version this Makefile names.
