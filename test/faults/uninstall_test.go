@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
@@ -66,9 +67,13 @@ func runMake(t *testing.T, args ...string) string {
 func midRestore(t *testing.T, name string, procs *processes) *crashTest {
 	t.Helper()
 	s := startCrashTestWith(t, name, procs, "agent-b")
-	p := env.GetPolicy(t, name)
-	p.Spec.Restore.Probation = &metav1.Duration{Duration: uninstallProbation}
-	if err := env.Client.Update(context.Background(), p); err != nil {
+	// The operator writes the policy too (its finalizer, its status).
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		p := env.GetPolicy(t, name)
+		p.Spec.Restore.Probation = &metav1.Duration{Duration: uninstallProbation}
+		return env.Client.Update(context.Background(), p)
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	s.waitAllPaused()
