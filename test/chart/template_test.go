@@ -128,7 +128,7 @@ func normalise(k objectKey, chart, kust map[string]any) error {
 	setOrDropLabels(kust, kustLabels)
 	// Exception 4: the image is a value (image.repository, image.tag
 	// defaulting to the chart's appVersion); config/manager names
-	// controller:latest, which `make deploy` replaces.
+	// ghcr.io/loadshed/loadshed untagged, which `make deploy` replaces.
 	if k.kind == "Deployment" {
 		return normaliseImage(chart, kust)
 	}
