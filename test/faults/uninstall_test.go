@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,8 +23,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
+	"github.com/loadshed/loadshed/controllers/operator"
 	"github.com/loadshed/loadshed/internal/manifests"
 	"github.com/loadshed/loadshed/internal/replay"
+	"github.com/loadshed/loadshed/internal/shed"
 	"github.com/loadshed/loadshed/test/harness"
 	"github.com/loadshed/loadshed/test/helmtest"
 	"github.com/loadshed/loadshed/test/testenv"
@@ -362,4 +365,39 @@ func namespaceObject(name string) *unstructured.Unstructured {
 	u.SetKind("Namespace")
 	u.SetName(name)
 	return u
+}
+
+// TestTheSelfProtectionFlowSchemaGoesWithTheCRD removes the CRD without
+// `loadshed-operator uninstall`, as `kubectl delete -f install.yaml` would,
+// while the shipped binary runs: kube-controller-manager's garbage collector
+// deletes the exempt self-protection FlowSchema, which names the CRD as its
+// owner, so that it exempts no later owner of the ServiceAccount's name.
+func TestTheSelfProtectionFlowSchemaGoesWithTheCRD(t *testing.T) {
+	ctx := context.Background()
+	procs := runProcesses(t, nil)
+	procs.start("operator-gc")
+	fs := &flowcontrolv1.FlowSchema{}
+	key := client.ObjectKey{Name: shed.SelfProtectionName}
+	env.Eventually(t, "the self-protection FlowSchema is owned by the CRD", func() error {
+		if err := env.Client.Get(ctx, key, fs); err != nil {
+			return err
+		}
+		if len(fs.OwnerReferences) != 1 || fs.OwnerReferences[0].Name != operator.CRDName {
+			return fmt.Errorf("owners %+v", fs.OwnerReferences)
+		}
+		return nil
+	})
+	crd := &unstructured.Unstructured{}
+	crd.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"))
+	crd.SetName(operator.CRDName)
+	if err := env.Client.Delete(ctx, crd); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reinstallCRDs(t) })
+	env.Eventually(t, "the garbage collector deletes the self-protection FlowSchema", func() error {
+		if err := env.Client.Get(ctx, key, &flowcontrolv1.FlowSchema{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("still there: %w", err)
+		}
+		return nil
+	})
 }
