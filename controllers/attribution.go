@@ -1,12 +1,10 @@
 package controllers
 
 import (
-	"fmt"
 	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
 	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -48,14 +46,9 @@ func scopeOf(w *world) detection.Scope {
 // or by one too early for a throttle to go ahead of. It records what
 // matches the ServiceAccount in w.matched, for the throttle.
 func (r *LoadShedPolicyReconciler) cannotThrottle(sa types.NamespacedName, cfg *policy.Config, w *world) string {
-	t := cfg.Targets
-	switch {
-	case sa.Namespace == r.Namespace && sa.Name == r.ServiceAccount:
-		return "it is the operator"
-	case !t.AllowProtectedNamespaces && (sa.Namespace == metav1.NamespaceSystem || sa.Namespace == r.Namespace):
-		return fmt.Sprintf("its namespace %s is protected (spec.targets.allowProtectedNamespaces)", sa.Namespace)
-	case !t.NamespaceSelector.Empty() && !t.NamespaceSelector.Matches(w.nsLabels[sa.Namespace]):
-		return fmt.Sprintf("its namespace %s is not one spec.targets.namespaceSelector selects", sa.Namespace)
+	operator := types.NamespacedName{Namespace: r.Namespace, Name: r.ServiceAccount}
+	if why := cfg.Targets.ThrottleRefusal(sa, operator, w.nsLabels); why != "" {
+		return why
 	}
 	matched, ok := attribution.Match(attribution.ServiceAccount(sa), attribution.FloodRequest, w.schemas)
 	if !ok {

@@ -110,8 +110,8 @@ func (r *LoadShedPolicyReconciler) planInput(state *reconcileState, w *world) pl
 		Now:               state.evaluated,
 		Config:            state.config,
 		Firing:            detection.Firing(state.readings),
-		FiringSince:       firingSince(state.readings),
-		ClearSince:        clearSince(state.readings),
+		FiringSince:       detection.FiringSince(state.readings),
+		ClearSince:        detection.ClearSince(state.readings),
 		Throttled:         map[types.NamespacedName]time.Time{},
 		Paused:            cur.records,
 		PausedByOthers:    cur.others,
@@ -136,20 +136,16 @@ func (r *LoadShedPolicyReconciler) planInput(state *reconcileState, w *world) pl
 	protected := map[types.NamespacedName]string{}
 	operatorSA := types.NamespacedName{Namespace: r.Namespace, Name: r.ServiceAccount}
 	for i := range w.selected {
-		if why := protection(&w.selected[i], state.config.Targets, operatorSA); why != "" {
+		if why := state.config.Targets.Protection(&w.selected[i], operatorSA); why != "" {
 			protected[client.ObjectKeyFromObject(&w.selected[i])] = why
 		}
 	}
 	for _, o := range state.offenders {
-		po := plan.Offender{User: o.User, ServiceAccount: o.ServiceAccount, Share: max(o.InFlightShare, o.RequestShare),
-			SeatShare: o.SeatShare, RequestsPerSecond: o.RequestsPerSecond}
+		var cannot string
 		if o.ServiceAccount != (types.NamespacedName{}) {
-			po.CannotThrottle = r.cannotThrottle(o.ServiceAccount, state.config, w)
+			cannot = r.cannotThrottle(o.ServiceAccount, state.config, w)
 		}
-		for _, ds := range o.DaemonSets {
-			po.DaemonSets = append(po.DaemonSets, plan.DaemonSet{Key: ds, Protected: protected[ds]})
-		}
-		in.Offenders = append(in.Offenders, po)
+		in.Offenders = append(in.Offenders, plan.OffenderOf(o, protected, cannot))
 	}
 	return in
 }
@@ -164,32 +160,6 @@ func restorations(dss []appsv1.DaemonSet, policyName string) map[types.Namespace
 		}
 	}
 	return out
-}
-
-// firingSince is when the trigger firing longest started firing; zero if
-// none is (a clearing trigger has started clearing).
-func firingSince(readings []detection.Reading) time.Time {
-	var since time.Time
-	for _, s := range readings {
-		if s.Status.State == v1alpha1.TriggerFiring && (since.IsZero() || s.Status.Since.Before(since)) {
-			since = s.Status.Since
-		}
-	}
-	return since
-}
-
-// clearSince is when every trigger became OK; zero unless all are OK.
-func clearSince(readings []detection.Reading) time.Time {
-	var since time.Time
-	if !detection.AllClear(readings) {
-		return since
-	}
-	for _, s := range readings {
-		if s.Status.Since.After(since) {
-			since = s.Status.Since
-		}
-	}
-	return since
 }
 
 // lastRestored reads, from the throttling level, when the policy last

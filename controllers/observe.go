@@ -1,21 +1,17 @@
 package controllers
 
 import (
-	"cmp"
 	"context"
 	"fmt"
-	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/attribution"
 	"github.com/loadshed/loadshed/internal/policy"
 	"github.com/loadshed/loadshed/internal/shed"
@@ -128,51 +124,10 @@ func selectDaemonSets(all []appsv1.DaemonSet, nsLabels map[string]labels.Set, cf
 	operatorNamespace string) []appsv1.DaemonSet {
 	var out []appsv1.DaemonSet
 	for _, ds := range all {
-		if !selectable(&ds, nsLabels, cfg.Targets, operatorNamespace) {
+		if !cfg.Targets.Selects(&ds, nsLabels, operatorNamespace) {
 			continue
 		}
 		out = append(out, ds)
 	}
 	return out
-}
-
-// criticalPriorities are the priority classes of the pods a node or the
-// cluster cannot do without.
-var criticalPriorities = []string{"system-node-critical", "system-cluster-critical"}
-
-// protection says why a selected DaemonSet must never be acted on, or "":
-// labelled loadshed.io/protected, running as the operator, or its pods at a
-// system-*-critical priority and the policy does not name it in
-// allowCritical. Such a DaemonSet is still attributed, so that status can
-// say it is the offender and that nothing is done about it.
-func protection(ds *appsv1.DaemonSet, t policy.Targets, operator types.NamespacedName) string {
-	spec := &ds.Spec.Template.Spec
-	switch {
-	case ds.Labels[v1alpha1.LabelProtected] == "true":
-		return "labelled " + v1alpha1.LabelProtected
-	case ds.Namespace == operator.Namespace && serviceAccountOf(ds) == operator.Name:
-		return "it runs as the operator"
-	case slices.Contains(criticalPriorities, spec.PriorityClassName) &&
-		!t.AllowCritical[types.NamespacedName{Namespace: ds.Namespace, Name: ds.Name}]:
-		return "its pods run at " + spec.PriorityClassName + "; spec.targets.allowCritical may name it"
-	}
-	return ""
-}
-
-// serviceAccountOf is the ServiceAccount a DaemonSet's pods run as.
-func serviceAccountOf(ds *appsv1.DaemonSet) string {
-	return cmp.Or(ds.Spec.Template.Spec.ServiceAccountName, "default")
-}
-
-// selectable reports whether a policy with targets t may act on ds.
-func selectable(ds *appsv1.DaemonSet, nsLabels map[string]labels.Set, t policy.Targets, operatorNamespace string) bool {
-	switch {
-	case !t.Selector.Matches(labels.Set(ds.Labels)):
-	case !t.NamespaceSelector.Empty() && !t.NamespaceSelector.Matches(nsLabels[ds.Namespace]):
-	case t.Exclude[types.NamespacedName{Namespace: ds.Namespace, Name: ds.Name}]:
-	case !t.AllowProtectedNamespaces && (ds.Namespace == metav1.NamespaceSystem || ds.Namespace == operatorNamespace):
-	default:
-		return true
-	}
-	return false
 }

@@ -65,38 +65,3 @@ func TestSelectDaemonSets(t *testing.T) {
 		})
 	}
 }
-
-func TestProtection(t *testing.T) {
-	at := func(ds appsv1.DaemonSet, priority string) *appsv1.DaemonSet {
-		ds.Spec.Template.Spec.PriorityClassName = priority
-		return &ds
-	}
-	labelled := daemonSet("telemetry", "canary", "agent")
-	labelled.Labels = map[string]string{v1alpha1.LabelProtected: "true"}
-	operator := types.NamespacedName{Namespace: "loadshed-system", Name: "loadshed-controller-manager"}
-	targets := policy.Targets{AllowCritical: map[types.NamespacedName]bool{{Namespace: "kube-system", Name: "named"}: true}}
-	tests := []struct {
-		name string
-		ds   *appsv1.DaemonSet
-		want string
-	}{
-		{"an ordinary agent", at(daemonSet("telemetry", "agent", "agent"), ""), ""},
-		{"an agent at its own priority", at(daemonSet("telemetry", "agent", "agent"), "high"), ""},
-		{"a CNI at system-node-critical", at(daemonSet("kube-system", "cni", "cni"), "system-node-critical"),
-			"its pods run at system-node-critical; spec.targets.allowCritical may name it"},
-		{"node-local DNS at system-cluster-critical", at(daemonSet("kube-system", "dns", "dns"), "system-cluster-critical"),
-			"its pods run at system-cluster-critical; spec.targets.allowCritical may name it"},
-		{"a critical one the policy names", at(daemonSet("kube-system", "named", "named"), "system-node-critical"), ""},
-		{"one running as the operator", at(daemonSet("loadshed-system", "x", "loadshed-controller-manager"), ""),
-			"it runs as the operator"},
-		{"the operator's name in another namespace", at(daemonSet("other", "x", "loadshed-controller-manager"), ""), ""},
-		{"labelled protected", &labelled, "labelled loadshed.io/protected"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := protection(tt.ds, targets, operator); got != tt.want {
-				t.Errorf("protection = %q, want %q", got, tt.want)
-			}
-		})
-	}
-}

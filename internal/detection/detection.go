@@ -199,6 +199,32 @@ func Transitions(prev map[string]trigger.Status, sigs []Reading) (started, stopp
 	return started, stopped
 }
 
+// FiringSince is when the trigger firing longest started firing; zero if
+// none is (a clearing trigger has started clearing).
+func FiringSince(readings []Reading) time.Time {
+	var since time.Time
+	for _, s := range readings {
+		if s.Status.State == v1alpha1.TriggerFiring && (since.IsZero() || s.Status.Since.Before(since)) {
+			since = s.Status.Since
+		}
+	}
+	return since
+}
+
+// ClearSince is when every trigger became OK; zero unless all are OK.
+func ClearSince(readings []Reading) time.Time {
+	var since time.Time
+	if !AllClear(readings) {
+		return since
+	}
+	for _, s := range readings {
+		if s.Status.Since.After(since) {
+			since = s.Status.Since
+		}
+	}
+	return since
+}
+
 // StatusOf reads a trigger's state back from status.
 func StatusOf(s v1alpha1.SignalStatus) trigger.Status {
 	st := trigger.Status{State: s.State}
