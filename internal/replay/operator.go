@@ -67,11 +67,23 @@ type LeaderElection struct {
 // hack/build.sh, as make build and make image do: the binary the tests run
 // is the one that ships (and its packages are built once for both).
 func BuildOperator(ctx context.Context, root, dir string) (string, error) {
-	bin := filepath.Join(dir, "loadshed-operator")
-	build := exec.CommandContext(ctx, filepath.Join(root, "hack", "build.sh"), "-o", bin, "./cmd/manager")
+	return Build(ctx, root, dir, "./cmd/manager", "loadshed-operator")
+}
+
+// BuildPlugin builds the kubectl plugin, cmd/kubectl-loadshed, as
+// BuildOperator builds the operator.
+func BuildPlugin(ctx context.Context, root, dir string) (string, error) {
+	return Build(ctx, root, dir, "./cmd/kubectl-loadshed", "kubectl-loadshed")
+}
+
+// Build builds the command pkg of the checkout at root into dir/name with
+// hack/build.sh, and returns the binary's path.
+func Build(ctx context.Context, root, dir, pkg, name string) (string, error) {
+	bin := filepath.Join(dir, name)
+	build := exec.CommandContext(ctx, filepath.Join(root, "hack", "build.sh"), "-o", bin, pkg)
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building the operator: %w: %s", err, out)
+		return "", fmt.Errorf("building %s: %w: %s", name, err, out)
 	}
 	return bin, nil
 }
