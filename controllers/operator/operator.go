@@ -226,7 +226,7 @@ func addControllers(mgr ctrl.Manager, opts Options) error {
 		Namespace:      opts.Namespace,
 		ServiceAccount: sa,
 		Sampler:        smp,
-		Recorder:       mgr.GetEventRecorder("loadshed-operator"),
+		Recorder:       mgr.GetEventRecorder(operatorref.EventReporter),
 		Clock:          clock.RealClock{},
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the LoadShedPolicy controller: %w", err)

@@ -20,6 +20,8 @@ const (
 	ServiceAccount = "loadshed-controller-manager"
 	// LeaderElectionID names the leader election Lease, in Namespace.
 	LeaderElectionID = "loadshed.io"
+	// EventReporter is the reportingController of the operator's events.
+	EventReporter = "loadshed-operator"
 )
 
 // Default is the operator's ServiceAccount as shipped.
