@@ -116,6 +116,10 @@ type Regarding struct {
 	// UID, when set, keeps only the events of this very object, not of
 	// an earlier one of the same name.
 	UID types.UID
+	// Reporter, when set, keeps only the events this controller reported
+	// (e.g. operatorref.EventReporter: the operator's, not the DaemonSet
+	// controller's).
+	Reporter string
 }
 
 // Events reads the events.k8s.io/v1 events regarding an object, as the
@@ -133,7 +137,8 @@ func Events(ctx context.Context, c client.Reader, r Regarding) ([]eventsv1.Event
 	}
 	out := list.Items[:0]
 	for _, e := range list.Items {
-		if e.Regarding.Kind == r.Kind && e.Regarding.Name == r.Name && (r.UID == "" || e.Regarding.UID == r.UID) {
+		if e.Regarding.Kind == r.Kind && e.Regarding.Name == r.Name && (r.UID == "" || e.Regarding.UID == r.UID) &&
+			(r.Reporter == "" || e.ReportingController == r.Reporter) {
 			out = append(out, e)
 		}
 	}

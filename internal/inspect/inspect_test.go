@@ -322,7 +322,7 @@ func TestExplainMaxPausedAndTheLastRestore(t *testing.T) {
 	in := whyInput(ds, p)
 	in.Recorded = []appsv1.DaemonSet{*other, *ds}
 	got := Explain(in)
-	contains(t, "says", got.Policies[0].Says, "1 DaemonSets are paused already, by this policy or others: no more while spec.actions.pause.maxPaused is 1")
+	contains(t, "says", got.Policies[0].Says, "1 DaemonSet is paused already, by this policy or others: no more while spec.actions.pause.maxPaused is 1")
 	if got.LastRestore == nil || got.LastRestore.Policy != "p" || got.LastRestore.Attempt != 2 || !got.LastRestore.At.Equal(ptrTime(at(60))) {
 		t.Errorf("last restore %+v", got.LastRestore)
 	}

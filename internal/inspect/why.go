@@ -56,8 +56,8 @@ type Explanation struct {
 	LastRestore *LastRestore `json:"lastRestore,omitempty"`
 	// Policies are every policy, as each sees the DaemonSet.
 	Policies []PolicyView `json:"policies"`
-	// Events are the DaemonSet's last events, oldest first: the operator
-	// records each pause and restore step on the DaemonSet too.
+	// Events are the operator's last events on the DaemonSet, oldest
+	// first: it records each pause and restore step on the DaemonSet too.
 	Events []Event `json:"events"`
 }
 
@@ -214,8 +214,19 @@ func view(in WhyInput, p *v1alpha1.LoadShedPolicy, sa types.NamespacedName) Poli
 	}
 	v.Protected = cfg.Targets.Protection(ds, in.Operator)
 	readStatus(&v, p, sa, client.ObjectKeyFromObject(ds))
-	v.Says = says(v, cfg, in, sa)
+	v.Says = says(v, sa)
+	if shed.PausedBy(ds) == "" && v.mayPause() {
+		v.Says = append(v.Says, pauseSays(v, cfg, in, sa)...)
+	}
+	for _, b := range v.Blocked {
+		v.Says = append(v.Says, fmt.Sprintf("Blocked (%s %s): %s.", b.Kind, b.Target, b.Reason))
+	}
 	return v
+}
+
+// mayPause reports whether the policy may pause the DaemonSet at all.
+func (v PolicyView) mayPause() bool {
+	return v.Protected == "" && !v.Suspended && !v.DryRun && v.PauseEnabled
 }
 
 // readStatus fills in what the policy's status says of the DaemonSet and
@@ -245,7 +256,7 @@ func readStatus(v *PolicyView, p *v1alpha1.LoadShedPolicy, sa, ds types.Namespac
 }
 
 // says is what a policy that selects the DaemonSet does about it.
-func says(v PolicyView, cfg *policy.Config, in WhyInput, sa types.NamespacedName) []string {
+func says(v PolicyView, sa types.NamespacedName) []string {
 	var out []string
 	switch {
 	case v.Protected != "":
@@ -259,21 +270,31 @@ func says(v PolicyView, cfg *policy.Config, in WhyInput, sa types.NamespacedName
 	default:
 		out = append(out, "selects it and may pause it.")
 	}
-	out = append(out, triggersSay(v.Triggers, v.Phase))
-	out = append(out, offenderSays(v, sa))
+	return append(out, triggersSay(v.Triggers, v.Phase), offenderSays(v, sa))
+}
+
+// pauseSays says, of a DaemonSet the policy may pause and has not, when a
+// pause would come and what holds it back.
+func pauseSays(v PolicyView, cfg *policy.Config, in WhyInput, sa types.NamespacedName) []string {
+	var out []string
 	if v.ThrottledSince != nil {
 		out = append(out, fmt.Sprintf("It throttles %s since %s; the DaemonSet is paused if it is still an offender "+
 			"%v after that (spec.actions.pause.after), at %s at the earliest.", sa, Clock(v.ThrottledSince.Time, in.Now),
 			cfg.Pause.After, v.ThrottledSince.Add(cfg.Pause.After).UTC().Format(time.RFC3339)))
 	}
 	if n := pausedCount(in.Recorded); n >= cfg.Pause.MaxPaused {
-		out = append(out, fmt.Sprintf("%d DaemonSets are paused already, by this policy or others: no more while "+
-			"spec.actions.pause.maxPaused is %d.", n, cfg.Pause.MaxPaused))
-	}
-	for _, b := range v.Blocked {
-		out = append(out, fmt.Sprintf("Blocked (%s %s): %s.", b.Kind, b.Target, b.Reason))
+		out = append(out, fmt.Sprintf("%s paused already, by this policy or others: no more while "+
+			"spec.actions.pause.maxPaused is %d.", countOf(n, "DaemonSet is", "DaemonSets are"), cfg.Pause.MaxPaused))
 	}
 	return out
+}
+
+// countOf writes n with the singular or the plural.
+func countOf(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 // triggersSay says which triggers are not OK.

@@ -2,10 +2,12 @@ package kubectl
 
 import (
 	"bytes"
+	"io"
 	"strings"
 	"testing"
 
 	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/utils/ptr"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
@@ -19,8 +21,9 @@ func TestReleaseNeedsExactlyOneScope(t *testing.T) {
 		{"release", "a", "b"},
 		{"release", "Not_A/Name"},
 	} {
-		_, _, err := run(t, args...)
-		if err == nil {
+		cmd := NewCommand(genericiooptions.IOStreams{In: strings.NewReader(""), Out: io.Discard, ErrOut: io.Discard})
+		cmd.SetArgs(args)
+		if err := cmd.Execute(); err == nil {
 			t.Errorf("%v: no error", args)
 		}
 	}

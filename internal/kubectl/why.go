@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/loadshed/loadshed/internal/inspect"
+	"github.com/loadshed/loadshed/internal/operatorref"
 	"github.com/loadshed/loadshed/internal/shed"
 )
 
@@ -39,7 +40,7 @@ func newWhyCommand(o *Options) *cobra.Command {
 		},
 	}
 	op.add(cmd, false)
-	cmd.Flags().IntVar(&events, "events", events, "How many of the DaemonSet's last events to show.")
+	cmd.Flags().IntVar(&events, "events", events, "How many of the operator's last events on the DaemonSet to show.")
 	return cmd
 }
 
@@ -64,7 +65,7 @@ func runWhy(cmd *cobra.Command, o *Options, key types.NamespacedName, op operato
 		return err
 	}
 	if in.Events, err = inspect.Events(ctx, c, inspect.Regarding{Kind: "DaemonSet", Namespace: key.Namespace,
-		Name: key.Name}); err != nil {
+		Name: key.Name, Reporter: operatorref.EventReporter}); err != nil {
 		return err
 	}
 	e := inspect.Explain(in)

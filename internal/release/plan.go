@@ -21,6 +21,7 @@ import (
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/attribution"
+	"github.com/loadshed/loadshed/internal/inspect"
 	"github.com/loadshed/loadshed/internal/operatorref"
 	"github.com/loadshed/loadshed/internal/shed"
 	"github.com/loadshed/loadshed/internal/uninstall"
@@ -253,7 +254,7 @@ func refusal(in Input, p Plan) error {
 	return fmt.Errorf("refusing to release: an operator leads (Lease %s held by %s, renewed %s) and policy %s "+
 		"is not suspended, so the operator would act on it again. Suspend it first:%s\n"+
 		"or pass --force if the operator itself is broken",
-		in.LeaseKey, p.Leader.Holder, p.Leader.RenewedAt.UTC().Format(time.RFC3339), strings.Join(active, ", "), how.String())
+		in.LeaseKey, p.Leader.Holder, inspect.Clock(p.Leader.RenewedAt, in.Now), strings.Join(active, ", "), how.String())
 }
 
 // notes warn of what may undo the release later.
