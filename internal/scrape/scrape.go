@@ -1,24 +1,29 @@
-package sampler
+// Package scrape reads every kube-apiserver instance of a cluster once: the
+// /metrics of each, at the address the EndpointSlices of default/kubernetes
+// publish for it, then its API Priority and Fairness dump of the requests it
+// holds. The operator's sampler reads a round per interval with it, and the
+// kubectl plugin's top and record read the API servers exactly as the
+// operator does, with the same discovery, TLS, fallback and parser.
+//
+// What a round keeps of each instance's samples is the caller's: a Sink
+// takes them as they are parsed. Fold folds them into signals' results,
+// which is what the operator and top keep; record writes them to a file.
+package scrape
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -28,9 +33,10 @@ import (
 )
 
 const (
-	// apiServerName is the name every kube-apiserver's serving certificate
-	// carries, whatever address it is reached at.
-	apiServerName = "kubernetes.default.svc"
+	// ServerName is the name every kube-apiserver's serving certificate
+	// carries, whatever address it is reached at: an instance reached at
+	// its endpoint address is verified against it and the cluster's CA.
+	ServerName = "kubernetes.default.svc"
 	// maxBody bounds one /metrics response.
 	maxBody = 128 << 20
 )
@@ -46,8 +52,43 @@ const usersPerSample = 64
 // maxDump bounds one APF dump: about 200 bytes a request held.
 const maxDump = 32 << 20
 
-// scraper finds the API server instances and scrapes each.
-type scraper struct {
+// Sink takes the samples of one instance's scrape as they are parsed: a
+// signals.Folder is one. A Sink is used by one goroutine; a scrape that
+// fails leaves its Sink out of the round.
+type Sink interface {
+	// Families are the families to parse; the others are skipped.
+	Families() exposition.Families
+	// Add takes one sample, valid only during the call.
+	Add(s *exposition.Sample)
+}
+
+// Round is one scrape of every API server instance, with what each
+// instance's Sink took.
+type Round[S Sink] struct {
+	// T is when the round started.
+	T time.Time
+	// Scraped maps each instance scraped successfully to its Sink.
+	Scraped map[string]S
+	// Failed maps each instance that could not be scraped to why,
+	// including those that count as missing (see Status.Targets).
+	Failed map[string]string
+	// ScrapeSeconds is the duration of the slowest scrape of the round,
+	// failed ones included (a scrape that times out took the timeout).
+	ScrapeSeconds float64
+	// TimedOut says that a scrape of the round ran into its timeout.
+	TimedOut bool
+	// Clients maps each instance whose APF dump was read to whose requests
+	// it held; ClientsFailed maps each instance whose dump could not be
+	// read to why. The dump is read only of instances scraped.
+	Clients       map[string]apfdump.Summary
+	ClientsFailed map[string]string
+}
+
+// Scraper finds the API server instances and scrapes each. It remembers the
+// instances it has seen listed (see Status.Targets), so that one that
+// stops counts as missing: use one Scraper for a series of rounds, one
+// round at a time.
+type Scraper struct {
 	reader client.Reader
 	// direct reaches an instance by its endpoint address; fallback reaches
 	// the configured host.
@@ -59,74 +100,18 @@ type scraper struct {
 	listed listedInstances
 }
 
-// forgetAfter is how long an instance that default/kubernetes no longer
-// lists counts as missing, unless as many instances as before are listed
-// again (it was replaced): twice kubelet's longest crash-loop back-off
-// (five minutes), so that an API server that crash-loops, listed only
-// between its crashes, is never forgotten. An instance removed for good
-// leaves the policies partially blind for that long.
-const forgetAfter = 10 * time.Minute
-
-// listedInstances remembers which instances default/kubernetes listed.
-type listedInstances struct {
-	// last is when each instance was last listed.
-	last map[string]time.Time
-	// most is the most instances listed at once, last at mostAt, within
-	// forgetAfter.
-	most   int
-	mostAt time.Time
-}
-
-// missing records the instances listed at now, and returns those that are
-// not listed any more and count as missing, with when each was last
-// listed: while fewer instances are listed than were at once within
-// forgetAfter, as many as are lacking, those listed last. Fewer listed
-// than before, with none of them new, is an instance down (stopping, a
-// kube-apiserver takes itself out of the list; crashed, it is taken out
-// once its lease expires); as many, with a new one among them, is an
-// instance replaced.
-func (l *listedInstances) missing(now time.Time, listed []string) map[string]time.Time {
-	if l.last == nil {
-		l.last = map[string]time.Time{}
-	}
-	for _, u := range listed {
-		l.last[u] = now
-	}
-	for u, at := range l.last {
-		if now.Sub(at) > forgetAfter {
-			delete(l.last, u)
-		}
-	}
-	if len(listed) >= l.most || now.Sub(l.mostAt) > forgetAfter {
-		l.most, l.mostAt = len(listed), now
-	}
-	lacking := l.most - len(listed)
-	if lacking <= 0 {
-		return nil
-	}
-	var gone []string
-	for u := range l.last {
-		if !slices.Contains(listed, u) {
-			gone = append(gone, u)
-		}
-	}
-	slices.SortFunc(gone, func(a, b string) int {
-		return cmp.Or(l.last[b].Compare(l.last[a]), strings.Compare(a, b))
-	})
-	out := map[string]time.Time{}
-	for _, u := range gone[:min(lacking, len(gone))] {
-		out[u] = l.last[u]
-	}
-	return out
-}
-
-func newScraper(cfg *rest.Config, reader client.Reader) (*scraper, error) {
+// New returns a Scraper that reaches the API servers with cfg (its
+// credentials and CA; an instance reached at its endpoint address is
+// verified as ServerName) and finds their endpoints through reader, which
+// must be able to list the EndpointSlices of default/kubernetes: the
+// operator passes its cache, the plugin a client.
+func New(cfg *rest.Config, reader client.Reader) (*Scraper, error) {
 	fallback, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("building the API server client: %w", err)
 	}
 	directCfg := rest.CopyConfig(cfg)
-	directCfg.ServerName = apiServerName
+	directCfg.ServerName = ServerName
 	direct, err := rest.HTTPClientFor(directCfg)
 	if err != nil {
 		return nil, fmt.Errorf("building the API server client: %w", err)
@@ -135,7 +120,7 @@ func newScraper(cfg *rest.Config, reader client.Reader) (*scraper, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &scraper{
+	return &Scraper{
 		reader:   reader,
 		direct:   direct,
 		fallback: fallback,
@@ -143,6 +128,10 @@ func newScraper(cfg *rest.Config, reader client.Reader) (*scraper, error) {
 		buffers:  sync.Pool{New: func() any { return new(bytes.Buffer) }},
 	}, nil
 }
+
+// Host is the configured host's base URL, which a round scrapes when the
+// instances' endpoints cannot be used.
+func (s *Scraper) Host() string { return s.host }
 
 // hostURL returns the configured host as a base URL.
 func hostURL(host string) (string, error) {
@@ -156,50 +145,28 @@ func hostURL(host string) (string, error) {
 	return u.Scheme + "://" + u.Host + strings.TrimSuffix(u.Path, "/"), nil
 }
 
-// endpoints returns the base URL of every ready kube-apiserver instance,
-// from the EndpointSlices of default/kubernetes (in the cache, so watched,
-// not listed).
-func (s *scraper) endpoints(ctx context.Context) ([]string, error) {
-	list := &discoveryv1.EndpointSliceList{}
-	if err := s.reader.List(ctx, list, client.InNamespace(metav1.NamespaceDefault),
-		client.MatchingLabels{discoveryv1.LabelServiceName: "kubernetes"}); err != nil {
-		return nil, fmt.Errorf("listing the EndpointSlices of default/kubernetes: %w", err)
+// Fold scrapes every instance once and folds each one's samples for accums
+// (signals.Folder): the round the operator's signals are computed from.
+func (s *Scraper) Fold(ctx context.Context, start time.Time, accums []signals.Accumulator,
+	timeout time.Duration) (*signals.Round, Status) {
+	r, st := Read(ctx, s, start, timeout, func(string) *signals.Folder { return signals.NewFolder(accums) })
+	out := &signals.Round{T: r.T, Instances: make(map[string]map[string]signals.Result, len(r.Scraped)),
+		Failed: r.Failed, ScrapeSeconds: r.ScrapeSeconds, TimedOut: r.TimedOut,
+		Clients: r.Clients, ClientsFailed: r.ClientsFailed}
+	for inst, f := range r.Scraped {
+		out.Instances[inst] = f.Results()
 	}
-	return endpointURLs(list.Items), nil
+	return out, st
 }
 
-// endpointURLs returns the base URL of every ready endpoint address of the
-// slices, on their https port.
-func endpointURLs(list []discoveryv1.EndpointSlice) []string {
-	var urls []string
-	for _, slice := range list {
-		port := int32(0)
-		for _, p := range slice.Ports {
-			if p.Port != nil && (p.Name == nil || *p.Name == "https") {
-				port = *p.Port
-			}
-		}
-		if port == 0 {
-			continue
-		}
-		for _, ep := range slice.Endpoints {
-			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
-				continue
-			}
-			for _, addr := range ep.Addresses {
-				urls = append(urls, "https://"+net.JoinHostPort(addr, strconv.Itoa(int(port))))
-			}
-		}
-	}
-	return urls
-}
-
-// round scrapes every instance once. When no endpoint is known, or none
-// could be scraped, it scrapes the configured host instead and says so. An
-// instance that is no longer listed but counts as missing (see
-// listedInstances) is a target that failed.
-func (s *scraper) round(ctx context.Context, start time.Time, accums []signals.Accumulator, timeout time.Duration) (*signals.Round, Status) {
-	r := &signals.Round{T: start, Instances: map[string]map[string]signals.Result{}, Failed: map[string]string{},
+// Read scrapes every instance once, each into a Sink newSink makes for it
+// (called from the instance's goroutine), within timeout per instance.
+// When no endpoint is known, or none could be scraped, it scrapes the
+// configured host instead and the Status says so. An instance that is no
+// longer listed but counts as missing is a target that failed.
+func Read[S Sink](ctx context.Context, s *Scraper, start time.Time, timeout time.Duration,
+	newSink func(instance string) S) (*Round[S], Status) {
+	r := &Round[S]{T: start, Scraped: map[string]S{}, Failed: map[string]string{},
 		Clients: map[string]apfdump.Summary{}, ClientsFailed: map[string]string{}}
 	st := Status{LastRound: start, Failed: map[string]string{}}
 
@@ -214,10 +181,10 @@ func (s *scraper) round(ctx context.Context, start time.Time, accums []signals.A
 	case len(targets) == 0:
 		st.Fallback = fmt.Sprintf("default/kubernetes lists no endpoints: scraped %s", s.host)
 	default:
-		s.scrapeAll(ctx, s.direct, targets, accums, timeout, r)
-		if len(r.Instances) > 0 {
+		scrapeAll(ctx, s, s.direct, targets, timeout, newSink, r)
+		if len(r.Scraped) > 0 {
 			st.Targets = targets
-			addMissing(r, &st, missing)
+			r.addMissing(&st, missing)
 			st.Failed = r.Failed
 			return r, st
 		}
@@ -226,15 +193,15 @@ func (s *scraper) round(ctx context.Context, start time.Time, accums []signals.A
 		r.Failed = map[string]string{}
 		r.Clients, r.ClientsFailed = map[string]apfdump.Summary{}, map[string]string{}
 	}
-	s.scrapeAll(ctx, s.fallback, []string{s.host}, accums, timeout, r)
+	scrapeAll(ctx, s, s.fallback, []string{s.host}, timeout, newSink, r)
 	st.Targets = []string{s.host}
-	addMissing(r, &st, missing)
+	r.addMissing(&st, missing)
 	st.Failed = r.Failed
 	return r, st
 }
 
 // addMissing adds the missing instances to the round's targets, as failed.
-func addMissing(r *signals.Round, st *Status, missing map[string]time.Time) {
+func (r *Round[S]) addMissing(st *Status, missing map[string]time.Time) {
 	for _, u := range slices.Sorted(maps.Keys(missing)) {
 		st.Targets = append(st.Targets, u)
 		r.Failed[u] = fmt.Sprintf("no longer listed in default/kubernetes (last listed %v before this round): "+
@@ -247,10 +214,10 @@ var errTimedOut = errors.New("timed out")
 
 // scrapeAll scrapes the targets concurrently into r: each one's /metrics,
 // then its APF dump. The dump comes after the scrape, not beside it, so
-// that the only request of the operator's that it holds is the dump's own
-// (which apfdump leaves out): the operator is not a client of every sample.
-func (s *scraper) scrapeAll(ctx context.Context, c *http.Client, targets []string, accums []signals.Accumulator,
-	timeout time.Duration, r *signals.Round) {
+// that the only request of the reader's that it holds is the dump's own
+// (which apfdump leaves out): the reader is not a client of every sample.
+func scrapeAll[S Sink](ctx context.Context, s *Scraper, c *http.Client, targets []string, timeout time.Duration,
+	newSink func(string) S, r *Round[S]) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, target := range targets {
@@ -258,7 +225,8 @@ func (s *scraper) scrapeAll(ctx context.Context, c *http.Client, targets []strin
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			began := time.Now()
-			results, err := s.scrape(ctx, c, target, accums, timeout)
+			sink := newSink(target)
+			err := s.scrape(ctx, c, target, sink, timeout)
 			took := time.Since(began).Seconds()
 			mu.Lock()
 			r.ScrapeSeconds = max(r.ScrapeSeconds, took)
@@ -266,7 +234,7 @@ func (s *scraper) scrapeAll(ctx context.Context, c *http.Client, targets []strin
 				r.Failed[target] = err.Error()
 				r.TimedOut = r.TimedOut || errors.Is(err, errTimedOut)
 			} else {
-				r.Instances[target] = results
+				r.Scraped[target] = sink
 			}
 			mu.Unlock()
 			if err != nil {
@@ -285,47 +253,45 @@ func (s *scraper) scrapeAll(ctx context.Context, c *http.Client, targets []strin
 	wg.Wait()
 }
 
-// scrape reads one instance's /metrics, asking for protobuf, and folds it.
-func (s *scraper) scrape(ctx context.Context, c *http.Client, base string, accums []signals.Accumulator,
-	timeout time.Duration) (map[string]signals.Result, error) {
+// scrape reads one instance's /metrics, asking for protobuf, into sink.
+func (s *Scraper) scrape(ctx context.Context, c *http.Client, base string, sink Sink, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	req.Header.Set("Accept", exposition.AcceptHeader)
 	resp, err := c.Do(req)
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, fmt.Errorf("%w after %v", errTimedOut, timeout)
+			return fmt.Errorf("%w after %v", errTimedOut, timeout)
 		}
-		return nil, err
+		return err
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return nil, fmt.Errorf("HTTP %d from %s/metrics", resp.StatusCode, base)
+		return fmt.Errorf("HTTP %d from %s/metrics", resp.StatusCode, base)
 	}
 	buf := s.buffers.Get().(*bytes.Buffer)
 	defer s.buffers.Put(buf)
 	buf.Reset()
 	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, maxBody)); err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, fmt.Errorf("%w after %v", errTimedOut, timeout)
+			return fmt.Errorf("%w after %v", errTimedOut, timeout)
 		}
-		return nil, fmt.Errorf("reading %s/metrics: %w", base, err)
+		return fmt.Errorf("reading %s/metrics: %w", base, err)
 	}
-	folder := signals.NewFolder(accums)
-	if err := exposition.Parse(resp.Header.Get("Content-Type"), buf.Bytes(), folder.Families(), folder.Add); err != nil {
-		return nil, fmt.Errorf("parsing %s/metrics: %w", base, err)
+	if err := exposition.Parse(resp.Header.Get("Content-Type"), buf.Bytes(), sink.Families(), sink.Add); err != nil {
+		return fmt.Errorf("parsing %s/metrics: %w", base, err)
 	}
-	return folder.Results(), nil
+	return nil
 }
 
 // dump reads one instance's APF dump of the requests it holds and sums it
 // by user.
-func (s *scraper) dump(ctx context.Context, c *http.Client, base string, timeout time.Duration) (apfdump.Summary, error) {
+func (s *Scraper) dump(ctx context.Context, c *http.Client, base string, timeout time.Duration) (apfdump.Summary, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+apfdump.Path+"?"+apfdump.Query, nil)
