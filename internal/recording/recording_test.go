@@ -3,6 +3,7 @@ package recording
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"errors"
 	"math/rand/v2"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/apfdump"
@@ -279,7 +281,7 @@ func TestARecordingCutShortReadsItsWholeRounds(t *testing.T) {
 	dir := t.TempDir()
 	lastRounds := -1
 	var cuts []int
-	for cut := 10; cut < len(whole); cut += max(1, len(whole)/200) {
+	for cut := 10; cut < len(whole); cut += max(1, len(whole)/100) {
 		cuts = append(cuts, cut)
 	}
 	for _, cut := range append(cuts, len(whole)) {
@@ -357,3 +359,58 @@ func TestAFamilyTheRecordingLacksIsNamed(t *testing.T) {
 		t.Errorf("an empty recording read %d rounds, %v", len(rounds), err)
 	}
 }
+
+// TestRecordReadsOnScheduleAndStopsWhole records a fake API server at 200ms
+// for a second, then again until its context is cancelled: both files are
+// whole, with a round per interval (fewer on a machine too busy to read a
+// round within one).
+func TestRecordReadsOnScheduleAndStopsWhole(t *testing.T) {
+	srv, _ := testutil.RecordedAPIServer(t, true, 0)
+	for _, tt := range []struct {
+		name     string
+		cancelAt time.Duration
+		min, max int
+	}{
+		{name: "until the schedule ends", min: 2, max: 5},
+		{name: "until cancelled", cancelAt: 500 * time.Millisecond, min: 1, max: 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sc, err := scrape.New(testutil.ConfigFor(srv), noSlices{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, f := newWriter(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tt.cancelAt > 0 {
+				time.AfterFunc(tt.cancelAt, cancel)
+			}
+			progress := 0
+			err = Record(ctx, sc, w, Schedule{Start: time.Now(), Duration: time.Second, Interval: 200 * time.Millisecond,
+				Timeout: time.Second, Progress: func(*scrape.Round[*Sink], scrape.Status) { progress++ }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			rec, err := Open(f.Name())
+			if err != nil {
+				t.Fatal(err)
+			}
+			rounds, err := rec.Rounds(allAccums(t))
+			if err != nil || len(rounds) < tt.min || len(rounds) > tt.max || progress != len(rounds) {
+				t.Fatalf("read %d rounds (%v), %d progress calls; want %d to %d", len(rounds), err, progress, tt.min, tt.max)
+			}
+			if len(rounds[0].Instances) != 1 || rounds[0].Clients[sc.Host()].Total.Requests != 25 {
+				t.Errorf("the first round holds %d instances, dump %+v; want the fake API server's", len(rounds[0].Instances), rounds[0].Clients)
+			}
+		})
+	}
+}
+
+// noSlices is a client.Reader that lists no EndpointSlices: the configured
+// host is scraped.
+type noSlices struct{ client.Reader }
+
+func (noSlices) List(context.Context, client.ObjectList, ...client.ListOption) error { return nil }
