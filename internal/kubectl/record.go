@@ -127,15 +127,24 @@ func runRecord(ctx context.Context, o *Options, r *recordOptions) error {
 // progress reports on standard error how recording goes: a line per round
 // at most every progressEvery, and every round with a failure.
 type progress struct {
-	out       io.Writer
-	w         *recording.Writer
-	file      string
-	last      time.Time
+	out  io.Writer
+	w    *recording.Writer
+	file string
+	last time.Time
+	// instances counts the instances read in the rounds after the first,
+	// and first is the size after the first round (the header and the
+	// definitions of the series): what a longer recording grows by is
+	// what the later rounds took.
 	instances int
+	first     int64
 }
 
 func (p *progress) round(r *scrape.Round[*recording.Sink], st scrape.Status) {
-	p.instances += len(r.Scraped)
+	if p.w.Rounds() == 1 {
+		p.first = p.w.Bytes()
+	} else {
+		p.instances += len(r.Scraped)
+	}
 	warnFallback(p.out, st)
 	if time.Since(p.last) < progressEvery && len(r.Failed) == 0 {
 		return
@@ -154,12 +163,13 @@ func (p *progress) done(stopped bool, took time.Duration) {
 	if stopped {
 		how = "stopped by a signal after"
 	}
-	perRound := int64(0)
+	_, _ = fmt.Fprintf(p.out, "recorded %d rounds %s %v to %s: %s", p.w.Rounds(), how, took.Round(time.Second),
+		p.file, bytesOf(p.w.Bytes()))
 	if p.instances > 0 {
-		perRound = p.w.Bytes() / int64(p.instances)
+		_, _ = fmt.Fprintf(p.out, " (%s with the first round, then %d bytes per round per API server)",
+			bytesOf(p.first), (p.w.Bytes()-p.first)/int64(p.instances))
 	}
-	_, _ = fmt.Fprintf(p.out, "recorded %d rounds %s %v to %s: %s, about %d bytes per round per API server\n",
-		p.w.Rounds(), how, took.Round(time.Second), p.file, bytesOf(p.w.Bytes()), perRound)
+	_, _ = fmt.Fprintln(p.out)
 }
 
 // bytesOf formats a size as kubectl does: in binary units.

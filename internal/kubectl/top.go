@@ -8,13 +8,17 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
 
+	"github.com/loadshed/loadshed/internal/apfdump"
 	"github.com/loadshed/loadshed/internal/policy"
+	"github.com/loadshed/loadshed/internal/scrape"
+	"github.com/loadshed/loadshed/internal/signals"
 	"github.com/loadshed/loadshed/internal/talkers"
 )
 
@@ -32,7 +36,7 @@ func newTopCommand(o *Options) *cobra.Command {
 		Use:   "top",
 		Short: "Show who loads the API servers now, from their API Priority and Fairness metrics",
 		Long: "top reads every kube-apiserver's /metrics twice, an interval apart, as the loadshed operator does, " +
-			"and their API Priority and Fairness dumps, and shows per priority level and per FlowSchema the " +
+			"and samples their API Priority and Fairness dumps in between, and shows per priority level and per FlowSchema the " +
 			"requests dispatched and rejected per second, the seats in use and the requests queued, and the users " +
 			"whose requests APF held, with their ServiceAccount where known. It needs no policy, no CRD and no " +
 			"operator, and changes nothing.",
@@ -63,10 +67,9 @@ func runTop(ctx context.Context, o *Options, t *topOptions) error {
 	if len(first.Instances) == 0 {
 		return fmt.Errorf("no API server could be read: %s", st)
 	}
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(time.Until(first.T.Add(t.interval))):
+	held, err := sampleDumps(ctx, sc, first, t.interval, timeout)
+	if err != nil {
+		return err
 	}
 	second, st := sc.Fold(ctx, time.Now(), accums, timeout)
 	warnFallback(o.Streams.ErrOut, st)
@@ -75,15 +78,47 @@ func runTop(ctx context.Context, o *Options, t *topOptions) error {
 		_, _ = fmt.Fprintf(o.Streams.ErrOut, "warning: listing FlowSchemas: %v; their priority levels and "+
 			"ServiceAccounts are not shown.\n", err)
 	}
-	rep := talkers.Compute(first, second, schemas.Items, t.limit)
+	rep := talkers.Compute(talkers.Input{First: first, Second: second, FlowSchemas: schemas.Items, Limit: t.limit,
+		Held: append(append([]map[string]apfdump.Summary{first.Clients}, held...), second.Clients)})
 	return o.Print(rep, func(w io.Writer) error { return printTop(w, rep) })
+}
+
+// dumpEvery is how often top samples the APF dumps between its two reads
+// of /metrics (at most ten times): a request held is seen only by a sample
+// taken while it is, so more samples say better who is held.
+const dumpEvery = 500 * time.Millisecond
+
+// sampleDumps samples the APF dumps of the instances the first round read
+// until an interval after it.
+func sampleDumps(ctx context.Context, sc *scrape.Scraper, first *signals.Round, interval, timeout time.Duration) (
+	[]map[string]apfdump.Summary, error) {
+	instances := slices.Sorted(maps.Keys(first.Instances))
+	every := max(dumpEvery, interval/10)
+	end := first.T.Add(interval)
+	var held []map[string]apfdump.Summary
+	for next := first.T.Add(every); ; next = next.Add(every) {
+		last := !next.Before(end)
+		if last {
+			next = end
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Until(next)):
+		}
+		if last {
+			return held, nil
+		}
+		sample, _ := sc.Dumps(ctx, instances, min(timeout, every))
+		held = append(held, sample)
+	}
 }
 
 // printTop writes the report as aligned tables.
 func printTop(out io.Writer, rep talkers.Report) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	_, _ = fmt.Fprintf(w, "Read %d API servers %s apart, at %s: %v\n", len(rep.Instances), rep.Interval,
-		rep.Time.Format(time.RFC3339), rep.Instances)
+	_, _ = fmt.Fprintf(w, "Read %d API servers %s apart, at %s: %s\n", len(rep.Instances), rep.Interval,
+		rep.Time.Format(time.RFC3339), strings.Join(rep.Instances, ", "))
 	for _, inst := range slices.Sorted(maps.Keys(rep.Failed)) {
 		_, _ = fmt.Fprintf(w, "Not read: %s: %s\n", inst, rep.Failed[inst])
 	}

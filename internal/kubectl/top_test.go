@@ -33,7 +33,7 @@ func TestTopPrintsAlignedTables(t *testing.T) {
 	}
 	text := out.String()
 	for _, want := range []string{
-		"Read 2 API servers 5s apart, at 2024-12-11T15:17:05Z: [https://192.0.2.1:6443 https://192.0.2.2:6443]",
+		"Read 2 API servers 5s apart, at 2024-12-11T15:17:05Z: https://192.0.2.1:6443, https://192.0.2.2:6443",
 		"APF dump not read: https://192.0.2.2:6443: HTTP 403",
 		"PRIORITY LEVEL  REQUESTS/S  REJECTED/S  SEATS IN USE  NOMINAL SEATS  QUEUED",
 		"workload-low    1500.0      10.0        7.0           490.0          4.0",

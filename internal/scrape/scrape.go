@@ -289,6 +289,35 @@ func (s *Scraper) scrape(ctx context.Context, c *http.Client, base string, sink 
 	return nil
 }
 
+// Dumps reads the APF dump of each instance, as a round does after its
+// scrape, concurrently: a caller samples them more often than it reads
+// /metrics. An instance is reached as a round reaches it (the configured
+// host through the configured client, any other at its address).
+func (s *Scraper) Dumps(ctx context.Context, instances []string, timeout time.Duration) (
+	held map[string]apfdump.Summary, failed map[string]string) {
+	held, failed = map[string]apfdump.Summary{}, map[string]string{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, inst := range instances {
+		c := s.direct
+		if inst == s.host {
+			c = s.fallback
+		}
+		wg.Go(func() {
+			sum, err := s.dump(ctx, c, inst, timeout)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed[inst] = err.Error()
+				return
+			}
+			held[inst] = sum
+		})
+	}
+	wg.Wait()
+	return held, failed
+}
+
 // dump reads one instance's APF dump of the requests it holds and sums it
 // by user.
 func (s *Scraper) dump(ctx context.Context, c *http.Client, base string, timeout time.Duration) (apfdump.Summary, error) {

@@ -284,3 +284,15 @@ func TestARoundCountsAnInstanceNoLongerListedAsFailed(t *testing.T) {
 		t.Errorf("b listed again: instances %d, failed %v; want both scraped", len(r.Instances), r.Failed)
 	}
 }
+
+func TestDumpsReadsEachInstancesDump(t *testing.T) {
+	srv, _ := testutil.RecordedAPIServer(t, true, 0)
+	sc, err := New(testutil.ConfigFor(srv), fixedSlices(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, failed := sc.Dumps(context.Background(), []string{sc.Host(), "https://192.0.2.9:1"}, time.Second)
+	if held[sc.Host()].Total.Requests != 25 || len(held) != 1 || failed["https://192.0.2.9:1"] == "" {
+		t.Errorf("Dumps read %+v, failed %v; want the host's 25 requests and the other's failure", held, failed)
+	}
+}

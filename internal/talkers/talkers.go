@@ -1,6 +1,6 @@
 // Package talkers says who loads the API servers right now, from two
-// rounds of their metrics an interval apart and their API Priority and
-// Fairness dumps: per priority level and per FlowSchema, the requests
+// rounds of their metrics an interval apart and samples of their API
+// Priority and Fairness dumps: per priority level and per FlowSchema, the requests
 // dispatched and rejected per second, the seats in use and the requests
 // queued; and the users whose requests APF held, with their share. It is
 // `kubectl loadshed top`'s arithmetic, and reads no cluster: the rounds are
@@ -118,20 +118,35 @@ type User struct {
 	ServiceAccount string `json:"serviceAccount,omitempty"`
 	// Requests and Seats are its requests held (executing or queued) and
 	// the seats they reserve, summed over the API servers, the mean of the
-	// two rounds.
+	// samples of their dumps.
 	Requests float64 `json:"requests"`
 	Seats    float64 `json:"seats"`
 	// Share is its part (0 to 1) of the seats held of everyone.
 	Share float64 `json:"share"`
 }
 
-// Compute says who loads the API servers from two rounds an interval apart,
-// and the cluster's FlowSchemas; each list keeps its first limit entries
-// (all when limit is 0).
-func Compute(first, second *signals.Round, schemas []flowcontrolv1.FlowSchema, limit int) Report {
+// Input is what Compute reads.
+type Input struct {
+	// First and Second are two rounds an interval apart, folded for
+	// Accumulators.
+	First, Second *signals.Round
+	// Held are samples of the API servers' APF dumps, each mapping an
+	// instance to what it held: the rounds' own (Clients), and any taken
+	// between them. Users are their mean.
+	Held []map[string]apfdump.Summary
+	// FlowSchemas are the cluster's, for their priority levels and
+	// ServiceAccounts.
+	FlowSchemas []flowcontrolv1.FlowSchema
+	// Limit is how many entries each list keeps (all when 0).
+	Limit int
+}
+
+// Compute says who loads the API servers.
+func Compute(in Input) Report {
+	first, second, schemas, limit := in.First, in.Second, in.FlowSchemas, in.Limit
 	rounds := []*signals.Round{first, second}
 	window := second.T.Sub(first.T)
-	rep := Report{Time: second.T, Interval: window.String(), Failed: map[string]string{}, DumpFailed: map[string]string{}}
+	rep := Report{Time: second.T, Interval: window.Round(time.Millisecond).String(), Failed: map[string]string{}, DumpFailed: map[string]string{}}
 	for inst := range second.Instances {
 		if _, ok := first.Instances[inst]; ok {
 			rep.Instances = append(rep.Instances, inst)
@@ -158,7 +173,7 @@ func Compute(first, second *signals.Round, schemas []flowcontrolv1.FlowSchema, l
 		rep.FlowSchemas = append(rep.FlowSchemas, fs)
 	}
 	slices.SortFunc(rep.FlowSchemas, func(a, b FlowSchema) int { return byLoad(a.Name, a.Load, b.Name, b.Load) })
-	rep.Users = users(rounds)
+	rep.Users = users(in.Held)
 	rep.PriorityLevels, rep.FlowSchemas, rep.Users = keepFirst(rep.PriorityLevels, limit), keepFirst(rep.FlowSchemas, limit),
 		keepFirst(rep.Users, limit)
 	return rep
@@ -198,16 +213,16 @@ func byLoad(aName string, a Load, bName string, b Load) int {
 }
 
 // users sums, over the instances, the requests APF held of each user, and
-// averages them over the rounds whose dumps were read.
-func users(rounds []*signals.Round) []User {
+// averages them over the samples of which a dump was read.
+func users(samples []map[string]apfdump.Summary) []User {
 	held := map[string]apfdump.Load{}
 	var total apfdump.Load
 	n := 0
-	for _, r := range rounds {
-		if len(r.Clients) > 0 {
+	for _, sample := range samples {
+		if len(sample) > 0 {
 			n++
 		}
-		for _, s := range r.Clients {
+		for _, s := range sample {
 			for user, l := range s.ByUser {
 				h := held[user]
 				h.Add(l)

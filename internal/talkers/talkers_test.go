@@ -75,7 +75,9 @@ func TestComputeSumsTheAPIServersAndRanksTheLoudest(t *testing.T) {
 	second := &signals.Round{T: t0.Add(5 * time.Second),
 		Instances: map[string]map[string]signals.Result{a: instance(6000, 50, 6), b: instance(3000, 0, 2)},
 		Clients:   map[string]apfdump.Summary{a: held(10, 1)}, ClientsFailed: map[string]string{b: "HTTP 403"}}
-	rep := Compute(first, second, []flowcontrolv1.FlowSchema{throttle()}, 0)
+	in := Input{First: first, Second: second, FlowSchemas: []flowcontrolv1.FlowSchema{throttle()},
+		Held: []map[string]apfdump.Summary{first.Clients, second.Clients}}
+	rep := Compute(in)
 
 	if !reflect.DeepEqual(rep.Instances, []string{a, b}) || rep.Interval != "5s" || rep.DumpFailed[b] != "HTTP 403" {
 		t.Errorf("instances %v, interval %s, dump failures %v", rep.Instances, rep.Interval, rep.DumpFailed)
@@ -103,7 +105,8 @@ func TestComputeSumsTheAPIServersAndRanksTheLoudest(t *testing.T) {
 	if rep.Users[1].Name != "system:node:node-01" || rep.Users[1].ServiceAccount != "" {
 		t.Errorf("second user %+v, want the node, no ServiceAccount", rep.Users[1])
 	}
-	if limited := Compute(first, second, nil, 1); len(limited.FlowSchemas) != 1 || len(limited.Users) != 1 || len(limited.PriorityLevels) != 1 {
+	in.Limit = 1
+	if limited := Compute(in); len(limited.FlowSchemas) != 1 || len(limited.Users) != 1 || len(limited.PriorityLevels) != 1 {
 		t.Errorf("--limit 1 kept %d schemas, %d users, %d levels", len(limited.FlowSchemas), len(limited.Users), len(limited.PriorityLevels))
 	}
 }
@@ -116,7 +119,7 @@ func TestAnInstanceReadOnceHasNoRate(t *testing.T) {
 	first := &signals.Round{T: t0, Instances: map[string]map[string]signals.Result{a: instance(1000, 0, 4)},
 		Failed: map[string]string{b: "timed out after 5s"}}
 	second := &signals.Round{T: t0.Add(time.Second), Instances: map[string]map[string]signals.Result{a: instance(1100, 0, 4), b: instance(9000, 0, 4)}}
-	rep := Compute(first, second, nil, 0)
+	rep := Compute(Input{First: first, Second: second})
 	if !reflect.DeepEqual(rep.Instances, []string{a}) || rep.Failed[b] == "" {
 		t.Errorf("instances %v, failures %v; want a read twice, b's failure", rep.Instances, rep.Failed)
 	}
