@@ -58,7 +58,8 @@ func newRecordCommand(o *Options) *cobra.Command {
 	cmd.Flags().DurationVar(&r.interval, "interval", 5*time.Second, "Time between two reads of the API servers.")
 	cmd.Flags().DurationVar(&r.timeout, "timeout", policy.DefaultScrapeTimeout, "Bound on each read of each API server.")
 	cmd.Flags().StringArrayVar(&r.families, "family", nil,
-		"A metric family to record besides the signals' (repeatable), for a policy's `metric:` triggers.")
+		"A metric family to record besides the signals' (repeatable; a histogram by its base name), "+
+			"for a policy's `metric:` triggers.")
 	cmd.Flags().BoolVar(&r.overwrite, "overwrite", false, "Replace FILE if it exists.")
 	return cmd
 }
@@ -117,12 +118,21 @@ func runRecord(ctx context.Context, o *Options, r *recordOptions) error {
 	p := &progress{out: o.Streams.ErrOut, w: w, file: r.file}
 	err = recording.Record(ctx, sc, w, recording.Schedule{Start: start, Duration: r.duration, Interval: r.interval,
 		Timeout: r.timeout, Progress: p.round})
+	if errors.Is(err, errNothingRead) {
+		_ = w.Close()
+		_ = f.Close()
+		return errors.Join(err, os.Remove(r.file))
+	}
 	if err = errors.Join(err, w.Close(), f.Close()); err != nil {
 		return err
 	}
 	p.done(ctx.Err() != nil, time.Since(start))
 	return nil
 }
+
+// errNothingRead ends a recording whose first round read no API server:
+// the file is removed.
+var errNothingRead = errors.New("the first round read no API server")
 
 // progress reports on standard error how recording goes: a line per round
 // at most every progressEvery, and every round with a failure.
@@ -131,6 +141,8 @@ type progress struct {
 	w    *recording.Writer
 	file string
 	last time.Time
+	// fallback is the last fallback warned of.
+	fallback string
 	// instances counts the instances read in the rounds after the first,
 	// and first is the size after the first round (the header and the
 	// definitions of the series): what a longer recording grows by is
@@ -139,15 +151,21 @@ type progress struct {
 	first     int64
 }
 
-func (p *progress) round(r *scrape.Round[*recording.Sink], st scrape.Status) {
+func (p *progress) round(r *scrape.Round[*recording.Sink], st scrape.Status) error {
 	if p.w.Rounds() == 1 {
+		if len(r.Scraped) == 0 {
+			return fmt.Errorf("%w: %s", errNothingRead, st)
+		}
 		p.first = p.w.Bytes()
 	} else {
 		p.instances += len(r.Scraped)
 	}
-	warnFallback(p.out, st)
+	if st.Fallback != p.fallback {
+		warnFallback(p.out, st)
+		p.fallback = st.Fallback
+	}
 	if time.Since(p.last) < progressEvery && len(r.Failed) == 0 {
-		return
+		return nil
 	}
 	p.last = time.Now()
 	_, _ = fmt.Fprintf(p.out, "round %d at %s: read %d of %d API servers; %s written\n", p.w.Rounds(),
@@ -155,6 +173,7 @@ func (p *progress) round(r *scrape.Round[*recording.Sink], st scrape.Status) {
 	for inst, why := range r.Failed {
 		_, _ = fmt.Fprintf(p.out, "  not read: %s: %s\n", inst, why)
 	}
+	return nil
 }
 
 // done says what was recorded.

@@ -1,10 +1,15 @@
 package kubectl
 
 import (
+	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/loadshed/loadshed/internal/recording"
+	"github.com/loadshed/loadshed/internal/scrape"
 )
 
 // TestRecordsOutputFlagNamesTheFile: record's -o is the file, shadowing the
@@ -42,5 +47,40 @@ func TestBytesOf(t *testing.T) {
 		if got := bytesOf(n); got != want {
 			t.Errorf("bytesOf(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+// TestProgressStopsAFirstRoundThatReadNothingAndWarnsOnce: a first round
+// that read no API server ends record; a fallback is warned of once, not
+// every round.
+func TestProgressStopsAFirstRoundThatReadNothingAndWarnsOnce(t *testing.T) {
+	var file, out bytes.Buffer
+	w, err := recording.NewWriter(&file, recording.Header{Families: []string{"x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &progress{out: &out, w: w, file: "f"}
+	failed := &scrape.Round[*recording.Sink]{Scraped: map[string]*recording.Sink{},
+		Failed: map[string]string{"https://10.0.0.1:6443": "HTTP 403"}}
+	if err := w.WriteRound(failed); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.round(failed, scrape.Status{}); !errors.Is(err, errNothingRead) {
+		t.Errorf("a first round that read nothing: %v, want errNothingRead", err)
+	}
+
+	p = &progress{out: &out, w: w, file: "f"}
+	read := &scrape.Round[*recording.Sink]{Scraped: map[string]*recording.Sink{"https://lb:6443": w.NewSink("https://lb:6443")}}
+	fallback := scrape.Status{Fallback: "could not read the API servers' endpoints (forbidden): scraped https://lb:6443"}
+	for range 3 {
+		if err := w.WriteRound(read); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.round(read, fallback); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := strings.Count(out.String(), "warning:"); n != 1 {
+		t.Errorf("3 rounds through the fallback warned %d times:\n%s", n, out.String())
 	}
 }

@@ -16,14 +16,15 @@ type Schedule struct {
 	Duration, Interval time.Duration
 	// Timeout bounds each instance's scrape (at most Interval).
 	Timeout time.Duration
-	// Progress, when set, is called after each round is written.
-	Progress func(r *scrape.Round[*Sink], st scrape.Status)
+	// Progress, when set, is called after each round is written; an error
+	// it returns ends recording, and Record returns it.
+	Progress func(r *scrape.Round[*Sink], st scrape.Status) error
 }
 
 // Record reads every API server with sc on the schedule and writes each
 // round with w, until the schedule ends or ctx is done: a round under way
 // then is finished and written, so that the recording stays whole once w
-// is closed. It returns the first error writing.
+// is closed. It returns the first error writing, or Progress's.
 func Record(ctx context.Context, sc *scrape.Scraper, w *Writer, s Schedule) error {
 	end := s.Start.Add(s.Duration)
 	timeout := min(s.Timeout, s.Interval)
@@ -40,7 +41,9 @@ func Record(ctx context.Context, sc *scrape.Scraper, w *Writer, s Schedule) erro
 			return err
 		}
 		if s.Progress != nil {
-			s.Progress(r, st)
+			if err := s.Progress(r, st); err != nil {
+				return err
+			}
 		}
 		for now := time.Now(); !next.After(now); {
 			next = next.Add(s.Interval)

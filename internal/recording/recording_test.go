@@ -387,7 +387,7 @@ func TestRecordReadsOnScheduleAndStopsWhole(t *testing.T) {
 			}
 			progress := 0
 			err = Record(ctx, sc, w, Schedule{Start: time.Now(), Duration: time.Second, Interval: 200 * time.Millisecond,
-				Timeout: time.Second, Progress: func(*scrape.Round[*Sink], scrape.Status) { progress++ }})
+				Timeout: time.Second, Progress: func(*scrape.Round[*Sink], scrape.Status) error { progress++; return nil }})
 			if err != nil {
 				t.Fatal(err)
 			}
