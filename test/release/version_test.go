@@ -60,7 +60,7 @@ func TestEveryCommandPrintsItsVersion(t *testing.T) {
 			prefix = name + " "
 		}
 		if strings.Contains(line, "\n") || !strings.HasPrefix(line, prefix) || !strings.HasSuffix(line, want) {
-			t.Errorf("cmd/%s --version printed %q, want one line %s<name>%s", name, got, prefix, want)
+			t.Errorf("cmd/%s --version printed %q, want one line starting %q and ending %q", name, got, prefix, want)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(out, "manager")); err != nil {
