@@ -58,8 +58,8 @@ func newRecordCommand(o *Options) *cobra.Command {
 	cmd.Flags().DurationVar(&r.interval, "interval", 5*time.Second, "Time between two reads of the API servers.")
 	cmd.Flags().DurationVar(&r.timeout, "timeout", policy.DefaultScrapeTimeout, "Bound on each read of each API server.")
 	cmd.Flags().StringArrayVar(&r.families, "family", nil,
-		"A metric family to record besides the signals' (repeatable; a histogram by its base name), "+
-			"for a policy's `metric:` triggers.")
+		"A `NAME` of a metric family to record besides the signals' (repeatable; a histogram by its base name), "+
+			"for the metric triggers of a policy (spec.triggers[].metric).")
 	cmd.Flags().BoolVar(&r.overwrite, "overwrite", false, "Replace FILE if it exists.")
 	return cmd
 }
