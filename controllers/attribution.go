@@ -4,7 +4,6 @@ import (
 	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
-	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -40,29 +39,13 @@ func scopeOf(w *world) detection.Scope {
 }
 
 // cannotThrottle says why the policy may not or cannot throttle a
-// ServiceAccount, or "" when it can: the operator's own; in a protected
-// namespace (kube-system, the operator's) the policy does not allow; in a
-// namespace its namespaceSelector leaves out; or matched by no FlowSchema,
-// or by one too early for a throttle to go ahead of. It records what
-// matches the ServiceAccount in w.matched, for the throttle.
+// ServiceAccount, or "" when it can (see shed.CannotThrottle). It records
+// what matches the ServiceAccount in w.matched, for the throttle.
 func (r *LoadShedPolicyReconciler) cannotThrottle(sa types.NamespacedName, cfg *policy.Config, w *world) string {
 	operator := types.NamespacedName{Namespace: r.Namespace, Name: r.ServiceAccount}
-	if why := cfg.Targets.ThrottleRefusal(sa, operator, w.nsLabels); why != "" {
-		return why
+	matched, why := shed.CannotThrottle(cfg.Targets, sa, operator, w.nsLabels, w.schemas)
+	if matched != nil {
+		w.matched[sa] = matched
 	}
-	matched, ok := attribution.Match(attribution.ServiceAccount(sa), attribution.FloodRequest, w.schemas)
-	if !ok {
-		return "no FlowSchema matches it for a throttle to go ahead of"
-	}
-	w.matched[sa] = matched
-	return throttleRoom(matched)
-}
-
-// throttleRoom says why no throttle can go ahead of the FlowSchema that
-// matches a ServiceAccount, or "".
-func throttleRoom(matched *flowcontrolv1.FlowSchema) string {
-	if _, err := shed.ThrottlePrecedence(matched); err != nil {
-		return err.Error()
-	}
-	return ""
+	return why
 }

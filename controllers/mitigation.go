@@ -8,7 +8,6 @@ import (
 	"maps"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -183,7 +182,7 @@ func lastRestored(level *flowcontrolv1.PriorityLevelConfiguration) time.Time {
 // backoff.
 func (r *LoadShedPolicyReconciler) mitigate(ctx context.Context, obj *v1alpha1.LoadShedPolicy, w *world, state *reconcileState) error {
 	in := r.planInput(state, w)
-	in.ThrottleBlockedSince = throttleBlockedSince(obj.Status.Blocked)
+	in.ThrottleBlockedSince = plan.ThrottleBlockedSince(obj.Status.Blocked)
 	in.Restorations = restorations(w.selected, obj.Name)
 	if state.config.DryRun {
 		in.Throttled, in.Paused = wouldBeInPlace(obj.Status.Actions, state.config.Restore.Probation)
@@ -365,7 +364,7 @@ func wouldBeInPlace(actions []v1alpha1.ActionStatus, probation time.Duration) (m
 	map[types.NamespacedName]plan.Pause) {
 	throttled, paused := map[types.NamespacedName]time.Time{}, map[types.NamespacedName]plan.Pause{}
 	for _, a := range actions {
-		key, ok := targetKey(a.Target)
+		key, ok := plan.ParseTarget(a.Target)
 		if !ok || a.Since == nil {
 			continue
 		}
@@ -383,26 +382,6 @@ func wouldBeInPlace(actions []v1alpha1.ActionStatus, probation time.Duration) (m
 		}
 	}
 	return throttled, paused
-}
-
-// targetKey reads a status target, "namespace/name".
-func targetKey(target string) (types.NamespacedName, bool) {
-	ns, name, ok := strings.Cut(target, "/")
-	return types.NamespacedName{Namespace: ns, Name: name}, ok && ns != "" && name != ""
-}
-
-// throttleBlockedSince reads, from the status the loop started from, since
-// when each ServiceAccount's throttle has been blocked.
-func throttleBlockedSince(blocked []v1alpha1.BlockedStatus) map[types.NamespacedName]time.Time {
-	out := map[types.NamespacedName]time.Time{}
-	for _, b := range blocked {
-		key, ok := targetKey(b.Target)
-		if b.Kind != v1alpha1.ActionThrottle || !ok || b.Since == nil {
-			continue
-		}
-		out[key] = b.Since.Time
-	}
-	return out
 }
 
 // daemonSetChanges are the kinds and reasons of the plan's changes to
