@@ -1,37 +1,17 @@
 package controllers
 
 import (
-	"slices"
-
-	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/loadshed/loadshed/internal/attribution"
 	"github.com/loadshed/loadshed/internal/detection"
-	"github.com/loadshed/loadshed/internal/plan"
 	"github.com/loadshed/loadshed/internal/policy"
 	"github.com/loadshed/loadshed/internal/shed"
 )
 
-// daemonSetsByServiceAccount groups DaemonSets by the ServiceAccount they
-// run as, each group sorted.
-func daemonSetsByServiceAccount(dss []appsv1.DaemonSet) map[types.NamespacedName][]types.NamespacedName {
-	out := map[types.NamespacedName][]types.NamespacedName{}
-	for i := range dss {
-		sa := types.NamespacedName(attribution.ServiceAccountOf(&dss[i]))
-		out[sa] = append(out[sa], client.ObjectKeyFromObject(&dss[i]))
-	}
-	for sa := range out {
-		slices.SortFunc(out[sa], plan.CompareNames)
-	}
-	return out
-}
-
 // scopeOf is what a policy's offenders are measured against: the DaemonSets
 // it targets, by ServiceAccount, and the throttle FlowSchemas it has.
 func scopeOf(w *world) detection.Scope {
-	s := detection.Scope{DaemonSets: daemonSetsByServiceAccount(w.selected), Throttles: map[types.NamespacedName]string{}}
+	s := detection.Scope{DaemonSets: detection.DaemonSetsByServiceAccount(w.selected), Throttles: map[types.NamespacedName]string{}}
 	for sa, fs := range w.inPlace.throttles {
 		s.Throttles[sa] = fs.Name
 	}

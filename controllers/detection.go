@@ -13,9 +13,6 @@ import (
 	"github.com/loadshed/loadshed/internal/trigger"
 )
 
-// maxOffenders is how many offenders status lists.
-const maxOffenders = 5
-
 // evaluate registers what the policy needs with the sampler, and evaluates
 // its triggers and offenders on the rounds already taken.
 func (r *LoadShedPolicyReconciler) evaluate(name string, spec *resolvedSpec, previous map[string]trigger.Status,
@@ -44,7 +41,7 @@ func (r *LoadShedPolicyReconciler) evaluate(name string, spec *resolvedSpec, pre
 	}
 	state.metrics = metricsAvailability(r.Sampler.Status(), rounds, state.readings, prometheus, in.Now, detection.MaxGap(cfg))
 	offenders := detection.Offenders(rounds, scope, detection.AttributionWindow(cfg))
-	state.offenders = offenders[:min(len(offenders), maxOffenders)]
+	state.offenders = offenders[:min(len(offenders), detection.MaxOffenders)]
 	state.evaluated = in.Now
 }
 

@@ -66,16 +66,7 @@ func (r *LoadShedPolicyReconciler) recordOverrides(obj *v1alpha1.LoadShedPolicy,
 // already while the triggers fire (firing says whether they do; when they
 // do not, what is blocked next is new).
 func (r *LoadShedPolicyReconciler) recordBlocked(obj *v1alpha1.LoadShedPolicy, p plan.Plan, firing bool) {
-	before := map[plan.BlockKey]bool{}
-	for _, b := range obj.Status.Blocked {
-		before[plan.BlockKey{Kind: b.Kind, Target: b.Target}] = true
-	}
-	for _, b := range p.Blocked {
-		k := b.Key()
-		first := r.reported.firstTime(obj.Name, k)
-		if before[k] || !first {
-			continue
-		}
+	for _, b := range r.reported.newlyBlocked(obj.Name, obj.Status.Blocked, p.Blocked) {
 		note := upperFirst(b.String())
 		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, v1alpha1.EventBlocked, actionShed, "%s", note)
 		if b.Kind == plan.Paused {

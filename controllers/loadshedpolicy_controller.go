@@ -203,9 +203,9 @@ type blockMemory struct {
 	reported map[string]map[plan.BlockKey]bool
 }
 
-// firstTime reports whether a block has not been reported for the policy
-// in this firing, and remembers it.
-func (m *blockMemory) firstTime(name string, k plan.BlockKey) bool {
+// newlyBlocked returns the blocks to report for the policy (see
+// plan.NewlyBlocked), and remembers them for this firing.
+func (m *blockMemory) newlyBlocked(name string, prev []v1alpha1.BlockedStatus, blocked []plan.Block) []plan.Block {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.reported == nil {
@@ -214,11 +214,7 @@ func (m *blockMemory) firstTime(name string, k plan.BlockKey) bool {
 	if m.reported[name] == nil {
 		m.reported[name] = map[plan.BlockKey]bool{}
 	}
-	if m.reported[name][k] {
-		return false
-	}
-	m.reported[name][k] = true
-	return true
+	return plan.NewlyBlocked(prev, blocked, m.reported[name])
 }
 
 // forget ends a policy's firing (or the policy): its next blocks are new.

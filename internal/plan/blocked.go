@@ -54,6 +54,27 @@ func BlockedStatuses(prev []v1alpha1.BlockedStatus, blocked []Block, now time.Ti
 	return out
 }
 
+// NewlyBlocked returns the blocks of a plan to report, each once: those
+// that were not blocked at the evaluation before (prev) nor reported
+// already while the triggers fire (reported, to which it adds every block;
+// the caller empties it when they stop firing).
+func NewlyBlocked(prev []v1alpha1.BlockedStatus, blocked []Block, reported map[BlockKey]bool) []Block {
+	before := map[BlockKey]bool{}
+	for _, b := range prev {
+		before[BlockKey{b.Kind, b.Target}] = true
+	}
+	var out []Block
+	for _, b := range blocked {
+		k := b.Key()
+		first := !reported[k]
+		reported[k] = true
+		if first && !before[k] {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
 // ThrottleBlockedSince reads, from the blocked actions of the evaluation
 // before, since when each ServiceAccount's throttle has been blocked
 // (Input.ThrottleBlockedSince).

@@ -1,0 +1,227 @@
+package backtest
+
+import (
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loadshed/loadshed/api/v1alpha1"
+	"github.com/loadshed/loadshed/internal/detection"
+	"github.com/loadshed/loadshed/internal/plan"
+)
+
+const (
+	fired     = v1alpha1.EventTriggerFired
+	cleared   = v1alpha1.EventTriggerCleared
+	throttled = string(plan.Throttled)
+	paused    = string(plan.Paused)
+	started   = string(plan.RestoreStarted)
+	advanced  = string(plan.WaveAdvanced)
+	restored  = string(plan.Restored)
+	repaused  = string(plan.Repaused)
+	released  = string(plan.Unthrottled)
+	agent     = "telemetry/agent"
+)
+
+func TestTimelines(t *testing.T) {
+	tests := []struct {
+		name string
+		day  day
+		want []string
+		// shedding is from the throttle to the unthrottle, firing from
+		// the first firing to the last clearing, both in rounds.
+		shedding, firing int
+		blind            int
+	}{
+		{
+			name: "a flood fires after for, is throttled, paused pause.after later, and restored in waves once clear",
+			day:  day{rounds: 120, inflight: flood([2]int{12, 60})},
+			want: []string{
+				// Past 400 from round 12; for: 30s.
+				want(fired, "inflight", 15), want(throttled, agent, 15),
+				// pause.after: 1m after the throttle.
+				want(paused, agent, 21),
+				// At or below 150 from round 60; for: 30s.
+				want(cleared, "inflight", 63),
+				// stableFor 1m, then two waves of a minute's probation.
+				want(started, agent, 69), want(advanced, agent, 75), want(restored, agent, 81),
+				// stableFor after the last restore.
+				want(released, agent, 87),
+			},
+			shedding: 87 - 15, firing: 63 - 15,
+		},
+		{
+			name: "a relapse during a wave pauses again, and the next restore waits the next attempt's backoff",
+			day:  day{rounds: 130, inflight: flood([2]int{12, 60}, [2]int{72, 80})},
+			want: []string{
+				want(fired, "inflight", 15), want(throttled, agent, 15), want(paused, agent, 21),
+				want(cleared, "inflight", 63), want(started, agent, 69),
+				// Past 400 again from round 72, during wave 1.
+				want(fired, "inflight", 75), want(repaused, agent, 75),
+				// Clear from round 80; the backoff of attempt 1 (2m from
+				// round 75) has passed when stableFor has.
+				want(cleared, "inflight", 83), want(started, agent, 89), want(advanced, agent, 95),
+				want(restored, agent, 101), want(released, agent, 107),
+			},
+			shedding: 107 - 15, firing: (63 - 15) + (83 - 75),
+		},
+		{
+			name: "a blind stretch is Unknown and holds the restore; probation starts over when the signal is back",
+			day: day{rounds: 120, inflight: flood([2]int{12, 60}),
+				blind: func(i int) bool { return i >= 72 && i < 78 }},
+			want: []string{
+				want(fired, "inflight", 15), want(throttled, agent, 15), want(paused, agent, 21),
+				want(cleared, "inflight", 63), want(started, agent, 69),
+				want(KindTriggerUnknown, "inflight", 72), want(KindTriggerKnown, "inflight", 78),
+				// stableFor from round 78, not probation from round 69.
+				want(advanced, agent, 84), want(restored, agent, 90), want(released, agent, 96),
+			},
+			shedding: 96 - 15, firing: 63 - 15, blind: 6,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := Run(input(t, tt.day))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range res.Timeline {
+				got = append(got, line(e))
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("timeline:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(tt.want, "\n  "))
+			}
+			s := res.Summary
+			if wantFired := strings.Count(strings.Join(tt.want, " "), fired); s.TimesFired != wantFired {
+				t.Errorf("fired %d times, want %d", s.TimesFired, wantFired)
+			}
+			if s.Shedding.Duration != time.Duration(tt.shedding)*10*time.Second || s.Firing.Duration != time.Duration(tt.firing)*10*time.Second {
+				t.Errorf("shedding %v and firing %v, want %d and %d rounds", s.Shedding.Duration, s.Firing.Duration, tt.shedding, tt.firing)
+			}
+			if !slices.Equal(s.Paused, []string{agent}) || !slices.Equal(s.Throttled, []string{agent}) {
+				t.Errorf("paused %v, throttled %v, want %s both", s.Paused, s.Throttled, agent)
+			}
+			if s.Unseen.BlindRounds != tt.blind || s.Evaluations < tt.day.rounds {
+				t.Errorf("%d blind rounds in %d evaluations, want %d in at least %d", s.Unseen.BlindRounds, s.Evaluations, tt.blind, tt.day.rounds)
+			}
+		})
+	}
+}
+
+func TestReasonsAreThePlannersAndTheEvents(t *testing.T) {
+	res, err := Run(input(t, day{rounds: 130, inflight: flood([2]int{12, 60}, [2]int{72, 80})}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range res.Timeline {
+		var want []string
+		switch e.Kind {
+		case fired:
+			want = []string{"Trigger inflight fired: inflightRequests is 600, above 400"}
+		case cleared:
+			want = []string{"Trigger inflight cleared: inflightRequests is 100, at or below 150"}
+		case paused:
+			want = []string{"its ServiceAccount telemetry/agent makes", "after 1m0s of throttling"}
+		case repaused:
+			want = []string{"attempt 1", "next restore not before " + at(75).Add(2*time.Minute).UTC().Format(time.RFC3339)}
+		case started:
+			want = []string{"wave 1 of 2: 50% of its nodes"}
+		}
+		for _, w := range want {
+			if !strings.Contains(e.Reason, w) {
+				t.Errorf("%s: reason %q does not say %q", line(e), e.Reason, w)
+			}
+		}
+		if (e.Kind == fired || e.Kind == cleared) && (e.Value == "" || e.Threshold == "") {
+			t.Errorf("%s: no value or threshold", line(e))
+		}
+	}
+}
+
+// TestTheEngineAddsNoDecision checks every evaluation of a back-test: its
+// trigger states are detection.Evaluate's, its plan is plan.Decide's, its
+// timeline is the plan's changes and the triggers' transitions, and what
+// the next evaluation finds in place is what the plan left (to the second
+// the operator's annotations keep).
+func TestTheEngineAddsNoDecision(t *testing.T) {
+	e, err := newEngine(input(t, day{rounds: 160, inflight: flood([2]int{12, 60}, [2]int{72, 80}),
+		blind: func(i int) bool { return i >= 100 && i < 104 }}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evals []evaluation
+	e.observe = func(ev evaluation) { evals = append(evals, ev) }
+	e.run()
+	if e.err != nil || len(evals) < 130 {
+		t.Fatalf("%d evaluations, error %v", len(evals), e.err)
+	}
+	kinds := map[string]bool{}
+	for k, ev := range evals {
+		if got := detection.Evaluate(ev.detection); !reflect.DeepEqual(got, ev.readings) {
+			t.Fatalf("evaluation %d: readings %+v, detection.Evaluate says %+v", k, ev.readings, got)
+		}
+		if got := plan.Decide(ev.plan); !reflect.DeepEqual(got, ev.decided) {
+			t.Fatalf("evaluation %d: plan %+v, plan.Decide says %+v", k, ev.decided, got)
+		}
+		var planned []string
+		for _, entry := range ev.entries {
+			if entry.Kind != fired && entry.Kind != cleared && entry.Kind != KindTriggerUnknown && entry.Kind != KindTriggerKnown {
+				planned = append(planned, entry.Kind+" "+entry.Subject+": "+entry.Reason)
+			}
+		}
+		var decided []string
+		for _, c := range ev.decided.Changes {
+			decided = append(decided, string(c.Kind)+" "+c.Target.String()+": "+c.Reason)
+		}
+		if !slices.Equal(planned, decided) {
+			t.Errorf("evaluation %d: timeline %q, plan %q", k, planned, decided)
+		}
+		for _, c := range ev.decided.Changes {
+			kinds[string(c.Kind)] = true
+		}
+		if k+1 < len(evals) {
+			carried(t, k, ev.plan.Now, ev.decided, evals[k+1].plan)
+		}
+	}
+	for _, k := range []string{throttled, paused, started, repaused, advanced, restored, released} {
+		if !kinds[k] {
+			t.Errorf("no %s: the scenario does not exercise the planner", k)
+		}
+	}
+}
+
+// carried checks that what one evaluation's plan left is what the next one
+// finds in place, times kept to the second as annotations keep them.
+func carried(t *testing.T, k int, now time.Time, p plan.Plan, next plan.Input) {
+	t.Helper()
+	if len(p.Throttled) != len(next.Throttled) {
+		t.Errorf("evaluation %d throttles %v, the next finds %v", k, p.Throttled, next.Throttled)
+	}
+	for sa, since := range p.Throttled {
+		if got, ok := next.Throttled[sa]; !ok || !got.Equal(since.Truncate(time.Second)) {
+			t.Errorf("evaluation %d throttles %s since %s, the next finds %s", k, sa, since, got)
+		}
+	}
+	if len(p.Paused) != len(next.Paused) {
+		t.Errorf("evaluation %d pauses %v, the next finds %v", k, p.Paused, next.Paused)
+	}
+	for ds, rec := range p.Paused {
+		got := next.Paused[ds]
+		rec.Since, rec.WaveStarted, rec.NextRestore = rec.Since.Truncate(time.Second), rec.WaveStarted.Truncate(time.Second),
+			rec.NextRestore.Truncate(time.Second)
+		if !reflect.DeepEqual(got, rec) {
+			t.Errorf("evaluation %d pauses %s as %+v, the next finds %+v", k, ds, rec, got)
+		}
+	}
+	for _, ds := range p.Restored {
+		if r, ok := next.Restorations[ds]; !ok || !r.At.Equal(now) {
+			t.Errorf("evaluation %d restores %s at %s, the next finds %+v", k, ds, now, r)
+		}
+		if !next.LastRestored.Equal(now.Truncate(time.Second)) {
+			t.Errorf("evaluation %d restores %s at %s, the next finds the last restore at %s", k, ds, now, next.LastRestored)
+		}
+	}
+}

@@ -1,0 +1,175 @@
+package backtest
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/loadshed/loadshed/internal/apfdump"
+	"github.com/loadshed/loadshed/internal/policy"
+	"github.com/loadshed/loadshed/internal/sampler"
+	"github.com/loadshed/loadshed/internal/signals"
+)
+
+// t0 is when the synthetic recordings start.
+var t0 = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+
+// scrape is how long each synthetic round's scrape takes: the operator
+// evaluates when the round is done.
+const scrape = 200 * time.Millisecond
+
+// at is when the operator would have been told of round i.
+func at(i int) time.Time { return t0.Add(time.Duration(i)*10*time.Second + scrape) }
+
+// floodPolicy fires when more than 400 requests are in flight for 30s,
+// throttles whoever holds at least half of them, pauses its DaemonSets a
+// minute later, and restores them in two waves of a minute each, a minute
+// after the triggers clear.
+const floodPolicy = `
+apiVersion: loadshed.io/v1alpha1
+kind: LoadShedPolicy
+metadata:
+  name: flood
+spec:
+  interval: 10s
+  triggers:
+  - name: inflight
+    signal: inflightRequests
+    threshold: "400"
+    clearThreshold: "150"
+    for: 30s
+  actions:
+    minSharePercent: 50
+    pause:
+      maxPaused: 2
+      after: 1m
+  restore:
+    stableFor: 1m
+    probation: 1m
+    wavePercents: [50, 100]
+    backoff:
+      initial: 2m
+      multiplier: "2"
+      max: 30m
+      jitterPercent: 0
+`
+
+func readFloodPolicy(t *testing.T) *policy.Config {
+	t.Helper()
+	_, cfg, err := ReadPolicy([]byte(floodPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+const agentUser = "system:serviceaccount:telemetry:agent"
+
+// day describes a synthetic recording, round by round (every 10s): the
+// requests in flight, and whether the round could scrape nothing. While
+// more than 300 are in flight, the telemetry agent holds 80 requests and
+// a shop 10; otherwise the shop holds 10.
+type day struct {
+	rounds   int
+	inflight func(i int) float64
+	blind    func(i int) bool
+}
+
+// flood is 100 requests in flight, and 600 in the rounds [from, to) of each
+// pair.
+func flood(spans ...[2]int) func(int) float64 {
+	return func(i int) float64 {
+		for _, s := range spans {
+			if i >= s[0] && i < s[1] {
+				return 600
+			}
+		}
+		return 100
+	}
+}
+
+func (d day) record(t *testing.T, cfg *policy.Config) []*signals.Round {
+	t.Helper()
+	_, queries, err := sampler.InterestOf(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := queries["inflight"].Accum.Key()
+	const inst = "10.0.0.1:6443"
+	out := make([]*signals.Round, d.rounds)
+	for i := range out {
+		r := &signals.Round{T: t0.Add(time.Duration(i) * 10 * time.Second), ScrapeSeconds: scrape.Seconds()}
+		out[i] = r
+		if d.blind != nil && d.blind(i) {
+			r.Failed = map[string]string{inst: "connection refused"}
+			continue
+		}
+		v := d.inflight(i)
+		r.Instances = map[string]map[string]signals.Result{inst: {key: {Series: 1, Sum: v, Min: v, Max: v}}}
+		byUser := map[string]apfdump.Load{"system:serviceaccount:shop:api": {Requests: 10, Seats: 10}}
+		if v > 300 {
+			byUser[agentUser] = apfdump.Load{Requests: 80, Seats: 80}
+		}
+		sum := apfdump.Summary{ByUser: byUser}
+		for _, l := range byUser {
+			sum.Total.Add(l)
+		}
+		r.Clients = map[string]apfdump.Summary{inst: sum}
+	}
+	return out
+}
+
+// world is a cluster with the telemetry agent, a shop's DaemonSet, and the
+// FlowSchema every ServiceAccount's requests match.
+func world() World {
+	ds := func(ns, name, sa string) appsv1.DaemonSet {
+		d := appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+		d.Spec.Template.Spec.ServiceAccountName = sa
+		return d
+	}
+	return World{
+		DaemonSets:  []appsv1.DaemonSet{ds("telemetry", "agent", "agent"), ds("shop", "cache", "api")},
+		FlowSchemas: []flowcontrolv1.FlowSchema{serviceAccounts()},
+	}
+}
+
+func serviceAccounts() flowcontrolv1.FlowSchema {
+	return flowcontrolv1.FlowSchema{
+		ObjectMeta: metav1.ObjectMeta{Name: "service-accounts"},
+		Spec: flowcontrolv1.FlowSchemaSpec{
+			MatchingPrecedence:         9000,
+			PriorityLevelConfiguration: flowcontrolv1.PriorityLevelConfigurationReference{Name: "workload-low"},
+			Rules: []flowcontrolv1.PolicyRulesWithSubjects{{
+				Subjects: []flowcontrolv1.Subject{{Kind: flowcontrolv1.SubjectKindGroup,
+					Group: &flowcontrolv1.GroupSubject{Name: "system:serviceaccounts"}}},
+				ResourceRules: []flowcontrolv1.ResourcePolicyRule{{Verbs: []string{"*"}, APIGroups: []string{"*"},
+					Resources: []string{"*"}, ClusterScope: true, Namespaces: []string{"*"}}},
+			}},
+		},
+	}
+}
+
+var operatorSA = types.NamespacedName{Namespace: "loadshed-system", Name: "loadshed-controller-manager"}
+
+// input is a back-test of the flood policy on d's recording.
+func input(t *testing.T, d day) Input {
+	t.Helper()
+	cfg := readFloodPolicy(t)
+	return Input{Name: "flood", Config: cfg, World: world(), Operator: operatorSA, Source: "recording test.lsr",
+		Rounds: d.record(t, cfg), Step: 10 * time.Second}
+}
+
+// line is an entry as the tests compare it: kind, subject and the round it
+// came at.
+func line(e Entry) string {
+	return fmt.Sprintf("%s %s @%s", e.Kind, e.Subject, e.Time.Sub(t0))
+}
+
+func want(kind, subject string, round int) string {
+	return fmt.Sprintf("%s %s @%s", kind, subject, at(round).Sub(t0))
+}
