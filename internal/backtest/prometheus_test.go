@@ -83,7 +83,7 @@ func TestPrometheusFiresAndClearsButNamesNoOffender(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []string
+	got := make([]string, 0, len(res.Timeline))
 	for _, e := range res.Timeline {
 		got = append(got, fmt.Sprintf("%s %s @%s", e.Kind, e.Subject, e.Time.Sub(t0)))
 	}
