@@ -90,32 +90,34 @@ func newEngine(in Input) (*engine, error) {
 	return e, nil
 }
 
-// run evaluates at each round the operator would have been told of, and,
-// between two, when its plan asked to look again sooner (a pause or a
-// restore step due): the operator requeues then, and its cadence lets a
-// round a quarter of an interval early stand for it.
+// run evaluates when the operator would have: it is woken by each round of
+// its sampler and by its own requeue (the plan's RequeueAfter, at most an
+// interval), and evaluates at the first wake-up no earlier than a quarter
+// of an interval before it is due (its cadence): the round, when one comes
+// then, or else the requeue, on the rounds taken so far.
 func (e *engine) run() {
-	interval := e.in.Config.Interval
-	for i := 0; i < e.feed.len() && e.err == nil; i++ {
-		t := e.feed.notified(i)
-		if t.Before(e.in.From) {
-			continue
+	e.countRounds()
+	n := e.feed.len()
+	i := 0
+	for i < n && e.feed.notified(i).Before(e.in.From) {
+		i++
+	}
+	if i == n {
+		return
+	}
+	t := e.feed.notified(i)
+	for e.err == nil && !t.After(e.in.To) {
+		d := e.evaluate(t, i)
+		due := t.Add(d)
+		early := min(e.in.Config.Interval/4, d)
+		k := i + 1
+		for k < n && e.feed.notified(k).Before(due.Add(-early)) {
+			k++
 		}
-		if t.After(e.in.To) {
-			break
-		}
-		e.countRound(i)
-		next := e.in.To.Add(time.Nanosecond)
-		if i+1 < e.feed.len() {
-			next = e.feed.notified(i + 1)
-		}
-		for e.err == nil {
-			d := e.evaluate(t, i)
-			due := t.Add(d)
-			if !due.Before(next.Add(-min(interval/4, d))) || due.After(e.in.To) {
-				break
-			}
-			t = due
+		if k < n && !e.feed.notified(k).After(due) {
+			t, i = e.feed.notified(k), k
+		} else {
+			t, i = due, k-1
 		}
 	}
 }
@@ -221,22 +223,26 @@ func (e *engine) notePlan(now time.Time, in plan.Input, p plan.Plan) {
 
 func (e *engine) add(entry Entry) { e.timeline = append(e.timeline, entry) }
 
-// countRound counts what round i could not see: a round the operator's
-// sampler would have taken in the back-test's range.
-func (e *engine) countRound(i int) {
-	rounds, _ := e.feed.history(i)
-	if len(rounds) == 0 {
+// countRounds counts what the rounds in range could not see: the rounds
+// the operator's sampler would have taken.
+func (e *engine) countRounds() {
+	f, ok := e.feed.(*roundFeed)
+	if !ok {
 		return
 	}
-	r := rounds[len(rounds)-1]
-	switch {
-	case len(r.Instances) == 0:
-		e.unseen.BlindRounds++
-	case len(r.Failed) > 0:
-		e.unseen.PartialRounds++
-	}
-	if len(r.ClientsFailed) > 0 || (len(r.Instances) > 0 && len(r.Clients) == 0) {
-		e.unseen.UnattributedRounds++
+	for i, r := range f.rounds {
+		if t := f.notified(i); t.Before(e.in.From) || t.After(e.in.To) {
+			continue
+		}
+		switch {
+		case len(r.Instances) == 0:
+			e.unseen.BlindRounds++
+		case len(r.Failed) > 0:
+			e.unseen.PartialRounds++
+		}
+		if len(r.ClientsFailed) > 0 || (len(r.Instances) > 0 && len(r.Clients) == 0) {
+			e.unseen.UnattributedRounds++
+		}
 	}
 }
 

@@ -24,7 +24,7 @@ func TestTheTextIsATableAndASummary(t *testing.T) {
 		"Back-test of LoadShedPolicy flood on recording test.lsr\nfrom 2026-12-01T10:00:00Z",
 		"TIME                  AFTER    KIND            SUBJECT          VALUE    THRESHOLD  REASON\n",
 		"2026-12-01T10:02:30Z  +2m30s   TriggerFired    inflight         600      400        Trigger inflight fired",
-		"Summary: fired once in ", "shedding 13m30s; paused 1 DaemonSet (telemetry/agent); throttled 1 ServiceAccount (telemetry/agent).",
+		"Summary: fired once in ", "firing 8m0s, shedding 13m40s; paused 1 DaemonSet (telemetry/agent); throttled 1 ServiceAccount (telemetry/agent).",
 		"Could not see: 6 rounds in which no API server could be scraped",
 		"Missing: trigger inflight had no value at 6 evaluations",
 	} {
