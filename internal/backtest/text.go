@@ -57,7 +57,7 @@ func (r *Result) WriteText(w io.Writer, color bool) error {
 func (s Summary) text(source string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Summary: %s in %d evaluations; firing %v, shedding %v; %s; %s.\n", times(s.TimesFired), s.Evaluations,
-		s.Firing.Duration.Round(time.Second), s.Shedding.Duration.Round(time.Second), listed("paused", "DaemonSet", s.Paused), listed("throttled", "ServiceAccount", s.Throttled))
+		s.Firing.Round(time.Second), s.Shedding.Round(time.Second), listed("paused", "DaemonSet", s.Paused), listed("throttled", "ServiceAccount", s.Throttled))
 	if s.Unseen.NoAttribution != "" {
 		fmt.Fprintf(&b, "No offenders from %s: %s.\n", source, s.Unseen.NoAttribution)
 	}
