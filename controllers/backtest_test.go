@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -22,38 +23,6 @@ import (
 	"github.com/loadshed/loadshed/internal/sampler"
 	"github.com/loadshed/loadshed/internal/signals"
 )
-
-// backTestedPolicy fires past 400 requests in flight for 30s, throttles
-// whoever holds half of them, pauses its DaemonSets a minute later, and
-// restores them in two waves once clear.
-const backTestedPolicy = `
-apiVersion: loadshed.io/v1alpha1
-kind: LoadShedPolicy
-metadata:
-  name: flood
-spec:
-  interval: 10s
-  triggers:
-  - name: inflight
-    signal: inflightRequests
-    threshold: "400"
-    clearThreshold: "150"
-    for: 30s
-  actions:
-    minSharePercent: 50
-    pause:
-      maxPaused: 2
-      after: 1m
-  restore:
-    stableFor: 1m
-    probation: 1m
-    wavePercents: [50, 100]
-    backoff:
-      initial: 2m
-      multiplier: "2"
-      max: 30m
-      jitterPercent: 10
-`
 
 // floodRounds are 160 rounds every 10s, each done 0.3s after it starts, of
 // one API server: 600 requests in flight (80 of them the telemetry
@@ -92,7 +61,11 @@ func floodRounds(t *testing.T, key string, t0 time.Time) []*signals.Round {
 // after each round, and when it asked to be requeued. The events it records
 // are the back-test's timeline, at the same times.
 func TestTheBackTestIsWhatTheOperatorDoes(t *testing.T) {
-	obj, cfg, err := backtest.ReadPolicy([]byte(backTestedPolicy))
+	data, err := os.ReadFile("../internal/backtest/testdata/flood.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, cfg, err := backtest.ReadPolicy(data)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/detection"
 	"github.com/loadshed/loadshed/internal/plan"
@@ -147,7 +149,9 @@ func TestReasonsAreThePlannersAndTheEvents(t *testing.T) {
 		case paused:
 			want = []string{"its ServiceAccount telemetry/agent makes", "after 1m0s of throttling"}
 		case repaused:
-			want = []string{"attempt 1", "next restore not before " + t0.Add(12*time.Minute+30*time.Second+2*time.Minute).Format(time.RFC3339)}
+			relapse := t0.Add(12*time.Minute + 30*time.Second)
+			next := relapse.Add(plan.Backoff(readFloodPolicy(t).Restore.Backoff, types.NamespacedName{Namespace: "telemetry", Name: "agent"}, 1))
+			want = []string{"attempt 1", "next restore not before " + next.Format(time.RFC3339)}
 		case started:
 			want = []string{"wave 1 of 2: 50% of its nodes"}
 		}

@@ -6,6 +6,7 @@ import (
 )
 
 func TestReadPolicy(t *testing.T) {
+	floodPolicy := string(floodPolicy(t))
 	tests := []struct {
 		name, file string
 		wantErr    string // a piece of the error; "" for none

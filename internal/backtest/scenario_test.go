@@ -2,6 +2,7 @@ package backtest
 
 import (
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -23,42 +24,19 @@ var t0 = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 // evaluates when the round is done.
 const scrape = 200 * time.Millisecond
 
-// floodPolicy fires when more than 400 requests are in flight for 30s,
-// throttles whoever holds at least half of them, pauses its DaemonSets a
-// minute later, and restores them in two waves of a minute each, a minute
-// after the triggers clear.
-const floodPolicy = `
-apiVersion: loadshed.io/v1alpha1
-kind: LoadShedPolicy
-metadata:
-  name: flood
-spec:
-  interval: 10s
-  triggers:
-  - name: inflight
-    signal: inflightRequests
-    threshold: "400"
-    clearThreshold: "150"
-    for: 30s
-  actions:
-    minSharePercent: 50
-    pause:
-      maxPaused: 2
-      after: 1m
-  restore:
-    stableFor: 1m
-    probation: 1m
-    wavePercents: [50, 100]
-    backoff:
-      initial: 2m
-      multiplier: "2"
-      max: 30m
-      jitterPercent: 0
-`
+// floodPolicy is testdata/flood.yaml.
+func floodPolicy(t *testing.T) []byte {
+	t.Helper()
+	data, err := os.ReadFile("testdata/flood.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
 
 func readFloodPolicy(t *testing.T) *policy.Config {
 	t.Helper()
-	_, cfg, err := ReadPolicy([]byte(floodPolicy))
+	_, cfg, err := ReadPolicy(floodPolicy(t))
 	if err != nil {
 		t.Fatal(err)
 	}

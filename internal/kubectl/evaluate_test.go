@@ -21,24 +21,6 @@ import (
 	"github.com/loadshed/loadshed/internal/signals"
 )
 
-// policyFile is a policy that fires when more than 400 requests are in
-// flight for 30s.
-const policyFile = `apiVersion: loadshed.io/v1alpha1
-kind: LoadShedPolicy
-metadata:
-  name: flood
-spec:
-  interval: 10s
-  triggers:
-  - name: inflight
-    signal: inflightRequests
-    threshold: "400"
-    clearThreshold: "150"
-    for: 30s
-  actions:
-    minSharePercent: 50
-`
-
 const promQLPolicyFile = `apiVersion: loadshed.io/v1alpha1
 kind: LoadShedPolicy
 metadata:
@@ -116,9 +98,13 @@ func withRecordings(t *testing.T, read RecordingReader) {
 }
 
 func TestEvaluateRefusesWhatCannotBeBackTested(t *testing.T) {
-	policy := writeFile(t, "policy.yaml", policyFile)
+	policy := "../backtest/testdata/flood.yaml"
 	promQL := writeFile(t, "promql.yaml", promQLPolicyFile)
-	two := writeFile(t, "two.yaml", policyFile+"---\n"+policyFile)
+	flood, err := os.ReadFile(policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	two := writeFile(t, "two.yaml", string(flood)+"---\n"+string(flood))
 	tests := []struct {
 		name     string
 		args     []string
@@ -159,7 +145,7 @@ func TestEvaluateRefusesWhatCannotBeBackTested(t *testing.T) {
 
 func TestEvaluateARecording(t *testing.T) {
 	withRecordings(t, fakeRecording(allFamilies))
-	policy := writeFile(t, "policy.yaml", policyFile)
+	policy := "../backtest/testdata/flood.yaml"
 	out, stderr, err := run(t, "evaluate", "-f", policy, "--recording", "flood.lsr")
 	if err != nil || stderr != "" {
 		t.Fatalf("evaluate failed (%v), or wrote %q on standard error", err, stderr)
@@ -206,7 +192,7 @@ func TestEvaluatePrometheus(t *testing.T) {
 	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	policy := writeFile(t, "policy.yaml", policyFile)
+	policy := "../backtest/testdata/flood.yaml"
 	token := writeFile(t, "token", "s3cret\n")
 
 	out, _, err := run(t, "evaluate", "-f", policy, "--prometheus", srv.URL, "--prometheus-bearer-token-file", token,
