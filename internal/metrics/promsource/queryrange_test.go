@@ -80,14 +80,10 @@ func parseUnix(s string) (time.Time, error) {
 	return time.UnixMilli(int64(f * 1000)), nil
 }
 
-// newRangeServer serves rs on /api/v1/query_range.
+// newRangeServer serves h on /api/v1/query_range.
 func newRangeServer(t *testing.T, h http.Handler) *httptest.Server {
 	t.Helper()
-	mux := http.NewServeMux()
-	mux.Handle("/api/v1/query_range", h)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return srv
+	return newServerAt(t, "/api/v1/query_range", h)
 }
 
 var rangeStart = time.Unix(1700000000, 0)
