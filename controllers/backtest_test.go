@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -80,7 +81,7 @@ func TestTheBackTestIsWhatTheOperatorDoes(t *testing.T) {
 	operator := types.NamespacedName{Namespace: "loadshed-system", Name: "loadshed-controller-manager"}
 
 	res, err := backtest.Run(backtest.Input{Name: obj.Name, Config: cfg, World: world, Operator: operator, Source: "synthetic",
-		Rounds: rounds, Step: 10 * time.Second})
+		Rounds: slices.Values(rounds), Step: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ package backtest
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -57,9 +58,11 @@ type Input struct {
 	From, To time.Time
 	// Source says where the data come from, for the result.
 	Source string
-	// Rounds are a recording's rounds of scrapes, oldest first, taken every
-	// Step; or Prometheus holds the triggers' values. One of the two.
-	Rounds     []*signals.Round
+	// Rounds yields a recording's rounds of scrapes, oldest first, taken
+	// every Step (the back-test goes through them once, and holds only what
+	// the operator's sampler would); or Prometheus holds the triggers'
+	// values. One of the two.
+	Rounds     iter.Seq[*signals.Round]
 	Step       time.Duration
 	Prometheus *PrometheusSeries
 }
@@ -188,5 +191,11 @@ func Run(in Input) (*Result, error) {
 		return nil, err
 	}
 	e.run()
+	switch {
+	case e.err != nil:
+		return nil, e.err
+	case len(e.marks) == 0:
+		return nil, fmt.Errorf("no data to evaluate the policy on in %s", in.Source)
+	}
 	return e.result(), nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/loadshed/loadshed/internal/plan"
 	"github.com/loadshed/loadshed/internal/sampler"
 	"github.com/loadshed/loadshed/internal/signals"
+	"github.com/loadshed/loadshed/internal/trigger"
 )
 
 // engine runs a back-test: it evaluates the policy when the operator would
@@ -20,9 +21,17 @@ import (
 type engine struct {
 	in      Input
 	queries map[string]signals.Query
-	feed    feed
+	hist    *history
 	sim     *simulation
 	err     error
+	// due is when the next evaluation is due (zero before the first), and
+	// early how early a round may stand for it (the operator's cadence).
+	due   time.Time
+	early time.Duration
+	// first and last are when the first and the last round were done;
+	// fromSet and toSet say whether the input bounded the back-test.
+	first, last    time.Time
+	fromSet, toSet bool
 	// observe, when set (by tests), sees each evaluation's inputs and
 	// outputs.
 	observe func(evaluation)
@@ -59,14 +68,11 @@ type mark struct {
 
 func newEngine(in Input) (*engine, error) {
 	e := &engine{in: in, sim: newSimulation(&in), known: map[string]bool{}, missing: map[string]*MissingSignal{},
-		paused: map[string]bool{}, throttled: map[string]bool{}, blocked: map[string]bool{}}
-	keep := detection.Retention(in.Config)
+		paused: map[string]bool{}, throttled: map[string]bool{}, blocked: map[string]bool{},
+		hist:    &history{keep: detection.Retention(in.Config), points: map[string][]trigger.Point{}},
+		fromSet: !in.From.IsZero(), toSet: !in.To.IsZero()}
 	if in.Prometheus != nil {
-		f, err := newPromFeed(in.Prometheus, keep)
-		if err != nil {
-			return nil, err
-		}
-		e.feed = f
+		e.hist.queries = in.Prometheus.Queries
 		e.unseen.NoAttribution = NoAttributionFromPrometheus
 	} else {
 		_, queries, err := sampler.InterestOf(in.Config, nil)
@@ -74,65 +80,93 @@ func newEngine(in Input) (*engine, error) {
 			return nil, err
 		}
 		e.queries = queries
-		e.feed = newRoundFeed(in.Rounds, in.Step, in.Config.Interval, keep)
 		e.notes = append(e.notes, recordingNotes(&in)...)
-	}
-	if e.feed.len() == 0 {
-		return nil, fmt.Errorf("no data to evaluate the policy on in %s", in.Source)
-	}
-	if e.in.From.IsZero() {
-		e.in.From = e.feed.notified(0)
-	}
-	if e.in.To.IsZero() {
-		e.in.To = e.feed.notified(e.feed.len() - 1)
 	}
 	e.notes = append(e.notes, commonNotes(&in)...)
 	return e, nil
 }
 
-// run evaluates when the operator would have: it is woken by each round of
-// its sampler and by its own requeue (the plan's RequeueAfter, at most an
+// run goes through the data once, round by round (or step by step), and
+// evaluates when the operator would have: it is woken by each round of its
+// sampler and by its own requeue (the plan's RequeueAfter, at most an
 // interval), and evaluates at the first wake-up no earlier than a quarter
 // of an interval before it is due (its cadence): the round, when one comes
 // then, or else the requeue, on the rounds taken so far.
 func (e *engine) run() {
-	e.countRounds()
-	n := e.feed.len()
-	i := 0
-	for i < n && e.feed.notified(i).Before(e.in.From) {
-		i++
-	}
-	if i == n {
-		return
-	}
-	t := e.feed.notified(i)
-	for e.err == nil && !t.After(e.in.To) {
-		d := e.evaluate(t, i)
-		due := t.Add(d)
-		early := min(e.in.Config.Interval/4, d)
-		k := i + 1
-		for k < n && e.feed.notified(k).Before(due.Add(-early)) {
-			k++
+	if p := e.in.Prometheus; p != nil {
+		times, err := steps(p)
+		if err != nil {
+			e.err = err
+			return
 		}
-		if k < n && !e.feed.notified(k).After(due) {
-			t, i = e.feed.notified(k), k
-		} else {
-			t, i = due, k-1
+		for i, t := range times {
+			if !e.arrive(t, func() { e.hist.addStep(p, i) }, nil) {
+				break
+			}
+		}
+	} else {
+		for r := range taken(e.in.Rounds, e.in.Step, e.in.Config.Interval) {
+			if !e.arrive(done(r), func() { e.hist.addRound(r) }, r) {
+				break
+			}
 		}
 	}
+	if !e.toSet {
+		e.in.To = e.last
+	}
+	for !e.due.IsZero() && !e.due.After(e.in.To) && e.err == nil {
+		e.evaluateAt(e.due)
+	}
+}
+
+// arrive takes in a round (or step) done at n: first the evaluations due
+// before it, then, once it is in the history, an evaluation if it comes
+// when one is due. It returns false past the end. round, for a recording,
+// is counted for what it could not see.
+func (e *engine) arrive(n time.Time, add func(), round *signals.Round) bool {
+	for !e.due.IsZero() && n.After(e.due) && (!e.toSet || !e.due.After(e.in.To)) && e.err == nil {
+		e.evaluateAt(e.due)
+	}
+	if (e.toSet && n.After(e.in.To)) || e.err != nil {
+		return false
+	}
+	add()
+	if e.first.IsZero() {
+		e.first = n
+	}
+	e.last = n
+	if e.fromSet && n.Before(e.in.From) {
+		return true
+	}
+	if round != nil {
+		e.countRound(round)
+	}
+	if e.due.IsZero() || !n.Before(e.due.Add(-e.early)) {
+		e.evaluateAt(n)
+	}
+	return true
+}
+
+// evaluateAt evaluates at now, and records when the next evaluation is due.
+func (e *engine) evaluateAt(now time.Time) {
+	d := e.evaluate(now)
+	e.due, e.early = now.Add(d), min(e.in.Config.Interval/4, d)
 }
 
 // evaluate runs one loop of the operator at now on the data of round i,
 // and returns when it would look again.
-func (e *engine) evaluate(now time.Time, i int) time.Duration {
+func (e *engine) evaluate(now time.Time) time.Duration {
 	cfg := e.in.Config
-	rounds, points := e.feed.history(i)
+	rounds, points := e.hist.rounds, e.hist.points
+	if e.in.Prometheus == nil {
+		points = nil
+	}
 	din := detection.Input{Config: cfg, Queries: e.queries, Rounds: rounds, Points: points,
 		Previous: e.sim.previous, PreviousAt: e.sim.previousAt, Now: now}
 	readings := detection.Evaluate(din)
 	before := len(e.timeline)
 	for k := range readings {
-		if m := e.feed.explain(i, readings[k].Name); m != "" {
+		if m := e.hist.explain(readings[k].Name); m != "" {
 			readings[k].Message = m
 		}
 	}
@@ -223,26 +257,17 @@ func (e *engine) notePlan(now time.Time, in plan.Input, p plan.Plan) {
 
 func (e *engine) add(entry Entry) { e.timeline = append(e.timeline, entry) }
 
-// countRounds counts what the rounds in range could not see: the rounds
-// the operator's sampler would have taken.
-func (e *engine) countRounds() {
-	f, ok := e.feed.(*roundFeed)
-	if !ok {
-		return
+// countRound counts what a round in range could not see: a round the
+// operator's sampler would have taken.
+func (e *engine) countRound(r *signals.Round) {
+	switch {
+	case len(r.Instances) == 0:
+		e.unseen.BlindRounds++
+	case len(r.Failed) > 0:
+		e.unseen.PartialRounds++
 	}
-	for i, r := range f.rounds {
-		if t := f.notified(i); t.Before(e.in.From) || t.After(e.in.To) {
-			continue
-		}
-		switch {
-		case len(r.Instances) == 0:
-			e.unseen.BlindRounds++
-		case len(r.Failed) > 0:
-			e.unseen.PartialRounds++
-		}
-		if len(r.ClientsFailed) > 0 || (len(r.Instances) > 0 && len(r.Clients) == 0) {
-			e.unseen.UnattributedRounds++
-		}
+	if len(r.ClientsFailed) > 0 || (len(r.Instances) > 0 && len(r.Clients) == 0) {
+		e.unseen.UnattributedRounds++
 	}
 }
 
@@ -271,7 +296,11 @@ func (e *engine) result() *Result {
 	if timeline == nil {
 		timeline = []Entry{}
 	}
-	return &Result{Policy: e.in.Name, Source: e.in.Source, From: e.in.From, To: e.in.To,
+	from := e.in.From
+	if !e.fromSet {
+		from = e.first
+	}
+	return &Result{Policy: e.in.Name, Source: e.in.Source, From: from, To: e.in.To,
 		Interval: metav1.Duration{Duration: e.in.Config.Interval}, Timeline: timeline, Summary: sum}
 }
 

@@ -2,6 +2,7 @@ package backtest
 
 import (
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"time"
@@ -15,8 +16,11 @@ import (
 // record), folded for a policy: the rounds its sampler would have taken,
 // and what the recording saw of the cluster.
 type Recording struct {
-	World  World
-	Rounds []*signals.Round
+	World World
+	// Rounds yields the rounds, oldest first, once; Err, when set, says
+	// after them why they stopped short, if they did.
+	Rounds iter.Seq[*signals.Round]
+	Err    func() error
 	// Step is how often the recording scraped.
 	Step time.Duration
 	// Families are the metric families the recording holds.

@@ -3,6 +3,7 @@ package backtest
 import (
 	"fmt"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -136,7 +137,7 @@ func input(t *testing.T, d day) Input {
 	t.Helper()
 	cfg := readFloodPolicy(t)
 	return Input{Name: "flood", Config: cfg, World: world(), Operator: operatorSA, Source: "recording test.lsr",
-		Rounds: d.record(t, cfg), Step: 10 * time.Second}
+		Rounds: slices.Values(d.record(t, cfg)), Step: 10 * time.Second}
 }
 
 // line is an entry as the tests compare it: kind, subject and the round it

@@ -41,6 +41,8 @@ type evaluateOptions struct {
 	caFile, tokenFile           string
 	timeout                     time.Duration
 	operator                    types.NamespacedName
+	// recordingErr says why the recording's rounds stopped short, if they did.
+	recordingErr func() error
 }
 
 func newEvaluateCommand(o *Options) *cobra.Command {
@@ -101,6 +103,11 @@ func (e *evaluateOptions) run(ctx context.Context) error {
 		return err
 	}
 	res, err := backtest.Run(in)
+	if err == nil && e.recordingErr != nil {
+		if rerr := e.recordingErr(); rerr != nil {
+			err = fmt.Errorf("reading recording %s: %w", e.recording, rerr)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -148,6 +155,7 @@ func (e *evaluateOptions) fromRecording(in *backtest.Input) error {
 		return fmt.Errorf("%s: %w", e.recording, err)
 	}
 	in.World, in.Rounds, in.Step, in.Source = rec.World, rec.Rounds, rec.Step, "recording "+e.recording
+	e.recordingErr = rec.Err
 	return nil
 }
 

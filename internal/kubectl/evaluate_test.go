@@ -2,11 +2,13 @@ package kubectl
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -63,16 +65,18 @@ func fakeRecording(families []string) RecordingReader {
 			}
 		}
 		rec := &backtest.Recording{Step: 10 * time.Second, Families: families}
+		var rounds []*signals.Round
 		for i := range 30 {
 			v, user := 100.0, "system:serviceaccount:shop:api"
 			if i >= 5 && i < 20 {
 				v, user = 600, "system:serviceaccount:telemetry:agent"
 			}
 			sum := apfdump.Summary{ByUser: map[string]apfdump.Load{user: {Requests: 10, Seats: 10}}, Total: apfdump.Load{Requests: 10, Seats: 10}}
-			rec.Rounds = append(rec.Rounds, &signals.Round{T: start.Add(time.Duration(i) * 10 * time.Second),
+			rounds = append(rounds, &signals.Round{T: start.Add(time.Duration(i) * 10 * time.Second),
 				Instances: map[string]map[string]signals.Result{"a": {key: {Series: 1, Sum: v, Min: v, Max: v}}},
 				Clients:   map[string]apfdump.Summary{"a": sum}})
 		}
+		rec.Rounds = slices.Values(rounds)
 		ds := appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: "telemetry", Name: "agent"}}
 		ds.Spec.Template.Spec.ServiceAccountName = "agent"
 		rec.World = backtest.World{DaemonSets: []appsv1.DaemonSet{ds}, FlowSchemas: []flowcontrolv1.FlowSchema{{
@@ -230,5 +234,21 @@ func TestParseTime(t *testing.T) {
 		if _, err := parseTime("--start", bad, now); err == nil {
 			t.Errorf("parseTime(%q) did not fail", bad)
 		}
+	}
+}
+
+func TestEvaluateSaysWhenARecordingIsCutShort(t *testing.T) {
+	read := fakeRecording(allFamilies)
+	withRecordings(t, func(path string, accums []signals.Accumulator) (*backtest.Recording, error) {
+		rec, err := read(path, accums)
+		if err != nil {
+			return nil, err
+		}
+		rec.Err = func() error { return errors.New("unexpected end of the recording after 30 rounds") }
+		return rec, nil
+	})
+	_, _, err := run(t, "evaluate", "-f", "../backtest/testdata/flood.yaml", "--recording", "flood.lsr")
+	if err == nil || !strings.Contains(err.Error(), "unexpected end of the recording") {
+		t.Errorf("error %v, want the recording's", err)
 	}
 }
