@@ -250,3 +250,32 @@ func carried(t *testing.T, k int, now time.Time, p plan.Plan, next plan.Input) {
 		}
 	}
 }
+
+func TestWhatItMayNotDoIsSaidOncePerFiring(t *testing.T) {
+	in := input(t, day{rounds: 130, inflight: flood([2]int{12, 60}, [2]int{72, 80}),
+		unattributed: func(i int) bool { return i >= 40 && i < 43 }})
+	in.World.DaemonSets[0].Spec.Template.Spec.PriorityClassName = "system-node-critical"
+	res, err := Run(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, e := range res.Timeline {
+		kinds = append(kinds, e.Kind+" "+e.Subject)
+	}
+	blocked := v1alpha1.EventBlocked + " " + agent
+	// The agent runs at system-node-critical: neither throttled nor paused,
+	// and each said once. The second flood (rounds 72 to 79) is clearing
+	// before pause.after has passed: no pause is due, none is blocked.
+	want := []string{fired + " inflight", blocked, blocked, cleared + " inflight", fired + " inflight", blocked, cleared + " inflight"}
+	if !slices.Equal(kinds, want) {
+		t.Errorf("timeline %q, want %q", kinds, want)
+	}
+	s := res.Summary
+	if len(s.Blocked) != 2 || !strings.Contains(s.Blocked[0], "protected") || len(s.Paused)+len(s.Throttled) != 0 || s.Shedding.Duration != 0 {
+		t.Errorf("summary %+v, want a throttle and a pause blocked, nothing shed", s)
+	}
+	if s.Unseen.UnattributedRounds != 3 {
+		t.Errorf("%d rounds without attribution, want 3", s.Unseen.UnattributedRounds)
+	}
+}

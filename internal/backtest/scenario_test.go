@@ -54,6 +54,8 @@ type day struct {
 	rounds   int
 	inflight func(i int) float64
 	blind    func(i int) bool
+	// unattributed rounds could not read APF's dump.
+	unattributed func(i int) bool
 }
 
 // flood is 100 requests in flight, and 600 in the rounds [from, to) of each
@@ -96,6 +98,9 @@ func (d day) record(t *testing.T, cfg *policy.Config) []*signals.Round {
 			sum.Total.Add(l)
 		}
 		r.Clients = map[string]apfdump.Summary{inst: sum}
+		if d.unattributed != nil && d.unattributed(i) {
+			r.Clients, r.ClientsFailed = nil, map[string]string{inst: "the server could not find the requested resource"}
+		}
 	}
 	return out
 }
