@@ -259,7 +259,7 @@ func TestWhatItMayNotDoIsSaidOncePerFiring(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var kinds []string
+	kinds := make([]string, 0, len(res.Timeline))
 	for _, e := range res.Timeline {
 		kinds = append(kinds, e.Kind+" "+e.Subject)
 	}
