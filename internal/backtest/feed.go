@@ -48,13 +48,14 @@ func (h *history) explain(trig string) string {
 // taken yields, of rounds taken every step, those the operator's sampler
 // would have taken for a policy evaluated every interval: as it tells a
 // policy of every n-th round of a shorter step (sampler.notify), every n-th
-// round.
+// round. Of rounds taken at an unknown step, it keeps those at least three
+// quarters of an interval apart.
 func taken(rounds iter.Seq[*signals.Round], step, interval time.Duration) iter.Seq[*signals.Round] {
-	if step <= 0 {
-		step = interval
+	due := interval * 3 / 4
+	if step > 0 {
+		n := max(math.Round(float64(interval)/float64(step)), 1)
+		due = time.Duration(n*float64(step)) - step/2
 	}
-	n := max(math.Round(float64(interval)/float64(step)), 1)
-	due := time.Duration(n*float64(step)) - step/2
 	return func(yield func(*signals.Round) bool) {
 		var last *signals.Round
 		for r := range rounds {
