@@ -172,6 +172,10 @@ func TestEvaluateARecording(t *testing.T) {
 	if res.Policy != "flood" || len(res.Timeline) < 3 || res.Timeline[0].Kind != "TriggerFired" || res.Summary.TimesFired != 1 {
 		t.Errorf("-o json: %+v", res)
 	}
+	out, _, err = run(t, "evaluate", "-f", policy, "--recording", "flood.lsr", "-o", "yaml")
+	if err != nil || !strings.Contains(out, "\n  timesFired: 1\n") || !strings.Contains(out, "- kind: TriggerFired\n") {
+		t.Errorf("-o yaml printed (%v):\n%s", err, out)
+	}
 }
 
 func TestEvaluatePrometheus(t *testing.T) {
