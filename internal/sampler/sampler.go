@@ -9,10 +9,8 @@ package sampler
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
+	"github.com/loadshed/loadshed/internal/scrape"
 	"github.com/loadshed/loadshed/internal/signals"
 )
 
@@ -42,26 +41,14 @@ type Interest struct {
 }
 
 // Status is how the last round of scrapes went.
-type Status struct {
-	// LastRound is when the last round started; zero before the first.
-	LastRound time.Time
-	// Targets are the URLs the last round scraped, or tried to: the
-	// instances listed (or the configured host), and those that count as
-	// missing.
-	Targets []string
-	// Fallback is set when the API servers' endpoints could not be used,
-	// and says why; the configured host was scraped instead.
-	Fallback string
-	// Failed maps each target that could not be scraped to why.
-	Failed map[string]string
-}
+type Status = scrape.Status
 
 // maxRounds caps the history whatever the policies ask for.
 const maxRounds = 4096
 
 // Sampler scrapes the API servers for every registered policy.
 type Sampler struct {
-	scraper *scraper
+	scraper *scrape.Scraper
 	clock   clock.WithTicker
 	events  chan event.GenericEvent
 
@@ -79,7 +66,7 @@ type Sampler struct {
 // credentials and CA) and finds their endpoints through reader, which must
 // be able to list the EndpointSlices of default/kubernetes.
 func New(cfg *rest.Config, reader client.Reader, clk clock.WithTicker) (*Sampler, error) {
-	sc, err := newScraper(cfg, reader)
+	sc, err := scrape.New(cfg, reader)
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +164,7 @@ func (s *Sampler) Start(ctx context.Context) error {
 		var wg sync.WaitGroup
 		wg.Go(func() { s.queryPrometheus(ctx, start) })
 		if len(accums) > 0 {
-			round, st := s.scraper.round(ctx, start, accums, timeout)
+			round, st := s.scraper.Fold(ctx, start, accums, timeout)
 			s.record(round, st)
 			observeRound(round, st)
 			if len(st.Failed) > 0 || st.Fallback != "" {
@@ -263,24 +250,6 @@ func (s *Sampler) notify(round time.Time, step time.Duration) {
 
 // roundTime is when a round started.
 func roundTime(r *signals.Round) time.Time { return r.T }
-
-// String describes a status for conditions and logs.
-func (st Status) String() string {
-	var scraped []string
-	for _, t := range st.Targets {
-		if _, failed := st.Failed[t]; !failed {
-			scraped = append(scraped, t)
-		}
-	}
-	msg := fmt.Sprintf("scraped %d of %d API server instances", len(scraped), len(st.Targets))
-	if len(scraped) > 0 {
-		msg += " (" + strings.Join(scraped, ", ") + ")"
-	}
-	if st.Fallback != "" {
-		msg += "; " + st.Fallback
-	}
-	return msg
-}
 
 // policyRef is the object an event names: the policy, by name.
 func policyRef(name string) *metav1.PartialObjectMetadata {

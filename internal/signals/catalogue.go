@@ -2,6 +2,8 @@ package signals
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -105,6 +107,22 @@ var catalogue = map[v1alpha1.Signal]definition{
 		groupBy: labelPriorityLevel, across: v1alpha1.AggregationMax},
 	v1alpha1.SignalTimedOutRequestsPerSecond: {kind: Rate, family: FamilyRequests,
 		matchers: []matcherSpec{timedOut}, across: v1alpha1.AggregationSum},
+}
+
+// CatalogueFamilies returns, sorted, every metric family the signal
+// catalogue and attribution read: what a recording must hold for any
+// policy on catalogue signals to be evaluated on it.
+func CatalogueFamilies() []string {
+	set := map[string]bool{FamilyNominalSeats: true}
+	for _, d := range catalogue {
+		if d.family != "" {
+			set[d.family] = true
+		}
+	}
+	for _, a := range []Accumulator{DispatchedByFlowSchema, RejectedByFlowSchema, SeatsByFlowSchema} {
+		set[a.Family] = true
+	}
+	return slices.Sorted(maps.Keys(set))
 }
 
 // ForTrigger returns the query behind a trigger's signal or metric. A

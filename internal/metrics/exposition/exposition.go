@@ -101,6 +101,28 @@ func (s *Sample) Labels(fn func(name, value []byte) bool) {
 	}
 }
 
+// LabelPair is a label's name and value, for NewSample.
+type LabelPair struct {
+	Name, Value string
+}
+
+// NewSample returns a sample as a parser hands it to its callback, with
+// copies of labels: samples read back from a recording are folded by the
+// same code as a scrape's. Unlike a parsed sample, it is the caller's: it
+// may keep it and set its Value before each use. For SuffixBucket, le is
+// the bucket's upper bound and labels hold no "le", as parsed; for the
+// other suffixes le is ignored (0).
+func NewSample(family string, suffix Suffix, le, value float64, labels []LabelPair) *Sample {
+	s := &Sample{Family: family, Suffix: suffix, Value: value, labels: make([]label, len(labels))}
+	if suffix == SuffixBucket {
+		s.Le = le
+	}
+	for i, l := range labels {
+		s.labels[i] = label{name: []byte(l.Name), value: []byte(l.Value)}
+	}
+	return s
+}
+
 // Parse dispatches on a response's Content-Type: delimited protobuf goes to
 // ParseProtobuf, OpenMetrics to a lenient text parse (exemplars and float
 // timestamps are ignored), and everything else, including a missing or unknown
