@@ -59,5 +59,6 @@ func CheckFamilies(accums []signals.Accumulator, families []string) error {
 		return nil
 	}
 	slices.Sort(missing)
-	return fmt.Errorf("the recording does not hold %s, which the policy reads", strings.Join(missing, ", "))
+	return fmt.Errorf("the recording does not hold %s, which the policy reads: record again with --family %s",
+		strings.Join(missing, ", "), strings.Join(missing, " --family "))
 }

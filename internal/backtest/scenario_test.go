@@ -141,7 +141,7 @@ var operatorSA = types.NamespacedName{Namespace: "loadshed-system", Name: "loads
 func input(t *testing.T, d day) Input {
 	t.Helper()
 	cfg := readFloodPolicy(t)
-	return Input{Name: "flood", Config: cfg, World: world(), Operator: operatorSA, Source: "recording test.lsr",
+	return Input{Name: "flood", Config: cfg, World: world(), Operator: operatorSA, Source: "recording flood.lsrec",
 		Rounds: slices.Values(d.record(t, cfg)), Step: 10 * time.Second}
 }
 

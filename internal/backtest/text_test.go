@@ -21,7 +21,7 @@ func TestTheTextIsATableAndASummary(t *testing.T) {
 	out := plain.String()
 	t.Logf("\n%s", out)
 	for _, want := range []string{
-		"Back-test of LoadShedPolicy flood on recording test.lsr\nfrom 2026-12-01T10:00:00Z",
+		"Back-test of LoadShedPolicy flood on recording flood.lsrec\nfrom 2026-12-01T10:00:00Z",
 		"TIME                  AFTER    KIND            SUBJECT          VALUE    THRESHOLD  REASON\n",
 		"2026-12-01T10:02:30Z  +2m30s   TriggerFired    inflight         600      400        Trigger inflight fired",
 		"Summary: fired once in ", "firing 8m0s, shedding 13m40s; paused 1 DaemonSet (telemetry/agent); throttled 1 ServiceAccount (telemetry/agent).",

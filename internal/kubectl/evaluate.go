@@ -15,6 +15,7 @@ import (
 
 	"github.com/loadshed/loadshed/internal/backtest"
 	"github.com/loadshed/loadshed/internal/metrics/promsource"
+	"github.com/loadshed/loadshed/internal/recording"
 	"github.com/loadshed/loadshed/internal/signals"
 )
 
@@ -25,13 +26,37 @@ func init() { subcommands = append(subcommands, newEvaluateCommand) }
 // would have taken.
 type RecordingReader func(path string, accums []signals.Accumulator) (*backtest.Recording, error)
 
-// readRecording is the reader evaluate uses. Until internal/recording
-// provides one, reading a recording fails with errNoRecordings.
-var readRecording RecordingReader = func(string, []signals.Accumulator) (*backtest.Recording, error) {
-	return nil, errNoRecordings
-}
+// readRecording is the reader evaluate uses (tests replace it).
+var readRecording RecordingReader = readRecordingFile
 
-var errNoRecordings = errors.New("this build of kubectl-loadshed cannot read recordings yet; use --prometheus")
+// errStop stops reading a recording the back-test needs no more of.
+var errStop = errors.New("stop")
+
+// readRecordingFile opens a recording (package recording) and reads its
+// rounds as the back-test asks for them, once, a round at a time.
+func readRecordingFile(path string, accums []signals.Accumulator) (*backtest.Recording, error) {
+	r, err := recording.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	var readErr error
+	rounds := func(yield func(*signals.Round) bool) {
+		readErr = r.Each(accums, func(round *signals.Round) error {
+			if !yield(round) {
+				return errStop
+			}
+			return nil
+		})
+		if errors.Is(readErr, errStop) {
+			readErr = nil
+		}
+	}
+	h := r.Header()
+	return &backtest.Recording{
+		World:  backtest.World{DaemonSets: r.DaemonSets(), NamespaceLabels: r.Namespaces(), FlowSchemas: r.FlowSchemas()},
+		Rounds: rounds, Err: func() error { return readErr }, Step: h.Interval.Duration, Families: h.Families,
+	}, nil
+}
 
 // evaluateOptions are evaluate's flags.
 type evaluateOptions struct {
@@ -54,7 +79,7 @@ func newEvaluateCommand(o *Options) *cobra.Command {
 			"over a recording of the API servers' metrics or over Prometheus's series, and prints the timeline the " +
 			"operator would have produced and a summary. Prometheus holds no user: from it, the policy fires and " +
 			"clears, but no offender is named, so nothing is throttled or paused.",
-		Example: "  kubectl loadshed evaluate -f policy.yaml --recording incident.lsr\n" +
+		Example: "  kubectl loadshed evaluate -f policy.yaml --recording incident.lsrec\n" +
 			"  kubectl loadshed evaluate -f policy.yaml --prometheus https://prometheus:9090 --start -24h\n" +
 			"  kubectl loadshed evaluate -f policy.yaml --prometheus http://localhost:9090 --start 2026-12-01T10:00:00Z " +
 			"--end 2026-12-01T12:00:00Z -o json",
@@ -103,10 +128,13 @@ func (e *evaluateOptions) run(ctx context.Context) error {
 		return err
 	}
 	res, err := backtest.Run(in)
-	if err == nil && e.recordingErr != nil {
-		if rerr := e.recordingErr(); rerr != nil {
-			err = fmt.Errorf("reading recording %s: %w", e.recording, rerr)
+	if rerr := e.readError(); rerr != nil {
+		// A recording cut short (its recorder was killed) is back-tested
+		// as far as it goes.
+		if err != nil || !errors.Is(rerr, recording.ErrCutShort) {
+			return fmt.Errorf("reading the recording: %w", rerr)
 		}
+		res.Summary.Notes = append(res.Summary.Notes, "The recording stops short: "+rerr.Error())
 	}
 	if err != nil {
 		return err
@@ -149,7 +177,7 @@ func (e *evaluateOptions) fromRecording(in *backtest.Input) error {
 	}
 	rec, err := readRecording(e.recording, accums)
 	if err != nil {
-		return fmt.Errorf("reading recording %s: %w", e.recording, err)
+		return fmt.Errorf("reading the recording: %w", err)
 	}
 	if err := backtest.CheckFamilies(accums, rec.Families); err != nil {
 		return fmt.Errorf("%s: %w", e.recording, err)
@@ -182,6 +210,14 @@ func (e *evaluateOptions) fromPrometheus(ctx context.Context, in *backtest.Input
 	}
 	in.Prometheus, in.Source = series, "prometheus "+e.prometheus
 	return nil
+}
+
+// readError says why the recording's rounds stopped short, if they did.
+func (e *evaluateOptions) readError() error {
+	if e.recordingErr == nil {
+		return nil
+	}
+	return e.recordingErr()
 }
 
 // parseTime reads a time flag: RFC3339, "now", or a duration before (-2h,

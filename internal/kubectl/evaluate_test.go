@@ -134,7 +134,7 @@ func TestEvaluateRefusesWhatCannotBeBackTested(t *testing.T) {
 		{name: "a family the recording lacks", args: []string{"-f", policy, "--recording", "flood.lsr"},
 			families: allFamilies[1:], want: "does not hold apiserver_current_inflight_requests"},
 		{name: "a recording that is not there", args: []string{"-f", policy, "--recording", "missing.lsr"},
-			families: allFamilies, want: "reading recording missing.lsr"},
+			families: allFamilies, want: "reading the recording: open missing.lsr"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
