@@ -177,8 +177,12 @@ verify: manifests generate ## Fail if generated files (CRDs, RBAC, deepcopy) are
 # hack/build.sh holds the go build flags every build uses (static, -trimpath,
 # -ldflags stamping $(VERSION) and $(REVISION)); the Dockerfile runs it too.
 .PHONY: build
-build: manifests generate fmt vet ## Build the manager binary into bin/loadshed-operator, stamped with $(VERSION).
+build: manifests generate fmt vet kubectl-loadshed ## Build the manager into bin/loadshed-operator and the kubectl plugin into bin/kubectl-loadshed, stamped with $(VERSION).
 	hack/build.sh -o bin/loadshed-operator ./cmd/manager
+
+.PHONY: kubectl-loadshed
+kubectl-loadshed: ## Build the kubectl plugin into bin/kubectl-loadshed: with it on PATH, `kubectl loadshed` runs it (docs/kubectl.md).
+	hack/build.sh -o bin/kubectl-loadshed ./cmd/kubectl-loadshed
 
 .PHONY: demo
 demo: manifests controlplane ## Replay the 2024-12-11 incident on a local control plane, without and with loadshed, and score both (DEMO_ARGS=...).
@@ -252,6 +256,22 @@ chart: manifests $(HELM) ## Package charts/loadshed into dist/loadshed-<VERSION 
 	@mkdir -p $(DIST)
 	$(HELM) lint --strict charts/loadshed
 	$(HELM) package charts/loadshed --destination $(DIST) --version "$(VERSION:v%=%)" --app-version "$(VERSION)"
+
+# make plugin-dist packages the kubectl plugin for krew (docs/release.md):
+# hack/build.sh builds it for each of PLUGIN_PLATFORMS, and cmd/plugin-dist
+# writes dist/kubectl-loadshed_<os>_<arch>.tar.gz (the binary and
+# README.md, reproducibly) and renders the krew manifest's template,
+# .krew.yaml, into dist/loadshed.yaml with each archive's sha256.
+PLUGIN_PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+# plugin-binary is where the plugin of platform $(1) (e.g. darwin/arm64) goes.
+plugin-binary = $(DIST)/bin/$(subst /,_,$(1))/kubectl-loadshed
+
+.PHONY: plugin-dist
+plugin-dist: ## Build the kubectl plugin's krew archives for $(PLUGIN_PLATFORMS) and its krew manifest into dist/.
+	$(foreach p,$(PLUGIN_PLATFORMS),GOOS=$(word 1,$(subst /, ,$(p))) GOARCH=$(word 2,$(subst /, ,$(p))) \
+		hack/build.sh -o $(call plugin-binary,$(p)) ./cmd/kubectl-loadshed;)
+	go run ./cmd/plugin-dist --template .krew.yaml --tag $(VERSION) --dist $(DIST) --modtime $(SOURCE_DATE_EPOCH) \
+		--file README.md $(foreach p,$(PLUGIN_PLATFORMS),--binary $(p)=$(call plugin-binary,$(p)))
 
 ##@ Deployment
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/loadshed/loadshed/controllers/operator"
 	"github.com/loadshed/loadshed/internal/logging"
+	"github.com/loadshed/loadshed/internal/operatorref"
 	"github.com/loadshed/loadshed/internal/version"
 )
 
@@ -31,7 +32,7 @@ func main() {
 		logFormat string
 	)
 	// --kubeconfig is registered by controller-runtime's config package.
-	flag.StringVar(&opts.Namespace, "namespace", envOr("POD_NAMESPACE", "loadshed-system"),
+	flag.StringVar(&opts.Namespace, "namespace", envOr("POD_NAMESPACE", operatorref.Namespace),
 		"The operator's own namespace: Secrets are read from it, its DaemonSets are protected, "+
 			"and the leader election Lease lives in it.")
 	flag.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8443",

@@ -29,6 +29,7 @@ import (
 
 	"github.com/loadshed/loadshed/controllers"
 	"github.com/loadshed/loadshed/internal/attribution"
+	"github.com/loadshed/loadshed/internal/operatorref"
 	"github.com/loadshed/loadshed/internal/sampler"
 	"github.com/loadshed/loadshed/internal/scheme"
 )
@@ -67,10 +68,11 @@ type Options struct {
 }
 
 // DefaultServiceAccount is the operator's ServiceAccount in config/rbac.
-const DefaultServiceAccount = "loadshed-controller-manager"
+const DefaultServiceAccount = operatorref.ServiceAccount
 
-// DefaultLeaderElectionID is the name of the leader election Lease.
-const DefaultLeaderElectionID = "loadshed.io"
+// DefaultLeaderElectionID is the name of the leader election Lease
+// (kubectl loadshed release reads it to tell whether an operator leads).
+const DefaultLeaderElectionID = operatorref.LeaderElectionID
 
 // The leader election's timings by default: twice client-go's (15s, 10s,
 // 2s), because an overloaded API server answers slowly, and losing the
@@ -224,7 +226,7 @@ func addControllers(mgr ctrl.Manager, opts Options) error {
 		Namespace:      opts.Namespace,
 		ServiceAccount: sa,
 		Sampler:        smp,
-		Recorder:       mgr.GetEventRecorder("loadshed-operator"),
+		Recorder:       mgr.GetEventRecorder(operatorref.EventReporter),
 		Clock:          clock.RealClock{},
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the LoadShedPolicy controller: %w", err)

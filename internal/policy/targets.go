@@ -25,15 +25,24 @@ var criticalPriorities = []string{"system-node-critical", "system-cluster-critic
 // holds every namespace's labels; it is read only when the policy selects
 // namespaces by label.
 func (t Targets) Selects(ds *appsv1.DaemonSet, nsLabels map[string]labels.Set, operatorNamespace string) bool {
+	return t.Exclusion(ds, nsLabels, operatorNamespace) == ""
+}
+
+// Exclusion says why a policy with targets t may not act on ds, or "" when
+// it selects it (Selects): its labels or its namespace are not selected,
+// the policy excludes it, or its namespace is protected.
+func (t Targets) Exclusion(ds *appsv1.DaemonSet, nsLabels map[string]labels.Set, operatorNamespace string) string {
 	switch {
 	case !t.Selector.Matches(labels.Set(ds.Labels)):
+		return "its labels are not ones spec.targets.selector selects"
 	case !t.NamespaceSelector.Empty() && !t.NamespaceSelector.Matches(nsLabels[ds.Namespace]):
+		return fmt.Sprintf("its namespace %s is not one spec.targets.namespaceSelector selects", ds.Namespace)
 	case t.Exclude[types.NamespacedName{Namespace: ds.Namespace, Name: ds.Name}]:
+		return "spec.targets.exclude names it"
 	case !t.AllowProtectedNamespaces && (ds.Namespace == metav1.NamespaceSystem || ds.Namespace == operatorNamespace):
-	default:
-		return true
+		return fmt.Sprintf("its namespace %s is protected (spec.targets.allowProtectedNamespaces)", ds.Namespace)
 	}
-	return false
+	return ""
 }
 
 // Protection says why a selected DaemonSet must never be acted on, or "":

@@ -91,3 +91,54 @@ func TestThrottleRefusal(t *testing.T) {
 		})
 	}
 }
+
+func TestExclusion(t *testing.T) {
+	web, err := labels.Parse("team=web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agents, err := labels.Parse("app=agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsLabels := map[string]labels.Set{"web": {"team": "web"}, "batch": {"team": "batch"}}
+	all := Targets{NamespaceSelector: labels.Everything(), Selector: labels.Everything()}
+	labelled := func(ds appsv1.DaemonSet) *appsv1.DaemonSet {
+		ds.Labels = map[string]string{"app": "agent"}
+		return &ds
+	}
+	tests := []struct {
+		name    string
+		targets Targets
+		ds      *appsv1.DaemonSet
+		want    string
+	}{
+		{"everything selected", all, labelled(daemonSet("web", "agent", "agent")), ""},
+		{"labels the selector leaves out", Targets{NamespaceSelector: labels.Everything(), Selector: agents},
+			dsPtr(daemonSet("web", "agent", "agent")), "its labels are not ones spec.targets.selector selects"},
+		{"a namespace the selector leaves out", Targets{NamespaceSelector: web, Selector: labels.Everything()},
+			labelled(daemonSet("batch", "agent", "agent")), "its namespace batch is not one spec.targets.namespaceSelector selects"},
+		{"excluded", Targets{NamespaceSelector: labels.Everything(), Selector: labels.Everything(),
+			Exclude: map[types.NamespacedName]bool{{Namespace: "web", Name: "agent"}: true}},
+			labelled(daemonSet("web", "agent", "agent")), "spec.targets.exclude names it"},
+		{"in kube-system", all, labelled(daemonSet("kube-system", "cni", "cni")),
+			"its namespace kube-system is protected (spec.targets.allowProtectedNamespaces)"},
+		{"in the operator's namespace", all, labelled(daemonSet("loadshed-system", "x", "x")),
+			"its namespace loadshed-system is protected (spec.targets.allowProtectedNamespaces)"},
+		{"in kube-system, allowed", Targets{NamespaceSelector: labels.Everything(), Selector: labels.Everything(),
+			AllowProtectedNamespaces: true}, labelled(daemonSet("kube-system", "cni", "cni")), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tt.targets.Exclusion(tt.ds, nsLabels, "loadshed-system")
+			if got != tt.want {
+				t.Errorf("Exclusion = %q, want %q", got, tt.want)
+			}
+			if selects := tt.targets.Selects(tt.ds, nsLabels, "loadshed-system"); selects != (tt.want == "") {
+				t.Errorf("Selects = %v while Exclusion says %q", selects, got)
+			}
+		})
+	}
+}
+
+func dsPtr(ds appsv1.DaemonSet) *appsv1.DaemonSet { return &ds }

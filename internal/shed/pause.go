@@ -251,6 +251,21 @@ func Forget(ds *appsv1.DaemonSet, policyName string) (*appsv1.DaemonSet, bool) {
 	return out, true
 }
 
+// RestoredBy returns the policy whose last restore is recorded on ds, or ""
+// when none is (or the record cannot be read): what to Forget when that
+// policy is not known beforehand (kubectl loadshed release).
+func RestoredBy(ds *appsv1.DaemonSet) string {
+	raw, ok := ds.Annotations[v1alpha1.AnnotationLastRestore]
+	if !ok {
+		return ""
+	}
+	var r lastRestore
+	if err := json.Unmarshal([]byte(raw), &r); err != nil {
+		return ""
+	}
+	return r.Policy
+}
+
 // OverriddenAt reads when loadshed last put back a pause someone removed.
 func OverriddenAt(ds *appsv1.DaemonSet) time.Time {
 	t, err := parseTime(ds.Annotations[v1alpha1.AnnotationOverriddenAt])

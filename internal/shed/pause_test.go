@@ -518,6 +518,12 @@ func TestARestoreRemembersItsAttemptUntilTheNextPause(t *testing.T) {
 	if _, ok := ReadRestoration(restored, "other"); ok {
 		t.Error("another policy reads the restoration as its own")
 	}
+	if by := RestoredBy(restored); by != "flood" {
+		t.Errorf("RestoredBy = %q, want flood", by)
+	}
+	if by := RestoredBy(paused); by != "" {
+		t.Errorf("RestoredBy = %q on a paused DaemonSet, want none", by)
+	}
 	if forgot, ok := Forget(restored, "flood"); !ok || !equality.Semantic.DeepEqual(forgot.Annotations, ds.Annotations) {
 		t.Errorf("forgetting the restore leaves %v (%v), want %v", forgot.Annotations, ok, ds.Annotations)
 	}

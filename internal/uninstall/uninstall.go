@@ -79,10 +79,11 @@ func Run(ctx context.Context, c client.Client, opts Options) (Result, error) {
 	if err := checkDaemonSets(ctx, c); err != nil {
 		return res, err
 	}
-	if res.FlowSchemas, err = deleteOwn(ctx, c, "FlowSchema", &flowcontrolv1.FlowSchemaList{}, opts.Out); err != nil {
+	apf, err := ListAPF(ctx, c, nil)
+	if err != nil {
 		return res, err
 	}
-	if res.PriorityLevels, err = deleteOwn(ctx, c, "PriorityLevelConfiguration", &flowcontrolv1.PriorityLevelConfigurationList{}, opts.Out); err != nil {
+	if res.FlowSchemas, res.PriorityLevels, err = apf.Delete(ctx, c, opts.Out); err != nil {
 		return res, err
 	}
 	say(opts.Out, "Done: deleted %d LoadShedPolicies, %d FlowSchemas and %d PriorityLevelConfigurations; no DaemonSet carries loadshed's record.",
@@ -200,28 +201,73 @@ func carriesRecord(ds *appsv1.DaemonSet) bool {
 	return false
 }
 
-// deleteOwn deletes the objects of a kind labelled as loadshed's, and
-// returns how many it deleted.
-func deleteOwn(ctx context.Context, c client.Client, kind string, list client.ObjectList, out io.Writer) (int, error) {
-	if err := c.List(ctx, list, client.MatchingLabels{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue}); err != nil {
-		return 0, fmt.Errorf("listing loadshed's API Priority and Fairness objects: %w", err)
+// APF is loadshed's API Priority and Fairness objects: the FlowSchemas and
+// PriorityLevelConfigurations it made (labelled
+// app.kubernetes.io/managed-by=loadshed). Run deletes them all; kubectl
+// loadshed release deletes the throttles among them.
+type APF struct {
+	FlowSchemas    []flowcontrolv1.FlowSchema
+	PriorityLevels []flowcontrolv1.PriorityLevelConfiguration
+}
+
+// ListAPF lists loadshed's FlowSchemas and PriorityLevelConfigurations that
+// also carry the labels in more (none: all of them).
+func ListAPF(ctx context.Context, c client.Reader, more client.MatchingLabels) (APF, error) {
+	sel := client.MatchingLabels{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue}
+	for k, v := range more {
+		sel[k] = v
 	}
-	objs, err := meta.ExtractList(list)
-	if err != nil {
-		return 0, err
+	var out APF
+	fss := &flowcontrolv1.FlowSchemaList{}
+	if err := c.List(ctx, fss, sel); err != nil {
+		return out, fmt.Errorf("listing loadshed's FlowSchemas: %w", err)
 	}
+	plcs := &flowcontrolv1.PriorityLevelConfigurationList{}
+	if err := c.List(ctx, plcs, sel); err != nil {
+		return out, fmt.Errorf("listing loadshed's PriorityLevelConfigurations: %w", err)
+	}
+	out.FlowSchemas, out.PriorityLevels = fss.Items, plcs.Items
+	return out, nil
+}
+
+// Delete deletes the FlowSchemas, then the priority levels, one line each
+// on out, and returns how many of each it deleted (one already gone
+// counts). It goes on past a failed delete and returns every error, but
+// deletes no priority level once a FlowSchema could not be. opts
+// go to each delete: with client.DryRunAll the API server checks each
+// delete and keeps the object, and the lines say "Would delete".
+func (a APF) Delete(ctx context.Context, c client.Writer, out io.Writer, opts ...client.DeleteOption) (flowSchemas, levels int, err error) {
 	var errs []error
-	n := 0
-	for _, o := range objs {
-		obj := o.(client.Object)
-		if err := c.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
-			errs = append(errs, fmt.Errorf("deleting %s %s: %w", kind, obj.GetName(), err))
-			continue
+	for i := range a.FlowSchemas {
+		if deleteOne(ctx, c, "FlowSchema", &a.FlowSchemas[i], out, &errs, opts) {
+			flowSchemas++
 		}
-		n++
+	}
+	if len(errs) > 0 {
+		// A FlowSchema left would name a priority level that is gone.
+		return flowSchemas, levels, errors.Join(errs...)
+	}
+	for i := range a.PriorityLevels {
+		if deleteOne(ctx, c, "PriorityLevelConfiguration", &a.PriorityLevels[i], out, &errs, opts) {
+			levels++
+		}
+	}
+	return flowSchemas, levels, errors.Join(errs...)
+}
+
+// deleteOne deletes one object and says so, or adds its error to errs.
+func deleteOne(ctx context.Context, c client.Writer, kind string, obj client.Object, out io.Writer, errs *[]error,
+	opts []client.DeleteOption) bool {
+	if err := c.Delete(ctx, obj, opts...); client.IgnoreNotFound(err) != nil {
+		*errs = append(*errs, fmt.Errorf("deleting %s %s: %w", kind, obj.GetName(), err))
+		return false
+	}
+	if (&client.DeleteOptions{}).ApplyOptions(opts).DryRun != nil {
+		say(out, "Would delete %s %s (server dry run).", kind, obj.GetName())
+	} else {
 		say(out, "Deleted %s %s.", kind, obj.GetName())
 	}
-	return n, errors.Join(errs...)
+	return true
 }
 
 // say writes one line of progress; a failed write to the log is no reason to stop.
