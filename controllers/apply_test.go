@@ -293,7 +293,7 @@ func TestAnUnchangedThrottleIsNotWrittenAgain(t *testing.T) {
 	if err := r.Get(ctx, client.ObjectKey{Name: shed.ThrottleLevelName("flood")}, level); err != nil {
 		t.Fatal(err)
 	}
-	if got := lastRestored(level); !got.Equal(state.evaluated) {
+	if got := shed.LastRestored(level); !got.Equal(state.evaluated) {
 		t.Errorf("the level says the last restore was at %v, want %v", got, state.evaluated)
 	}
 }

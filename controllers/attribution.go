@@ -1,38 +1,17 @@
 package controllers
 
 import (
-	"slices"
-
-	appsv1 "k8s.io/api/apps/v1"
-	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/loadshed/loadshed/internal/attribution"
 	"github.com/loadshed/loadshed/internal/detection"
-	"github.com/loadshed/loadshed/internal/plan"
 	"github.com/loadshed/loadshed/internal/policy"
 	"github.com/loadshed/loadshed/internal/shed"
 )
 
-// daemonSetsByServiceAccount groups DaemonSets by the ServiceAccount they
-// run as, each group sorted.
-func daemonSetsByServiceAccount(dss []appsv1.DaemonSet) map[types.NamespacedName][]types.NamespacedName {
-	out := map[types.NamespacedName][]types.NamespacedName{}
-	for i := range dss {
-		sa := types.NamespacedName(attribution.ServiceAccountOf(&dss[i]))
-		out[sa] = append(out[sa], client.ObjectKeyFromObject(&dss[i]))
-	}
-	for sa := range out {
-		slices.SortFunc(out[sa], plan.CompareNames)
-	}
-	return out
-}
-
 // scopeOf is what a policy's offenders are measured against: the DaemonSets
 // it targets, by ServiceAccount, and the throttle FlowSchemas it has.
 func scopeOf(w *world) detection.Scope {
-	s := detection.Scope{DaemonSets: daemonSetsByServiceAccount(w.selected), Throttles: map[types.NamespacedName]string{}}
+	s := detection.Scope{DaemonSets: detection.DaemonSetsByServiceAccount(w.selected), Throttles: map[types.NamespacedName]string{}}
 	for sa, fs := range w.inPlace.throttles {
 		s.Throttles[sa] = fs.Name
 	}
@@ -40,29 +19,13 @@ func scopeOf(w *world) detection.Scope {
 }
 
 // cannotThrottle says why the policy may not or cannot throttle a
-// ServiceAccount, or "" when it can: the operator's own; in a protected
-// namespace (kube-system, the operator's) the policy does not allow; in a
-// namespace its namespaceSelector leaves out; or matched by no FlowSchema,
-// or by one too early for a throttle to go ahead of. It records what
-// matches the ServiceAccount in w.matched, for the throttle.
+// ServiceAccount, or "" when it can (see shed.CannotThrottle). It records
+// what matches the ServiceAccount in w.matched, for the throttle.
 func (r *LoadShedPolicyReconciler) cannotThrottle(sa types.NamespacedName, cfg *policy.Config, w *world) string {
 	operator := types.NamespacedName{Namespace: r.Namespace, Name: r.ServiceAccount}
-	if why := cfg.Targets.ThrottleRefusal(sa, operator, w.nsLabels); why != "" {
-		return why
+	matched, why := shed.CannotThrottle(cfg.Targets, sa, operator, w.nsLabels, w.schemas)
+	if matched != nil {
+		w.matched[sa] = matched
 	}
-	matched, ok := attribution.Match(attribution.ServiceAccount(sa), attribution.FloodRequest, w.schemas)
-	if !ok {
-		return "no FlowSchema matches it for a throttle to go ahead of"
-	}
-	w.matched[sa] = matched
-	return throttleRoom(matched)
-}
-
-// throttleRoom says why no throttle can go ahead of the FlowSchema that
-// matches a ServiceAccount, or "".
-func throttleRoom(matched *flowcontrolv1.FlowSchema) string {
-	if _, err := shed.ThrottlePrecedence(matched); err != nil {
-		return err.Error()
-	}
-	return ""
+	return why
 }

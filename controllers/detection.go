@@ -8,14 +8,10 @@ import (
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/detection"
-	"github.com/loadshed/loadshed/internal/policy"
 	"github.com/loadshed/loadshed/internal/sampler"
 	"github.com/loadshed/loadshed/internal/signals"
 	"github.com/loadshed/loadshed/internal/trigger"
 )
-
-// maxOffenders is how many offenders status lists.
-const maxOffenders = 5
 
 // evaluate registers what the policy needs with the sampler, and evaluates
 // its triggers and offenders on the rounds already taken.
@@ -44,21 +40,9 @@ func (r *LoadShedPolicyReconciler) evaluate(name string, spec *resolvedSpec, pre
 		}
 	}
 	state.metrics = metricsAvailability(r.Sampler.Status(), rounds, state.readings, prometheus, in.Now, detection.MaxGap(cfg))
-	offenders := detection.Offenders(rounds, scope, attributionWindow(cfg))
-	state.offenders = offenders[:min(len(offenders), maxOffenders)]
+	offenders := detection.Offenders(rounds, scope, detection.AttributionWindow(cfg))
+	state.offenders = offenders[:min(len(offenders), detection.MaxOffenders)]
 	state.evaluated = in.Now
-}
-
-// attributionWindow is the window over which offenders' loads are measured:
-// the longest trigger window, and at least ten intervals, so that the
-// shares rest on ten samples of what the API servers hold, not on an
-// instant or two.
-func attributionWindow(cfg *policy.Config) time.Duration {
-	w := cfg.Interval * 10
-	for _, t := range cfg.Triggers {
-		w = max(w, t.Window)
-	}
-	return w
 }
 
 // lastEvaluated is when the states previousStates reads were evaluated;

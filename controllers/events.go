@@ -26,34 +26,18 @@ func (r *LoadShedPolicyReconciler) recordTransitions(obj *v1alpha1.LoadShedPolic
 	readings []detection.Reading) {
 	started, stopped := detection.Transitions(prev, readings)
 	for _, s := range started {
-		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, v1alpha1.EventTriggerFired, actionEvaluate, "%s", triggerFiredNote(s))
+		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, v1alpha1.EventTriggerFired, actionEvaluate, "%s", detection.FiredNote(s))
 	}
 	for _, s := range stopped {
-		r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, v1alpha1.EventTriggerCleared, actionEvaluate, "%s", triggerClearedNote(s))
+		r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, v1alpha1.EventTriggerCleared, actionEvaluate, "%s", detection.ClearedNote(s))
 	}
-}
-
-func triggerFiredNote(s detection.Reading) string {
-	return fmt.Sprintf("Trigger %s fired: %s is %s, above %s", s.Name, s.Signal, valueOrMissing(s), detection.FormatValue(s.Threshold))
-}
-
-func triggerClearedNote(s detection.Reading) string {
-	return fmt.Sprintf("Trigger %s cleared: %s is %s, at or below %s", s.Name, s.Signal, valueOrMissing(s),
-		detection.FormatValue(s.ClearThreshold))
-}
-
-func valueOrMissing(s detection.Reading) string {
-	if !s.OK {
-		return "missing"
-	}
-	return detection.FormatValue(s.Value)
 }
 
 // recordChanges records an event for each change of a plan, on the policy
 // and on the DaemonSet it concerns; in dryRun the reasons start with Would.
 func (r *LoadShedPolicyReconciler) recordChanges(obj *v1alpha1.LoadShedPolicy, p plan.Plan, dryRun bool) {
 	for _, c := range p.Changes {
-		reason, note := string(c.Kind), fmt.Sprintf("%s %s: %s", c.Kind, c.Target, c.Reason)
+		reason, note := string(c.Kind), c.String()
 		if dryRun {
 			reason, note = v1alpha1.DryRunReason(reason), "dryRun: would have "+lowerFirst(note)
 		}
@@ -82,16 +66,7 @@ func (r *LoadShedPolicyReconciler) recordOverrides(obj *v1alpha1.LoadShedPolicy,
 // already while the triggers fire (firing says whether they do; when they
 // do not, what is blocked next is new).
 func (r *LoadShedPolicyReconciler) recordBlocked(obj *v1alpha1.LoadShedPolicy, p plan.Plan, firing bool) {
-	before := map[blockKey]bool{}
-	for _, b := range obj.Status.Blocked {
-		before[blockKey{b.Kind, b.Target}] = true
-	}
-	for _, b := range p.Blocked {
-		k := keyOf(b)
-		first := r.reported.firstTime(obj.Name, k)
-		if before[k] || !first {
-			continue
-		}
+	for _, b := range r.reported.newlyBlocked(obj.Name, obj.Status.Blocked, p.Blocked) {
 		note := upperFirst(b.String())
 		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, v1alpha1.EventBlocked, actionShed, "%s", note)
 		if b.Kind == plan.Paused {
@@ -102,20 +77,6 @@ func (r *LoadShedPolicyReconciler) recordBlocked(obj *v1alpha1.LoadShedPolicy, p
 	if !firing {
 		r.reported.forget(obj.Name)
 	}
-}
-
-// blockKey identifies a blocked action in status.
-type blockKey struct {
-	kind   v1alpha1.ActionKind
-	target string
-}
-
-func keyOf(b plan.Block) blockKey {
-	kind := v1alpha1.ActionPause
-	if b.Kind == plan.Throttled {
-		kind = v1alpha1.ActionThrottle
-	}
-	return blockKey{kind, b.Subject()}
 }
 
 // daemonSetRef is a DaemonSet to record an event on.

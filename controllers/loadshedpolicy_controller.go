@@ -200,25 +200,21 @@ func (m *statusMemory) forget(name string) {
 // come back, and its block with it; that is still the block reported.
 type blockMemory struct {
 	mu       sync.Mutex
-	reported map[string]map[blockKey]bool
+	reported map[string]map[plan.BlockKey]bool
 }
 
-// firstTime reports whether a block has not been reported for the policy
-// in this firing, and remembers it.
-func (m *blockMemory) firstTime(name string, k blockKey) bool {
+// newlyBlocked returns the blocks to report for the policy (see
+// plan.NewlyBlocked), and remembers them for this firing.
+func (m *blockMemory) newlyBlocked(name string, prev []v1alpha1.BlockedStatus, blocked []plan.Block) []plan.Block {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.reported == nil {
-		m.reported = map[string]map[blockKey]bool{}
+		m.reported = map[string]map[plan.BlockKey]bool{}
 	}
 	if m.reported[name] == nil {
-		m.reported[name] = map[blockKey]bool{}
+		m.reported[name] = map[plan.BlockKey]bool{}
 	}
-	if m.reported[name][k] {
-		return false
-	}
-	m.reported[name][k] = true
-	return true
+	return plan.NewlyBlocked(prev, blocked, m.reported[name])
 }
 
 // forget ends a policy's firing (or the policy): its next blocks are new.

@@ -121,7 +121,7 @@ func setTriggeredCondition(obj *v1alpha1.LoadShedPolicy, state *reconcileState) 
 	var firing []string
 	for _, s := range state.readings {
 		if s.Firing() {
-			firing = append(firing, fmt.Sprintf("%s (%s %s > %s)", s.Name, s.Signal, valueOrMissing(s), detection.FormatValue(s.Threshold)))
+			firing = append(firing, fmt.Sprintf("%s (%s %s > %s)", s.Name, s.Signal, s.Shown(), detection.FormatValue(s.Threshold)))
 		}
 	}
 	cond := metav1.Condition{
@@ -251,7 +251,7 @@ func setActions(obj *v1alpha1.LoadShedPolicy, state *reconcileState) {
 	}
 	actions := actionStatuses(state)
 	obj.Status.Actions = actions
-	obj.Status.Blocked = blockedStatuses(obj.Status.Blocked, p.Blocked, state.evaluated)
+	obj.Status.Blocked = plan.BlockedStatuses(obj.Status.Blocked, p.Blocked, state.evaluated)
 	if state.config.DryRun {
 		obj.Status.PausedCount, obj.Status.ThrottledCount = 0, 0
 	} else {
@@ -323,29 +323,6 @@ func sheddingCondition(obj *v1alpha1.LoadShedPolicy, state *reconcileState, some
 	}
 	cond.Message = truncate(cond.Message)
 	return cond
-}
-
-// blockedStatuses lists what the plan may not do, each since when it was
-// first blocked (kept from the previous status).
-func blockedStatuses(prev []v1alpha1.BlockedStatus, blocked []plan.Block, now time.Time) []v1alpha1.BlockedStatus {
-	since := map[blockKey]*metav1.Time{}
-	for _, b := range prev {
-		since[blockKey{b.Kind, b.Target}] = b.Since
-	}
-	out := make([]v1alpha1.BlockedStatus, 0, len(blocked))
-	for _, b := range blocked {
-		k := keyOf(b)
-		s := since[k]
-		if s == nil {
-			t := metav1.NewTime(now)
-			s = &t
-		}
-		out = append(out, v1alpha1.BlockedStatus{Kind: k.kind, Target: k.target, Reason: b.Reason, Since: s})
-	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
 }
 
 // restoreDue is when a paused DaemonSet's next restore step may come.

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -23,7 +22,6 @@ import (
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/attribution"
-	"github.com/loadshed/loadshed/internal/detection"
 	"github.com/loadshed/loadshed/internal/plan"
 	"github.com/loadshed/loadshed/internal/shed"
 )
@@ -106,18 +104,11 @@ func (c *inPlace) addPause(policyName string, ds *appsv1.DaemonSet) error {
 // planInput gathers the planner's input from what the loop observed.
 func (r *LoadShedPolicyReconciler) planInput(state *reconcileState, w *world) plan.Input {
 	cur := w.inPlace
-	in := plan.Input{
-		Now:               state.evaluated,
-		Config:            state.config,
-		Firing:            detection.Firing(state.readings),
-		FiringSince:       detection.FiringSince(state.readings),
-		ClearSince:        detection.ClearSince(state.readings),
-		Throttled:         map[types.NamespacedName]time.Time{},
-		Paused:            cur.records,
-		PausedByOthers:    cur.others,
-		ThrottledByOthers: cur.othersThrottled,
-		LastRestored:      lastRestored(cur.level),
-	}
+	in := plan.InputFrom(state.evaluated, state.config, state.readings)
+	in.Paused = cur.records
+	in.PausedByOthers = cur.others
+	in.ThrottledByOthers = cur.othersThrottled
+	in.LastRestored = shed.LastRestored(cur.level)
 	for sa, fs := range cur.throttles {
 		since, err := shed.ThrottledSince(fs)
 		if err != nil || since.IsZero() {
@@ -133,46 +124,10 @@ func (r *LoadShedPolicyReconciler) planInput(state *reconcileState, w *world) pl
 			in.Overridden[key] = shed.OverriddenAt(ds)
 		}
 	}
-	protected := map[types.NamespacedName]string{}
 	operatorSA := types.NamespacedName{Namespace: r.Namespace, Name: r.ServiceAccount}
-	for i := range w.selected {
-		if why := state.config.Targets.Protection(&w.selected[i], operatorSA); why != "" {
-			protected[client.ObjectKeyFromObject(&w.selected[i])] = why
-		}
-	}
-	for _, o := range state.offenders {
-		var cannot string
-		if o.ServiceAccount != (types.NamespacedName{}) {
-			cannot = r.cannotThrottle(o.ServiceAccount, state.config, w)
-		}
-		in.Offenders = append(in.Offenders, plan.OffenderOf(o, protected, cannot))
-	}
+	in.Offenders = plan.OffendersOf(state.offenders, state.config.Targets.Protected(w.selected, operatorSA),
+		func(sa types.NamespacedName) string { return r.cannotThrottle(sa, state.config, w) })
 	return in
-}
-
-// restorations reads what the policy's last full restores left on the
-// DaemonSets.
-func restorations(dss []appsv1.DaemonSet, policyName string) map[types.NamespacedName]plan.Restoration {
-	out := map[types.NamespacedName]plan.Restoration{}
-	for i := range dss {
-		if r, ok := shed.ReadRestoration(&dss[i], policyName); ok {
-			out[client.ObjectKeyFromObject(&dss[i])] = r
-		}
-	}
-	return out
-}
-
-// lastRestored reads, from the throttling level, when the policy last
-// finished a restore.
-func lastRestored(level *flowcontrolv1.PriorityLevelConfiguration) time.Time {
-	if level == nil {
-		return time.Time{}
-	}
-	t, err := time.Parse(time.RFC3339, level.Annotations[v1alpha1.AnnotationLastRestored])
-	if err != nil {
-		return time.Time{}
-	}
-	return t
 }
 
 // mitigate asks the planner what to do, carries the plan out (unless
@@ -183,8 +138,8 @@ func lastRestored(level *flowcontrolv1.PriorityLevelConfiguration) time.Time {
 // backoff.
 func (r *LoadShedPolicyReconciler) mitigate(ctx context.Context, obj *v1alpha1.LoadShedPolicy, w *world, state *reconcileState) error {
 	in := r.planInput(state, w)
-	in.ThrottleBlockedSince = throttleBlockedSince(obj.Status.Blocked)
-	in.Restorations = restorations(w.selected, obj.Name)
+	in.ThrottleBlockedSince = plan.ThrottleBlockedSince(obj.Status.Blocked)
+	in.Restorations = shed.Restorations(w.selected, obj.Name)
 	if state.config.DryRun {
 		in.Throttled, in.Paused = wouldBeInPlace(obj.Status.Actions, state.config.Restore.Probation)
 	}
@@ -365,7 +320,7 @@ func wouldBeInPlace(actions []v1alpha1.ActionStatus, probation time.Duration) (m
 	map[types.NamespacedName]plan.Pause) {
 	throttled, paused := map[types.NamespacedName]time.Time{}, map[types.NamespacedName]plan.Pause{}
 	for _, a := range actions {
-		key, ok := targetKey(a.Target)
+		key, ok := plan.ParseTarget(a.Target)
 		if !ok || a.Since == nil {
 			continue
 		}
@@ -383,26 +338,6 @@ func wouldBeInPlace(actions []v1alpha1.ActionStatus, probation time.Duration) (m
 		}
 	}
 	return throttled, paused
-}
-
-// targetKey reads a status target, "namespace/name".
-func targetKey(target string) (types.NamespacedName, bool) {
-	ns, name, ok := strings.Cut(target, "/")
-	return types.NamespacedName{Namespace: ns, Name: name}, ok && ns != "" && name != ""
-}
-
-// throttleBlockedSince reads, from the status the loop started from, since
-// when each ServiceAccount's throttle has been blocked.
-func throttleBlockedSince(blocked []v1alpha1.BlockedStatus) map[types.NamespacedName]time.Time {
-	out := map[types.NamespacedName]time.Time{}
-	for _, b := range blocked {
-		key, ok := targetKey(b.Target)
-		if b.Kind != v1alpha1.ActionThrottle || !ok || b.Since == nil {
-			continue
-		}
-		out[key] = b.Since.Time
-	}
-	return out
 }
 
 // daemonSetChanges are the kinds and reasons of the plan's changes to

@@ -125,7 +125,7 @@ func TestABlockIsReportedOncePerFiring(t *testing.T) {
 	blocked := plan.Plan{Blocked: []plan.Block{{Kind: plan.Throttled, User: "alice", Reason: "it is not a ServiceAccount"}}}
 	loop := func(p plan.Plan, firing bool) {
 		r.recordBlocked(obj, p, firing)
-		obj.Status.Blocked = blockedStatuses(obj.Status.Blocked, p.Blocked, time.Now())
+		obj.Status.Blocked = plan.BlockedStatuses(obj.Status.Blocked, p.Blocked, time.Now())
 	}
 	loop(blocked, true)
 	loop(plan.Plan{}, true) // under minShare for a loop

@@ -9,7 +9,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
-	"github.com/loadshed/loadshed/internal/detection"
 	"github.com/loadshed/loadshed/internal/metrics/promsource"
 	"github.com/loadshed/loadshed/internal/policy"
 	"github.com/loadshed/loadshed/internal/sampler"
@@ -52,38 +51,13 @@ func (r *LoadShedPolicyReconciler) readSpec(ctx context.Context, obj *v1alpha1.L
 	return spec, err
 }
 
-// samplerInterest is what a policy asks of the sampler: the accumulators of
-// attribution and of its triggers' signals on scraped rounds, or, with a
-// Prometheus source, the PromQL of each trigger.
+// samplerInterest is what a policy asks of the sampler (see
+// sampler.InterestOf); a trigger whose query cannot be built is an error in
+// the spec.
 func samplerInterest(cfg *policy.Config, prom *promsource.Config) (sampler.Interest, map[string]signals.Query, error) {
-	in := sampler.Interest{
-		Interval:  cfg.Interval,
-		Timeout:   cfg.Source.ScrapeTimeout,
-		Retention: detection.Retention(cfg),
-		Accumulators: []signals.Accumulator{
-			signals.DispatchedByFlowSchema, signals.RejectedByFlowSchema, signals.SeatsByFlowSchema,
-		},
-	}
-	if prom != nil {
-		in.Prometheus = &sampler.PrometheusInterest{Config: *prom, Queries: map[string]string{}}
-	}
-	queries := map[string]signals.Query{}
-	for i := range cfg.Triggers {
-		t := &cfg.Triggers[i]
-		if t.PromQL != "" {
-			in.Prometheus.Queries[t.Name] = t.PromQL
-			continue
-		}
-		q, err := signals.ForTrigger(t)
-		if err != nil {
-			return in, nil, &specError{reason: v1alpha1.ReasonInvalidSpec, err: err}
-		}
-		if prom != nil {
-			in.Prometheus.Queries[t.Name] = q.PromQL()
-			continue
-		}
-		queries[t.Name] = q
-		in.Accumulators = append(in.Accumulators, q.Accumulators()...)
+	in, queries, err := sampler.InterestOf(cfg, prom)
+	if err != nil {
+		return in, nil, &specError{reason: v1alpha1.ReasonInvalidSpec, err: err}
 	}
 	return in, queries, nil
 }

@@ -125,6 +125,18 @@ func Retention(cfg *policy.Config) time.Duration {
 	return longest + 2*MaxGap(cfg)
 }
 
+// AttributionWindow is the window over which offenders' loads are measured
+// (see Offenders): the longest trigger window, and at least ten intervals,
+// so that the shares rest on ten samples of what the API servers hold, not
+// on an instant or two.
+func AttributionWindow(cfg *policy.Config) time.Duration {
+	w := cfg.Interval * 10
+	for _, t := range cfg.Triggers {
+		w = max(w, t.Window)
+	}
+	return w
+}
+
 // Firing reports whether any trigger fires.
 func Firing(sigs []Reading) bool {
 	for _, s := range sigs {
@@ -197,6 +209,25 @@ func Transitions(prev map[string]trigger.Status, sigs []Reading) (started, stopp
 	sort.Slice(started, func(i, j int) bool { return started[i].Name < started[j].Name })
 	sort.Slice(stopped, func(i, j int) bool { return stopped[i].Name < stopped[j].Name })
 	return started, stopped
+}
+
+// Shown is the reading's value as status and events write it, or
+// "missing".
+func (s Reading) Shown() string {
+	if !s.OK {
+		return "missing"
+	}
+	return FormatValue(s.Value)
+}
+
+// FiredNote says that a trigger started firing, for its event.
+func FiredNote(s Reading) string {
+	return fmt.Sprintf("Trigger %s fired: %s is %s, above %s", s.Name, s.Signal, s.Shown(), FormatValue(s.Threshold))
+}
+
+// ClearedNote says that a trigger stopped firing, for its event.
+func ClearedNote(s Reading) string {
+	return fmt.Sprintf("Trigger %s cleared: %s is %s, at or below %s", s.Name, s.Signal, s.Shown(), FormatValue(s.ClearThreshold))
 }
 
 // FiringSince is when the trigger firing longest started firing; zero if

@@ -6,12 +6,18 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apiserver/pkg/authentication/serviceaccount"
 
 	"github.com/loadshed/loadshed/internal/apfdump"
+	"github.com/loadshed/loadshed/internal/attribution"
 	"github.com/loadshed/loadshed/internal/signals"
 )
+
+// MaxOffenders is how many offenders, most load first, a policy's status
+// lists and its planner decides on.
+const MaxOffenders = 5
 
 // Offender is a client of the API servers with its measured load: anyone
 // the API servers held requests of (see package apfdump), and every
@@ -59,6 +65,23 @@ type Scope struct {
 	// Throttles maps each ServiceAccount the policy throttles to its
 	// throttle FlowSchema's name.
 	Throttles map[types.NamespacedName]string
+}
+
+// DaemonSetsByServiceAccount groups DaemonSets by the ServiceAccount they
+// run as, each group sorted by namespace and name: Scope.DaemonSets, from
+// the DaemonSets a policy targets.
+func DaemonSetsByServiceAccount(dss []appsv1.DaemonSet) map[types.NamespacedName][]types.NamespacedName {
+	out := map[types.NamespacedName][]types.NamespacedName{}
+	for i := range dss {
+		sa := types.NamespacedName(attribution.ServiceAccountOf(&dss[i]))
+		out[sa] = append(out[sa], types.NamespacedName{Namespace: dss[i].Namespace, Name: dss[i].Name})
+	}
+	for sa := range out {
+		slices.SortFunc(out[sa], func(a, b types.NamespacedName) int {
+			return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+		})
+	}
+	return out
 }
 
 // Offenders measures every client's load over the window ending at the

@@ -319,6 +319,12 @@ type Change struct {
 	Reason string
 }
 
+// String says what the change is and why, as its event does: "Paused
+// shop/agent: its ServiceAccount ...".
+func (c Change) String() string {
+	return fmt.Sprintf("%s %s: %s", c.Kind, c.Target, c.Reason)
+}
+
 // Decide computes the plan. It never pauses more than maxPaused DaemonSets,
 // never a protected one nor one another policy paused, restores one
 // DaemonSet at a time, and removes throttles only once nothing is paused and

@@ -64,6 +64,18 @@ func (t Targets) Protection(ds *appsv1.DaemonSet, operator types.NamespacedName)
 	return ""
 }
 
+// Protected maps each of the DaemonSets dss that must never be acted on to
+// why (see Protection).
+func (t Targets) Protected(dss []appsv1.DaemonSet, operator types.NamespacedName) map[types.NamespacedName]string {
+	out := map[types.NamespacedName]string{}
+	for i := range dss {
+		if why := t.Protection(&dss[i], operator); why != "" {
+			out[types.NamespacedName{Namespace: dss[i].Namespace, Name: dss[i].Name}] = why
+		}
+	}
+	return out
+}
+
 // ThrottleRefusal says why the policy may not throttle a ServiceAccount
 // whatever the FlowSchemas, or "": it is the operator's own; its namespace
 // is protected (kube-system, the operator's) and the policy does not allow

@@ -115,14 +115,9 @@ func (s *Sampler) recordPrometheus(policy, trig string, pt trigger.Point, msg st
 	if p == nil || !ok {
 		return
 	}
-	pts := append(p.points[trig], pt)
-	cut := 0
-	for cut < len(pts)-1 && pt.T.Sub(pts[cut].T) > in.Retention {
-		cut++
-	}
-	if len(pts)-cut > maxRounds {
-		cut = len(pts) - maxRounds
-	}
-	p.points[trig] = append([]trigger.Point(nil), pts[cut:]...)
+	p.points[trig] = append([]trigger.Point(nil), Trim(append(p.points[trig], pt), PointTime, in.Retention)...)
 	p.messages[trig] = msg
 }
+
+// PointTime is when a point was read.
+func PointTime(p trigger.Point) time.Time { return p.T }

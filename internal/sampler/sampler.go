@@ -219,16 +219,7 @@ func (s *Sampler) record(r *signals.Round, st Status) {
 	for _, in := range s.interests {
 		keep = max(keep, in.Retention)
 	}
-	cut := 0
-	for cut < len(s.rounds)-1 && r.T.Sub(s.rounds[cut].T) > keep {
-		cut++
-	}
-	if len(s.rounds)-cut > maxRounds {
-		cut = len(s.rounds) - maxRounds
-	}
-	if cut > 0 {
-		s.rounds = append([]*signals.Round(nil), s.rounds[cut:]...)
-	}
+	s.rounds = Trim(s.rounds, roundTime, keep)
 }
 
 // notify queues one event per registered policy that is due, dropping
@@ -256,6 +247,9 @@ func (s *Sampler) notify(round time.Time, step time.Duration) {
 		}
 	}
 }
+
+// roundTime is when a round started.
+func roundTime(r *signals.Round) time.Time { return r.T }
 
 // policyRef is the object an event names: the policy, by name.
 func policyRef(name string) *metav1.PartialObjectMetadata {

@@ -16,6 +16,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
 
 	"github.com/loadshed/loadshed/internal/plan"
@@ -222,6 +223,18 @@ func ReadRestoration(ds *appsv1.DaemonSet, policyName string) (plan.Restoration,
 		return plan.Restoration{}, false
 	}
 	return plan.Restoration{At: r.At, Attempt: r.Attempt}, true
+}
+
+// Restorations reads what policyName's last full restores left on the
+// DaemonSets dss, by DaemonSet.
+func Restorations(dss []appsv1.DaemonSet, policyName string) map[types.NamespacedName]plan.Restoration {
+	out := map[types.NamespacedName]plan.Restoration{}
+	for i := range dss {
+		if r, ok := ReadRestoration(&dss[i], policyName); ok {
+			out[types.NamespacedName{Namespace: dss[i].Namespace, Name: dss[i].Name}] = r
+		}
+	}
+	return out
 }
 
 // Forget returns ds without what policyName's last restore left on it, and

@@ -158,3 +158,16 @@ func ThrottledServiceAccount(fs *flowcontrolv1.FlowSchema) (types.NamespacedName
 func ThrottledSince(fs *flowcontrolv1.FlowSchema) (time.Time, error) {
 	return parseTime(fs.Annotations[v1alpha1.AnnotationThrottledSince])
 }
+
+// LastRestored reads, from a policy's throttling level, when the policy
+// last finished a restore; zero when never, or with no level (nil).
+func LastRestored(level *flowcontrolv1.PriorityLevelConfiguration) time.Time {
+	if level == nil {
+		return time.Time{}
+	}
+	t, err := time.Parse(time.RFC3339, level.Annotations[v1alpha1.AnnotationLastRestored])
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}

@@ -44,8 +44,14 @@ func success(data string) reply {
 // newServer starts a plain HTTP fake Prometheus serving h on /api/v1/query.
 func newServer(t *testing.T, h http.Handler) *httptest.Server {
 	t.Helper()
+	return newServerAt(t, "/api/v1/query", h)
+}
+
+// newServerAt starts a plain HTTP fake Prometheus serving h on path.
+func newServerAt(t *testing.T, path string, h http.Handler) *httptest.Server {
+	t.Helper()
 	mux := http.NewServeMux()
-	mux.Handle("/api/v1/query", h)
+	mux.Handle(path, h)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv
