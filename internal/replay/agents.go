@@ -211,12 +211,9 @@ func (a *Agents) agent(ctx context.Context, pod *corev1.Pod) {
 			continue
 		}
 		path := strings.ReplaceAll(w.Path, "{node}", pod.Spec.NodeName)
-		if w.List {
-			a.lists.Add(1)
-		}
 		inflight.Go(func() {
 			defer func() { <-slots }()
-			a.get(ctx, cs, path)
+			a.get(ctx, cs, path, w.List)
 		})
 	}
 }
@@ -242,9 +239,14 @@ func (a *Agents) clientFor(ctx context.Context, pod *corev1.Pod) (*kubernetes.Cl
 }
 
 // get sends one request, reads the body, counting its bytes, and throws it
-// away.
-func (a *Agents) get(ctx context.Context, cs kubernetes.Interface, path string) {
+// away. A LIST counts in Lists after it counts in Requests, and Counts
+// reads them the other way round, so that it never sees more LISTs than
+// requests.
+func (a *Agents) get(ctx context.Context, cs kubernetes.Interface, path string, list bool) {
 	a.requests.Add(1)
+	if list {
+		a.lists.Add(1)
+	}
 	body, err := cs.CoreV1().RESTClient().Get().AbsPath(path).Stream(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -278,7 +280,8 @@ func (a *Agents) Counts() Counts {
 	a.mu.Lock()
 	running := int64(len(a.running))
 	a.mu.Unlock()
-	return Counts{Running: running, Requests: a.requests.Load(), ListAttempts: a.attempts.Load(), Lists: a.lists.Load(),
+	lists := a.lists.Load()
+	return Counts{Running: running, Requests: a.requests.Load(), ListAttempts: a.attempts.Load(), Lists: lists,
 		Bytes: a.bytes.Load(), Errors: a.errors.Load(), Throttled: a.throttled.Load()}
 }
 
