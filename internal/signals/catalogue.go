@@ -2,6 +2,8 @@ package signals
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -105,6 +107,11 @@ var catalogue = map[v1alpha1.Signal]definition{
 		groupBy: labelPriorityLevel, across: v1alpha1.AggregationMax},
 	v1alpha1.SignalTimedOutRequestsPerSecond: {kind: Rate, family: FamilyRequests,
 		matchers: []matcherSpec{timedOut}, across: v1alpha1.AggregationSum},
+}
+
+// Catalogue lists every signal of the catalogue, sorted by name.
+func Catalogue() []v1alpha1.Signal {
+	return slices.Sorted(maps.Keys(catalogue))
 }
 
 // ForTrigger returns the query behind a trigger's signal or metric. A
