@@ -83,6 +83,8 @@ type Server struct {
 	// CA is the PEM certificate that signs its serving certificate: what a
 	// client of it trusts (a policy's source.prometheus.caSecretRef).
 	CA []byte
+	// CAFile is the path of a copy of CA (for curl --cacert).
+	CAFile string
 	// Log is the path of its log, kept after Stop.
 	Log string
 	// Config is the path of its configuration file.
@@ -149,6 +151,9 @@ func (s *Server) writeFiles(opts Options, name, addr string) ([]string, error) {
 		return nil, err
 	}
 	s.CA = ca
+	if s.CAFile, err = write("ca.crt", ca); err != nil {
+		return nil, err
+	}
 	certFile, err := write("tls.crt", cert)
 	if err != nil {
 		return nil, err
