@@ -188,10 +188,12 @@ verify: manifests generate ## Fail if generated files (CRDs, RBAC, deepcopy) are
 build: manifests generate fmt vet ## Build the manager binary into bin/loadshed-operator, stamped with $(VERSION).
 	hack/build.sh -o bin/loadshed-operator ./cmd/manager
 
+# DEMO_ARGS=--source=prometheus runs the sample policy that reads Prometheus,
+# against a Prometheus server the replay starts: the demo builds it then.
 .PHONY: demo
-demo: manifests controlplane ## Replay the 2024-12-11 incident on a local control plane, without and with loadshed, and score both (DEMO_ARGS=...).
+demo: manifests controlplane $(if $(findstring --source=prometheus,$(DEMO_ARGS)),$(PROMETHEUS)) ## Replay the 2024-12-11 incident on a local control plane, without and with loadshed, and score both (DEMO_ARGS=...).
 	@assets="$$(hack/controlplane/ensure.sh $(CONTROLPLANE_COMPONENTS))"; \
-	go run ./cmd/replay --assets="$$assets" $(DEMO_ARGS)
+	go run ./cmd/replay --assets="$$assets" --prometheus="$(PROMETHEUS)" $(DEMO_ARGS)
 
 # Extra flags for `make scale` (go run ./cmd/scale -h lists them).
 SCALE_ARGS ?=
