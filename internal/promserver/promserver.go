@@ -104,6 +104,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if _, err := os.Stat(opts.Binary); err != nil {
 		return nil, fmt.Errorf("the Prometheus binary: %w (run `make prometheus`)", err)
 	}
+	if opts.Dir == "" {
+		return nil, errors.New("no directory for Prometheus's configuration and log (Options.Dir)")
+	}
 	name := cmp.Or(opts.Name, "prometheus")
 	port, err := freePort()
 	if err != nil {
