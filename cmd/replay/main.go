@@ -2,7 +2,9 @@
 // control plane, once with the API server's defaults only (baseline) and
 // once with loadshed and its sample policy, and scores both; or any other
 // scenarios (--scenarios), such as benign bursts of load, any number of
-// times (--repeat). `make demo` runs it. It only turns flags into
+// times (--repeat). With --source=prometheus the loadshed scenario runs the
+// sample policy that reads Prometheus, acting, against a Prometheus server
+// each scenario runs. `make demo` runs it. It only turns flags into
 // internal/replay's options.
 package main
 
@@ -24,6 +26,7 @@ import (
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/replay"
 	"github.com/loadshed/loadshed/internal/version"
 )
@@ -64,6 +67,15 @@ func main() {
 		"An innocent request not answered in this time counts as failed.")
 	flag.Float64Var(&opts.timeScale, "time-scale", 6,
 		"The sample policy's durations (interval, for, windows, restore, backoff) are divided by this.")
+	flag.StringVar(&opts.source, "source", sourceAPIServer,
+		"Where the loadshed scenario's policy reads its signals: apiServer (the sample policy, "+replay.SamplePolicyPath+
+			") or prometheus (the sample that reads Prometheus, "+replay.PrometheusSamplePolicyPath+
+			", with its dryRun turned off and its URL and CA set to a Prometheus that every scenario runs).")
+	flag.StringVar(&opts.prometheus, "prometheus", os.Getenv("LOADSHED_PROMETHEUS"),
+		"The Prometheus server's binary for --source=prometheus "+
+			"(`make prometheus` builds bin/prometheus-<version>; `make demo` passes it).")
+	flag.DurationVar(&opts.scrapeInterval, "prometheus-scrape-interval", replay.DefaultPrometheusScrapeInterval,
+		"How often each scenario's Prometheus scrapes every kube-apiserver, with --source=prometheus.")
 	flag.BoolVar(&cfg.Keep, "keep", false,
 		"Leave each cluster running after its scenario, until Ctrl-C, and print its kubeconfig.")
 	version.AddFlag(flag.CommandLine, "loadshed-replay")
@@ -80,7 +92,17 @@ type options struct {
 	assets, results, scenarios string
 	repeat                     int
 	timeScale                  float64
+	// source is where the loadshed scenario's policy reads its signals;
+	// prometheus the Prometheus server's binary for it.
+	source, prometheus string
+	scrapeInterval     time.Duration
 }
+
+// The values of --source.
+const (
+	sourceAPIServer  = "apiServer"
+	sourcePrometheus = "prometheus"
+)
 
 func run(cfg replay.Config, opts options) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -93,6 +115,9 @@ func run(cfg replay.Config, opts options) error {
 	}
 	cfg.Assets = opts.assets
 	cfg.Progress = os.Stdout
+	if err := withSource(&cfg, opts); err != nil {
+		return err
+	}
 	configs, err := scenarioConfigs(cfg, opts)
 	if err != nil {
 		return err
@@ -133,9 +158,44 @@ func run(cfg replay.Config, opts options) error {
 	return nil
 }
 
+// withSource sets up every scenario for --source: with prometheus, each
+// runs a Prometheus server (the baseline too, so that all see the same
+// machine).
+func withSource(cfg *replay.Config, opts options) error {
+	switch opts.source {
+	case sourceAPIServer:
+		return nil
+	case sourcePrometheus:
+		if opts.prometheus == "" {
+			return errors.New("--source=prometheus needs the Prometheus server: pass --prometheus=bin/prometheus-<version> " +
+				"(`make prometheus` builds it; `make demo` passes it)")
+		}
+		cfg.Prometheus = &replay.Prometheus{Binary: opts.prometheus, ScrapeInterval: opts.scrapeInterval}
+		return nil
+	}
+	return fmt.Errorf("--source=%s: want %s or %s", opts.source, sourceAPIServer, sourcePrometheus)
+}
+
+// samplePolicy is the policy the scenarios run: the sample, or with
+// --source=prometheus the sample that reads Prometheus, acting (its dryRun
+// off); the replay points it at its own Prometheus.
+func samplePolicy(root string, opts options) (*v1alpha1.LoadShedPolicy, error) {
+	if opts.source != sourcePrometheus {
+		return replay.SamplePolicy(root)
+	}
+	p, err := replay.PrometheusSamplePolicy(root)
+	if err != nil {
+		return nil, err
+	}
+	p.Spec.DryRun = false
+	fmt.Printf("The policy reads Prometheus: %s, with dryRun turned off, and its URL and CA set to the Prometheus "+
+		"each scenario runs.\n", replay.PrometheusSamplePolicyPath)
+	return p, nil
+}
+
 // scenarioConfigs are the configurations of the scenarios named, in order.
 func scenarioConfigs(cfg replay.Config, opts options) ([]replay.Config, error) {
-	sample, err := replay.SamplePolicy(cfg.Root)
+	sample, err := samplePolicy(cfg.Root, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -212,6 +272,14 @@ func runScenarios(ctx context.Context, configs []replay.Config, dir string,
 		}
 		if res.Stop != nil {
 			*stops = append(*stops, res.Stop)
+		}
+		// Prometheus outlives Run: kept with the cluster, or stopped now,
+		// so that it costs the next scenario nothing.
+		if p := res.Prometheus; p != nil && c.Keep {
+			fmt.Printf("[%-8s] Prometheus is still up: %s (CA: %s)\n", name, p.URL, p.CAFile)
+			*stops = append(*stops, p.Stop)
+		} else if p != nil {
+			p.Stop()
 		}
 		done = append(done, res.Scenario)
 	}

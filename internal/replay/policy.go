@@ -20,13 +20,18 @@ var SamplePolicyPath = filepath.Join("config", "samples", "loadshed_v1alpha1_loa
 // SamplePolicy reads the sample policy for the incident from the checkout
 // at root: the one the loadshed scenario runs.
 func SamplePolicy(root string) (*v1alpha1.LoadShedPolicy, error) {
-	data, err := os.ReadFile(filepath.Join(root, SamplePolicyPath))
+	return readPolicy(root, SamplePolicyPath)
+}
+
+// readPolicy reads a policy from a file of the checkout at root.
+func readPolicy(root, path string) (*v1alpha1.LoadShedPolicy, error) {
+	data, err := os.ReadFile(filepath.Join(root, path))
 	if err != nil {
 		return nil, err
 	}
 	p := &v1alpha1.LoadShedPolicy{}
 	if err := yaml.UnmarshalStrict(data, p); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", SamplePolicyPath, err)
+		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
 	return p, nil
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
+
+	"github.com/loadshed/loadshed/api/v1alpha1"
 )
 
 func repoRoot() string {
@@ -54,5 +56,31 @@ func TestFasterCompressesTheSamplePolicysTimeline(t *testing.T) {
 	}
 	if sample.Spec.Interval.Duration != 5*time.Second {
 		t.Error("Faster changed the policy it was given")
+	}
+}
+
+// TestThePrometheusSampleIsTheSamplePolicyReadFromPrometheus: the two
+// samples differ in their name, source and dryRun only, also once Faster
+// compressed them.
+func TestThePrometheusSampleIsTheSamplePolicyReadFromPrometheus(t *testing.T) {
+	sample, err := SamplePolicy(repoRoot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	prom, err := PrometheusSamplePolicy(repoRoot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prom.Name != sample.Name+"-prometheus" || prom.Spec.Source.Type != v1alpha1.SourcePrometheus ||
+		prom.Spec.Source.Prometheus == nil || prom.Spec.Source.Prometheus.CASecretRef == nil || !prom.Spec.DryRun {
+		t.Errorf("the Prometheus sample is %s with source %+v, dryRun %v; want %s-prometheus, a Prometheus source "+
+			"with a CA, in dryRun", prom.Name, prom.Spec.Source, prom.Spec.DryRun, sample.Name)
+	}
+	for _, factor := range []float64{1, 6} {
+		a, b := Faster(sample, factor).Spec, Faster(prom, factor).Spec
+		b.Source.Type, b.Source.Prometheus, b.DryRun = a.Source.Type, a.Source.Prometheus, a.DryRun
+		if !equality.Semantic.DeepEqual(a, b) {
+			t.Errorf("%v times faster, the samples' specs differ beyond their source and dryRun:\n%+v\n%+v", factor, a, b)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package replay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -10,7 +11,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -19,6 +19,7 @@ import (
 	"github.com/loadshed/loadshed/api/v1alpha1"
 	"github.com/loadshed/loadshed/internal/cpunoise"
 	"github.com/loadshed/loadshed/internal/localcluster"
+	"github.com/loadshed/loadshed/internal/promserver"
 	loadshedscheme "github.com/loadshed/loadshed/internal/scheme"
 )
 
@@ -80,6 +81,18 @@ type Config struct {
 	// Policy, when set, is created with the operator running before the
 	// timeline starts; the baseline has none (and no operator).
 	Policy *v1alpha1.LoadShedPolicy
+	// Shadow, when set (with Policy), is a second policy created beside
+	// Policy, such as a dryRun twin of it that reads Prometheus: its
+	// trigger events are in Result.ShadowEvents, to compare with Policy's.
+	Shadow *v1alpha1.LoadShedPolicy
+	// Prometheus, when set, runs a Prometheus server that scrapes every
+	// kube-apiserver of the cluster from before the policies are created
+	// (Result.Prometheus). A policy or shadow with the Prometheus source is
+	// pointed at it: its URL, and its CA in the Secret PrometheusCASecret of
+	// the operator's namespace. A scenario that has a policy read
+	// Prometheus needs it; one that compares with such a scenario runs it
+	// too, so that both see the same machine.
+	Prometheus *Prometheus
 	// Burst, when set, plays a benign burst of load instead of the flood:
 	// the agents behave all along, the burst starts at the end of the
 	// quiet phase, its phase lasts until it is done but at least BurstFor,
@@ -123,6 +136,16 @@ type Result struct {
 	Agents Counts
 	// Stop ends the cluster and the operator when Config.Keep was set.
 	Stop func()
+	// Started is when the timeline began (its t=0).
+	Started time.Time
+	// ShadowEvents are Config.Shadow's events, as Events are Policy's.
+	ShadowEvents []Event
+	// Prometheus is the scenario's Prometheus (Config.Prometheus). It
+	// outlives Run, Keep or not, so that the scenario's whole time range
+	// can be queried afterwards (its targets are gone once the cluster is:
+	// they are down from then on); the caller stops it. Run stops it when
+	// it fails.
+	Prometheus *promserver.Server
 }
 
 // Run runs one scenario end to end: it starts a local cluster, builds the
@@ -134,6 +157,9 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if cfg.BurstFor <= 0 {
 		cfg.BurstFor = DefaultBurstFor
 	}
+	if cfg.Shadow != nil && cfg.Policy == nil {
+		return nil, errors.New("a shadow policy needs a policy: the operator runs only with one")
+	}
 	r := &runner{cfg: cfg, res: &Result{Scenario: Scenario{Name: cfg.Name, FloodStart: cfg.Quiet}}}
 	if cfg.Burst != nil {
 		r.res.Burst = cfg.Burst.Name()
@@ -143,6 +169,9 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 			r.stopAll()
 		} else {
 			r.res.Stop = r.stopAll
+		}
+		if err != nil && r.res.Prometheus != nil {
+			r.res.Prometheus.Stop()
 		}
 	}()
 	if err := r.setUp(ctx); err != nil {
@@ -197,6 +226,11 @@ func (r *runner) setUp(ctx context.Context) error {
 		return err
 	}
 	c := r.cluster
+	if cfg.Prometheus != nil {
+		if err := r.startPrometheus(ctx); err != nil {
+			return err
+		}
+	}
 	r.say("control plane up in %v; adding %d nodes and %d ConfigMaps of %d bytes",
 		time.Since(began).Round(100*time.Millisecond), cfg.Nodes, cfg.ConfigMaps, cfg.ConfigMapBytes)
 	if err := c.AddNodes(ctx, cfg.Nodes); err != nil {
@@ -305,7 +339,7 @@ func (r *runner) waitFor(ctx context.Context, what string, timeout time.Duration
 }
 
 // startOperator runs the operator as its own process and creates the
-// policy, and waits until the policy reads the API server's metrics.
+// policy (and the shadow), and waits until each reads its signals.
 func (r *runner) startOperator(ctx context.Context) error {
 	op, err := StartOperator(ctx, r.admin, r.cluster.Config, OperatorOptions{Root: r.cfg.Root,
 		Namespace: OperatorNamespace, ServiceAccount: OperatorServiceAccount, Dir: r.cfg.Dir, ProxyURL: r.cluster.ProxyURL()})
@@ -314,17 +348,7 @@ func (r *runner) startOperator(ctx context.Context) error {
 	}
 	r.op = op
 	r.stops = append(r.stops, op.Stop)
-	if err := r.admin.Create(ctx, r.cfg.Policy.DeepCopy()); err != nil {
-		return fmt.Errorf("creating policy %s: %w", r.cfg.Policy.Name, err)
-	}
-	return r.waitFor(ctx, "the operator to read the API server's metrics", 2*time.Minute, func(ctx context.Context) (bool, error) {
-		p := &v1alpha1.LoadShedPolicy{}
-		if err := r.admin.Get(ctx, client.ObjectKeyFromObject(r.cfg.Policy), p); err != nil {
-			return false, nil
-		}
-		return meta.IsStatusConditionTrue(p.Status.Conditions, v1alpha1.ConditionReady) &&
-			meta.IsStatusConditionTrue(p.Status.Conditions, v1alpha1.ConditionMetricsAvailable), nil
-	})
+	return r.createPolicies(ctx)
 }
 
 // snapshot is the latest of what the observer read.
@@ -340,9 +364,12 @@ type snapshot struct {
 // observe reads the API server's metrics, loadshed's objects, the policy
 // and its Events every second until ctx is done.
 func (r *runner) observe(ctx context.Context, start time.Time, snap *snapshot) {
-	var events *eventWatcher
+	var events, shadow *eventWatcher
 	if r.cfg.Policy != nil {
 		events = newEventWatcher(r.cfg.Policy.Name, start)
+	}
+	if r.cfg.Shadow != nil {
+		shadow = newEventWatcher(r.cfg.Shadow.Name, start)
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -352,7 +379,7 @@ func (r *runner) observe(ctx context.Context, start time.Time, snap *snapshot) {
 	defer tick.Stop()
 	for {
 		readCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		o := r.read(readCtx, events)
+		o := r.read(readCtx, events, shadow)
 		cancel()
 		snap.mu.Lock()
 		r.note(o, snap, &pauses, start)
@@ -372,13 +399,18 @@ type observation struct {
 	stateOK bool
 	policy  *v1alpha1.LoadShedPolicy
 	events  []Event
+	// shadowEvents are the shadow policy's.
+	shadowEvents []Event
 }
 
-func (r *runner) read(ctx context.Context, events *eventWatcher) observation {
+func (r *runner) read(ctx context.Context, events, shadow *eventWatcher) observation {
 	var o observation
 	var err error
 	o.state, err = readState(ctx, r.admin)
 	o.stateOK = err == nil
+	if shadow != nil {
+		o.shadowEvents, _ = shadow.poll(ctx, r.admin)
+	}
 	if events != nil {
 		o.events, _ = events.poll(ctx, r.admin)
 		p := &v1alpha1.LoadShedPolicy{}
@@ -429,6 +461,10 @@ func (r *runner) note(o observation, snap *snapshot, pauses *pauseTracker, start
 		r.res.Events = append(r.res.Events, e)
 		r.say("t=%4ds %-16s %s", int(e.At/time.Second), e.Reason, e.Note)
 	}
+	for _, e := range o.shadowEvents {
+		r.res.ShadowEvents = append(r.res.ShadowEvents, e)
+		r.say("t=%4ds shadow %-16s %s", int(e.At/time.Second), e.Reason, e.Note)
+	}
 }
 
 // observeMetrics reads the API server's metrics about every second until
@@ -478,6 +514,7 @@ func (r *runner) play(ctx context.Context) error {
 		defer noise.Stop()
 	}
 	start := time.Now()
+	r.res.Started = start
 	rec := NewRecorder(start)
 	innocentErrs := make(chan error, 2)
 	wg.Go(func() {
@@ -602,6 +639,31 @@ func (r *runner) configure(ctx context.Context, mode string, w Work) error {
 	return nil
 }
 
+// deletePolicies deletes the policy and the shadow, if any, and waits for
+// their finalizers to undo what they did.
+func (r *runner) deletePolicies(ctx context.Context) error {
+	policies := []*v1alpha1.LoadShedPolicy{r.cfg.Policy.DeepCopy()}
+	if r.cfg.Shadow != nil {
+		policies = append(policies, r.cfg.Shadow.DeepCopy())
+	}
+	for _, p := range policies {
+		if err := r.admin.Delete(ctx, p); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting policy %s: %w", p.Name, err)
+		}
+	}
+	for _, p := range policies {
+		err := r.waitFor(ctx, fmt.Sprintf("the finalizer of policy %s", p.Name), 2*time.Minute, func(ctx context.Context) (bool, error) {
+			err := r.admin.Get(ctx, client.ObjectKeyFromObject(p), &v1alpha1.LoadShedPolicy{})
+			return apierrors.IsNotFound(err), nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	r.say("policy deleted")
+	return nil
+}
+
 // leftoversGrace is how long, after the policy is gone, loadshed has to
 // remove the rest of what it made.
 const leftoversGrace = 30 * time.Second
@@ -619,18 +681,9 @@ func (r *runner) tearDown(ctx context.Context) error {
 			stats.PeakRSS = rss
 		}
 		r.res.Operator = stats
-		p := r.cfg.Policy.DeepCopy()
-		if err := r.admin.Delete(ctx, p); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("deleting the policy: %w", err)
-		}
-		err := r.waitFor(ctx, "the policy's finalizer", 2*time.Minute, func(ctx context.Context) (bool, error) {
-			err := r.admin.Get(ctx, client.ObjectKeyFromObject(p), &v1alpha1.LoadShedPolicy{})
-			return apierrors.IsNotFound(err), nil
-		})
-		if err != nil {
+		if err := r.deletePolicies(ctx); err != nil {
 			return err
 		}
-		r.say("policy deleted")
 	}
 	// What the finalizer removes may take a moment to be gone from the
 	// API server's answers.

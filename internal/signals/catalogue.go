@@ -125,6 +125,11 @@ func CatalogueFamilies() []string {
 	return slices.Sorted(maps.Keys(set))
 }
 
+// Catalogue lists every signal of the catalogue, sorted by name.
+func Catalogue() []v1alpha1.Signal {
+	return slices.Sorted(maps.Keys(catalogue))
+}
+
 // ForTrigger returns the query behind a trigger's signal or metric. A
 // promQL trigger has no query: the Prometheus source evaluates it as written.
 func ForTrigger(t *policy.Trigger) (Query, error) {

@@ -59,16 +59,20 @@ func TestTheIncidentReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Both scenarios run a Prometheus that scrapes the kube-apiserver
+	// (withPrometheus), so that both see the same machine.
 	// The baseline needs only show what the flood does: a minute of it.
-	baseCfg := short(t, "baseline")
+	baseCfg := withPrometheus(t, short(t, "baseline"))
 	baseCfg.FixAfter, baseCfg.Tail = time.Minute, 20*time.Second
 	baseline, err := replay.Run(ctx, baseCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	baseline.Prometheus.Stop()
 
-	shedCfg := short(t, "loadshed")
+	shedCfg := withPrometheus(t, short(t, "loadshed"))
 	shedCfg.Policy = replay.Faster(sample, 6)
+	shedCfg.Shadow = prometheusTwin(t, 6)
 	// The relapse is what this test is about: hold the fix until loadshed
 	// has seen it (the demo keeps to its set time).
 	shedCfg.HoldFixForRelapse = true
@@ -76,6 +80,7 @@ func TestTheIncidentReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(shed.Prometheus.Stop)
 	t.Logf("\n%s\n%s", replay.ScoreTable([]replay.Scenario{baseline.Scenario, shed.Scenario}),
 		replay.Timeline([]replay.Scenario{baseline.Scenario, shed.Scenario}))
 
@@ -133,6 +138,9 @@ func TestTheIncidentReplay(t *testing.T) {
 		if err := replay.CompareOfferedLoad(baseline.Scenario, shed.Scenario); err != nil {
 			t.Error(err)
 		}
+	})
+	t.Run("the twin that reads Prometheus fires and clears with the policy", func(t *testing.T) {
+		checkPrometheusTwin(t, shed, shedCfg.Policy.Spec.Interval.Duration)
 	})
 	t.Run("innocent clients do at least as well as without loadshed", func(t *testing.T) {
 		b, s := replay.ScoreOf(baseline.Scenario), replay.ScoreOf(shed.Scenario)
@@ -192,5 +200,87 @@ func TestABenignBurstIsLeftAlone(t *testing.T) {
 	}
 	if res.PausedAtEnd {
 		t.Error("a DaemonSet was paused when the benign burst ended")
+	}
+}
+
+// The Prometheus side of the replay: each scenario runs a Prometheus server
+// that scrapes the kube-apiserver (replay.Config.Prometheus), and the
+// loadshed scenario runs, beside the sample policy, its twin that reads
+// Prometheus (config/samples/loadshed_v1alpha1_loadshedpolicy_prometheus.yaml,
+// made as much faster, in dryRun) as a shadow: the Prometheus source end
+// to end, on the same flood.
+
+// withPrometheus gives a scenario its Prometheus, from LOADSHED_PROMETHEUS
+// (which `make test` sets), scraping every 3s, the replay's default
+// (replay.DefaultPrometheusScrapeInterval): the flood is CPU-bound on 2
+// cores, and each scrape of kube-apiserver's large /metrics costs it CPU.
+func withPrometheus(t *testing.T, cfg replay.Config) replay.Config {
+	t.Helper()
+	bin := os.Getenv("LOADSHED_PROMETHEUS")
+	if bin == "" {
+		t.Fatal("LOADSHED_PROMETHEUS is not set: run `make test`, or `make prometheus` and " +
+			"export LOADSHED_PROMETHEUS=$PWD/bin/prometheus-<version>")
+	}
+	cfg.Prometheus = &replay.Prometheus{Binary: bin}
+	return cfg
+}
+
+// prometheusTwin is the sample policy's twin that reads Prometheus, made
+// factor times faster, in dryRun (as the sample is): it acts on nothing,
+// and its TriggerFired and TriggerCleared events say when it would have.
+func prometheusTwin(t *testing.T, factor float64) *v1alpha1.LoadShedPolicy {
+	t.Helper()
+	p, err := replay.PrometheusSamplePolicy(testenv.RepoRoot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	twin := replay.Faster(p, factor)
+	if !twin.Spec.DryRun {
+		t.Fatalf("%s is not in dryRun: as a shadow it would act beside the policy", replay.PrometheusSamplePolicyPath)
+	}
+	return twin
+}
+
+// twinLag is how many of the policy's intervals the twin's first firing
+// and last clearing may be from the policy's. Both are evaluated at the same
+// instants (one sampler, the same interval), but the twin's values rest on
+// Prometheus's last scrape before each, up to a scrape interval (3s) older
+// than the operator's own, and on rate windows that Prometheus extrapolates
+// from the scrapes in them; a value that crosses a threshold between two
+// evaluations is seen by one side an interval later. And while the flood
+// stalls kube-apiserver, its scrapes take seconds, and Prometheus's time
+// out sooner (3s) than the operator's (5s): the requests that end in that
+// gap are in no window of two of its scrapes, so the twin may fire on
+// another trigger than the policy, later (with scrapes every 2s, it missed
+// the latency spike the policy fired on, and fired on scrapeLatency, its
+// scrapes timing out, two intervals after it). Two intervals cover that; a
+// third the lag.
+const twinLag = 3
+
+// checkPrometheusTwin checks that the twin fired and cleared, and that its
+// first firing and last clearing are within twinLag intervals of the
+// policy's.
+func checkPrometheusTwin(t *testing.T, shed *replay.Result, interval time.Duration) {
+	t.Helper()
+	for _, e := range shed.ShadowEvents {
+		t.Logf("twin: t=%4ds %-16s %s", int(e.At/time.Second), e.Reason, e.Note)
+	}
+	fired := firstAt(shed.Events, v1alpha1.EventTriggerFired, "")
+	twinFired := firstAt(shed.ShadowEvents, v1alpha1.EventTriggerFired, "")
+	cleared := lastAt(shed.Events, v1alpha1.EventTriggerCleared, "")
+	twinCleared := lastAt(shed.ShadowEvents, v1alpha1.EventTriggerCleared, "")
+	t.Logf("first fired: policy at %v, twin at %v; last cleared: policy at %v, twin at %v (%d intervals of %v allowed)",
+		fired, twinFired, cleared, twinCleared, twinLag, interval)
+	if twinFired < 0 || twinCleared < twinFired {
+		t.Fatalf("the twin fired at %v and last cleared at %v: want it to fire, then clear", twinFired, twinCleared)
+	}
+	if fired < 0 || cleared < 0 {
+		t.Fatalf("the policy fired at %v and last cleared at %v: want both", fired, cleared)
+	}
+	if d := (twinFired - fired).Abs(); d > twinLag*interval {
+		t.Errorf("the twin first fired %v from the policy, more than %d intervals", d, twinLag)
+	}
+	if d := (twinCleared - cleared).Abs(); d > twinLag*interval {
+		t.Errorf("the twin last cleared %v from the policy, more than %d intervals", d, twinLag)
 	}
 }

@@ -176,6 +176,13 @@ func (e *Env) StopAPIServer(i int) (stopped string, err error) { return e.cluste
 // StartAPIServer starts kube-apiserver i again after StopAPIServer.
 func (e *Env) StartAPIServer(i int) error { return e.cluster.StartAPIServer(i) }
 
+// APIServers is how many kube-apiservers the control plane runs.
+func (e *Env) APIServers() int { return e.cluster.APIServers() }
+
+// WithDialer returns a copy of cfg that dials through the cluster's dialer,
+// as the operator's sampler needs (localcluster.Cluster.WithDialer).
+func (e *Env) WithDialer(cfg *rest.Config) *rest.Config { return e.cluster.WithDialer(cfg) }
+
 // APIServerConfig is a copy of Config that reaches kube-apiserver i.
 func (e *Env) APIServerConfig(i int) *rest.Config { return e.cluster.APIServerConfig(i) }
 
