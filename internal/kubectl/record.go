@@ -117,7 +117,8 @@ func runRecord(ctx context.Context, o *Options, r *recordOptions) error {
 	go func() { <-ctx.Done(); stop() }() // a second signal ends record at once
 	p := &progress{out: o.Streams.ErrOut, w: w, file: r.file}
 	err = recording.Record(ctx, sc, w, recording.Schedule{Start: start, Duration: r.duration, Interval: r.interval,
-		Timeout: r.timeout, Progress: p.round})
+		Timeout: r.timeout, Progress: p.round, Last: snap, SnapshotEvery: recording.DefaultSnapshotEvery,
+		Snapshot: func(ctx context.Context) (recording.Snapshot, error) { return recording.ReadSnapshot(ctx, c) }})
 	if errors.Is(err, errNothingRead) {
 		_ = w.Close()
 		_ = f.Close()

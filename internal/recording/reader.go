@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -26,6 +27,8 @@ import (
 type Recording struct {
 	path   string
 	header Header
+	// seen is every snapshot's objects merged (see DaemonSets).
+	seen Snapshot
 }
 
 // Open opens a recording and reads its header. A file that is not a
@@ -45,23 +48,69 @@ func Open(path string) (*Recording, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return &Recording{path: path, header: h}, nil
+	seen, err := merged(rr, h.Snapshot)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &Recording{path: path, header: h, seen: seen}, nil
+}
+
+// merged reads the rest of the recording for its later snapshots and
+// merges them into first: every object any snapshot held, the latest
+// version of each. A recording cut short gives what it holds; Each says
+// it is cut short.
+func merged(rr *recordReader, first Snapshot) (Snapshot, error) {
+	dss := map[string]appsv1.DaemonSet{}
+	fss := map[string]flowcontrolv1.FlowSchema{}
+	nss := map[string]labels.Set{}
+	add := func(s Snapshot) {
+		for _, ds := range s.DaemonSets {
+			dss[ds.Namespace+"/"+ds.Name] = ds
+		}
+		for _, fs := range s.FlowSchemas {
+			fss[fs.Name] = fs
+		}
+		maps.Copy(nss, s.Namespaces)
+	}
+	add(first)
+	for {
+		kind, payload, err := rr.next()
+		if err != nil || kind == kindEnd {
+			break
+		}
+		if kind != kindSnap {
+			continue
+		}
+		var s Snapshot
+		if err := json.Unmarshal(payload, &s); err != nil {
+			return Snapshot{}, fmt.Errorf("reading a snapshot: %w", err)
+		}
+		add(s)
+	}
+	out := Snapshot{Namespaces: nss}
+	for _, k := range slices.Sorted(maps.Keys(dss)) {
+		out.DaemonSets = append(out.DaemonSets, dss[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(fss)) {
+		out.FlowSchemas = append(out.FlowSchemas, fss[k])
+	}
+	return out, nil
 }
 
 // Header is what the recording says it holds.
 func (r *Recording) Header() Header { return r.header }
 
-// DaemonSets are the cluster's DaemonSets when recording started, trimmed
-// (see Snapshot).
-func (r *Recording) DaemonSets() []appsv1.DaemonSet { return r.header.Snapshot.DaemonSets }
+// DaemonSets are every DaemonSet the recording saw, when it started and in
+// the snapshots it took while recording, the latest version of each,
+// trimmed (see Snapshot), sorted by namespace and name.
+func (r *Recording) DaemonSets() []appsv1.DaemonSet { return r.seen.DaemonSets }
 
-// Namespaces maps each namespace of the cluster when recording started to
-// its labels.
-func (r *Recording) Namespaces() map[string]labels.Set { return r.header.Snapshot.Namespaces }
+// Namespaces maps each namespace the recording saw to its latest labels.
+func (r *Recording) Namespaces() map[string]labels.Set { return r.seen.Namespaces }
 
-// FlowSchemas are the cluster's FlowSchemas when recording started,
-// trimmed (see Snapshot).
-func (r *Recording) FlowSchemas() []flowcontrolv1.FlowSchema { return r.header.Snapshot.FlowSchemas }
+// FlowSchemas are every FlowSchema the recording saw, the latest version of
+// each, trimmed (see Snapshot), sorted by name.
+func (r *Recording) FlowSchemas() []flowcontrolv1.FlowSchema { return r.seen.FlowSchemas }
 
 // Rounds reads every round, folding each instance's samples for accums with
 // signals.Folder, as the operator's sampler folds a scrape. A family an

@@ -13,6 +13,10 @@
 //   - 'R', one per round: its time, the slowest scrape and whether one timed
 //     out, and each instance: why it failed, or its samples and its APF dump
 //     summary (or why that failed);
+//   - 'S', between rounds: the Snapshot again, as JSON, each time record read
+//     it and found it changed (it reads it every SnapshotEvery): a DaemonSet
+//     made while recording (the flood's, often) is attributed too. Readers
+//     that predate it skip it;
 //   - 'E', last: the end mark, written when record stops normally. A file
 //     without it (record killed) reads up to its last whole round, and
 //     says so (ErrCutShort).
@@ -49,6 +53,7 @@ const magic = "loadshed-recording "
 const (
 	kindHeader = 'H'
 	kindRound  = 'R'
+	kindSnap   = 'S'
 	kindEnd    = 'E'
 )
 
@@ -76,7 +81,7 @@ type Header struct {
 	// Recorder names the program that wrote the recording, with its version.
 	Recorder string `json:"recorder"`
 	// Snapshot is what a back-test needs of the cluster, read when
-	// recording started.
+	// recording started; later ones are 'S' records.
 	Snapshot Snapshot `json:"snapshot"`
 }
 

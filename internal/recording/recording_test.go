@@ -9,11 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/loadshed/loadshed/api/v1alpha1"
@@ -414,3 +417,60 @@ func TestRecordReadsOnScheduleAndStopsWhole(t *testing.T) {
 type noSlices struct{ client.Reader }
 
 func (noSlices) List(context.Context, client.ObjectList, ...client.ListOption) error { return nil }
+
+// A DaemonSet made while recording (the flood's, often) is in the
+// recording: record reads the snapshot again, and writes it when it
+// changed; the reader merges every snapshot, the latest version of each
+// object first.
+func TestADaemonSetMadeWhileRecordingIsRead(t *testing.T) {
+	srv, _ := testutil.RecordedAPIServer(t, true, 0)
+	sc, err := scrape.New(testutil.ConfigFor(srv), noSlices{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := func(name, sa string) appsv1.DaemonSet {
+		d := appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: "telemetry", Name: name}}
+		d.Spec.Template.Spec.ServiceAccountName = sa
+		return d
+	}
+	first := Snapshot{DaemonSets: []appsv1.DaemonSet{ds("old", "old")}}
+	later := Snapshot{DaemonSets: []appsv1.DaemonSet{ds("agent", "agent"), ds("old", "renamed")},
+		Namespaces: map[string]labels.Set{"telemetry": {"team": "obs"}}}
+	reads := 0
+	w, f := newWriterOf(t, first)
+	err = Record(context.Background(), sc, w, Schedule{Start: time.Now(), Duration: time.Second,
+		Interval: 200 * time.Millisecond, Timeout: time.Second, Last: first,
+		Snapshot: func(context.Context) (Snapshot, error) {
+			reads++
+			if reads == 1 {
+				return first, nil // unchanged: not written
+			}
+			return later, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if reads < 3 {
+		t.Fatalf("the snapshot was read %d times in 5 rounds, want one after each", reads)
+	}
+	rec, err := Open(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]string, 0, len(rec.DaemonSets()))
+	for _, d := range rec.DaemonSets() {
+		got = append(got, d.Name+" as "+d.Spec.Template.Spec.ServiceAccountName)
+	}
+	if want := []string{"agent as agent", "old as renamed"}; !slices.Equal(got, want) {
+		t.Errorf("DaemonSets %v, want %v", got, want)
+	}
+	if rec.Namespaces()["telemetry"]["team"] != "obs" {
+		t.Errorf("namespaces %v, want telemetry's later labels", rec.Namespaces())
+	}
+	if _, err := rec.Rounds(allAccums(t)); err != nil {
+		t.Errorf("reading the rounds past the snapshots: %v", err)
+	}
+}

@@ -110,6 +110,15 @@ func (w *Writer) record(kind byte, payload []byte) error {
 	return w.gz.Flush()
 }
 
+// WriteSnapshot writes the cluster's snapshot again, between rounds.
+func (w *Writer) WriteSnapshot(snap Snapshot) error {
+	b, err := json.Marshal(snap)
+	if err != nil {
+		return fmt.Errorf("encoding a snapshot: %w", err)
+	}
+	return w.record(kindSnap, b)
+}
+
 // Close writes the end mark and ends the gzip stream.
 func (w *Writer) Close() error {
 	var e encoder

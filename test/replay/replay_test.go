@@ -62,21 +62,31 @@ func TestTheIncidentReplay(t *testing.T) {
 	// Both scenarios run a Prometheus that scrapes the kube-apiserver
 	// (withPrometheus), so that both see the same machine.
 	// The baseline needs only show what the flood does: a minute of it.
+	// Both record what the API servers say with kubectl loadshed record
+	// (plugin_test.go), for back-tests of the policy.
+	policy := replay.Faster(sample, 6)
 	baseCfg := withPrometheus(t, short(t, "baseline"))
 	baseCfg.FixAfter, baseCfg.Tail = time.Minute, 20*time.Second
+	basePlugin := newPluginRun(t, policy, false)
+	baseCfg.OnCluster = basePlugin.onCluster
 	baseline, err := replay.Run(ctx, baseCfg)
+	basePlugin.stop(t)
 	if err != nil {
 		t.Fatal(err)
 	}
 	baseline.Prometheus.Stop()
 
 	shedCfg := withPrometheus(t, short(t, "loadshed"))
-	shedCfg.Policy = replay.Faster(sample, 6)
+	shedCfg.Policy = policy
 	shedCfg.Shadow = prometheusTwin(t, 6)
 	// The relapse is what this test is about: hold the fix until loadshed
 	// has seen it (the demo keeps to its set time).
 	shedCfg.HoldFixForRelapse = true
+	// kubectl loadshed's other subcommands run at the moments an SRE would.
+	plugin := newPluginRun(t, policy, true)
+	shedCfg.OnCluster = plugin.onCluster
 	shed, err := replay.Run(ctx, shedCfg)
+	plugin.stop(t)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,6 +151,18 @@ func TestTheIncidentReplay(t *testing.T) {
 	})
 	t.Run("the twin that reads Prometheus fires and clears with the policy", func(t *testing.T) {
 		checkPrometheusTwin(t, shed, shedCfg.Policy.Spec.Interval.Duration)
+	})
+	t.Run("kubectl loadshed's subcommands ran during the flood", func(t *testing.T) {
+		plugin.report(t)
+	})
+	t.Run("a back-test of the recording fires and clears when the operator did", func(t *testing.T) {
+		checkBackTestOfRecording(t, plugin, shed)
+	})
+	t.Run("a back-test of the baseline's recording would have throttled and paused the flood", func(t *testing.T) {
+		checkBackTestOfBaseline(t, basePlugin, baseline)
+	})
+	t.Run("a back-test on Prometheus fires and clears when the twin did", func(t *testing.T) {
+		checkBackTestOnPrometheus(t, plugin, shed)
 	})
 	t.Run("innocent clients do at least as well as without loadshed", func(t *testing.T) {
 		b, s := replay.ScoreOf(baseline.Scenario), replay.ScoreOf(shed.Scenario)
