@@ -225,3 +225,46 @@ func leftovers(ctx context.Context, c client.Client) ([]string, error) {
 	}
 	return out, nil
 }
+
+// triggerWatcher reads when a policy's triggers start and stop firing from
+// its status, which each evaluation writes, rather than from its Events:
+// client-go's events.k8s.io recorder folds an Event into the series of the
+// first like it (same reason, same policy) for six minutes and sends only
+// its first repeat, so that a third TriggerFired or TriggerCleared of a
+// policy within six minutes never reaches the API server.
+type triggerWatcher struct {
+	start time.Time
+	// firing is, by trigger, whether it counted as firing at the last read.
+	firing map[string]bool
+}
+
+func newTriggerWatcher(start time.Time) *triggerWatcher {
+	return &triggerWatcher{start: start, firing: map[string]bool{}}
+}
+
+// note returns the triggers that started or stopped firing since the last
+// read of p, as TriggerFired and TriggerCleared Events at the evaluation
+// that saw it (status.lastEvaluationTime, to the second), each with the
+// value and threshold it crossed, as the operator's notes say them.
+func (w *triggerWatcher) note(p *v1alpha1.LoadShedPolicy) []Event {
+	if p.Status.LastEvaluationTime == nil {
+		return nil
+	}
+	at := p.Status.LastEvaluationTime.Sub(w.start)
+	var out []Event
+	for _, s := range p.Status.Signals {
+		now := s.State == v1alpha1.TriggerFiring || s.State == v1alpha1.TriggerClearing
+		if now == w.firing[s.Name] {
+			continue
+		}
+		w.firing[s.Name] = now
+		if now {
+			out = append(out, Event{At: at, Reason: v1alpha1.EventTriggerFired,
+				Note: fmt.Sprintf("Trigger %s fired: %s is %s, above %s", s.Name, s.Signal, s.Value, s.Threshold)})
+		} else {
+			out = append(out, Event{At: at, Reason: v1alpha1.EventTriggerCleared,
+				Note: fmt.Sprintf("Trigger %s cleared: %s is %s, at or below %s", s.Name, s.Signal, s.Value, s.ClearThreshold)})
+		}
+	}
+	return out
+}

@@ -140,6 +140,11 @@ type Result struct {
 	Started time.Time
 	// ShadowEvents are Config.Shadow's events, as Events are Policy's.
 	ShadowEvents []Event
+	// Triggers and ShadowTriggers are when the policy's and the shadow's
+	// triggers started and stopped firing, as TriggerFired and
+	// TriggerCleared Events read from their status each second
+	// (triggerWatcher): unlike their Events, none is lost.
+	Triggers, ShadowTriggers []Event
 	// Prometheus is the scenario's Prometheus (Config.Prometheus). It
 	// outlives Run, Keep or not, so that the scenario's whole time range
 	// can be queried afterwards (its targets are gone once the cluster is:
@@ -188,15 +193,18 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 
 // runner holds one scenario's run.
 type runner struct {
-	cfg     Config
-	res     *Result
-	stops   []func()
-	cluster *localcluster.Cluster
-	admin   client.Client
-	cs      kubernetes.Interface
-	metrics *metricsReader
-	op      *Operator
-	agents  *Agents
+	cfg Config
+	res *Result
+	// triggers and shadowTriggers read the policies' trigger transitions
+	// from their status (observe's goroutine only).
+	triggers, shadowTriggers *triggerWatcher
+	stops                    []func()
+	cluster                  *localcluster.Cluster
+	admin                    client.Client
+	cs                       kubernetes.Interface
+	metrics                  *metricsReader
+	op                       *Operator
+	agents                   *Agents
 	// noise is the CPU noise's binary, when there is noise.
 	noise string
 	// opRequests totals the operator's requests across API server restarts.
@@ -365,6 +373,7 @@ type snapshot struct {
 // and its Events every second until ctx is done.
 func (r *runner) observe(ctx context.Context, start time.Time, snap *snapshot) {
 	var events, shadow *eventWatcher
+	r.triggers, r.shadowTriggers = newTriggerWatcher(start), newTriggerWatcher(start)
 	if r.cfg.Policy != nil {
 		events = newEventWatcher(r.cfg.Policy.Name, start)
 	}
@@ -399,7 +408,8 @@ type observation struct {
 	stateOK bool
 	policy  *v1alpha1.LoadShedPolicy
 	events  []Event
-	// shadowEvents are the shadow policy's.
+	// shadow and shadowEvents are the shadow policy's.
+	shadow       *v1alpha1.LoadShedPolicy
 	shadowEvents []Event
 }
 
@@ -410,6 +420,10 @@ func (r *runner) read(ctx context.Context, events, shadow *eventWatcher) observa
 	o.stateOK = err == nil
 	if shadow != nil {
 		o.shadowEvents, _ = shadow.poll(ctx, r.admin)
+		p := &v1alpha1.LoadShedPolicy{}
+		if err := r.admin.Get(ctx, client.ObjectKeyFromObject(r.cfg.Shadow), p); err == nil {
+			o.shadow = p
+		}
 	}
 	if events != nil {
 		o.events, _ = events.poll(ctx, r.admin)
@@ -464,6 +478,12 @@ func (r *runner) note(o observation, snap *snapshot, pauses *pauseTracker, start
 	for _, e := range o.shadowEvents {
 		r.res.ShadowEvents = append(r.res.ShadowEvents, e)
 		r.say("t=%4ds shadow %-16s %s", int(e.At/time.Second), e.Reason, e.Note)
+	}
+	if o.policy != nil {
+		r.res.Triggers = append(r.res.Triggers, r.triggers.note(o.policy)...)
+	}
+	if o.shadow != nil {
+		r.res.ShadowTriggers = append(r.res.ShadowTriggers, r.shadowTriggers.note(o.shadow)...)
 	}
 }
 
