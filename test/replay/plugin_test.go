@@ -248,17 +248,16 @@ func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 // checkBackTestOfRecording back-tests the policy on the loadshed scenario's
 // recording and checks that the policy fired and cleared when the
 // operator's did (compareEpisodes): each time it started firing within one
-// interval, each time it stopped within three. Both run the same code on
-// the same API servers, the operator on its scrapes, the back-test on the
+// interval, each time it stopped within two. Both run the same code on the
+// same API servers, the operator on its scrapes, the back-test on the
 // recorder's, taken at other instants of the same interval: a value that
-// crosses a threshold between the two is seen by one an interval later,
-// hence one interval for the firing. A trigger clears once what fired it
-// has left its window (apf-rejections: next to no rejection in the last
-// 20s), and the oldest scrape in each one's window is up to an interval past
-// the window's start, each at its own instants; and the operator decides a
-// step it requeued for (a pause, a restore) on the round before, up to an
-// interval old: the clearings were 2.4s, 6.0s and 10.0s apart in the first
-// three runs, with an interval of 5s. Which trigger fires may differ too
+// crosses a threshold between the two is seen by one an interval later.
+// A trigger clears once what fired it has left its window, and the oldest
+// scrape in each one's window is up to an interval past the window's start,
+// each at its own instants: a second interval for the clearing. (Measured
+// against the policy's status: fired 1.4s and 2.0s apart, cleared 1.5s and
+// 3.0s apart, with an interval of 5s. Against its Events, which lose some,
+// the clearings looked up to 10s apart.) Which trigger fires may differ
 // (an APF queue that spiked between the recorder's scrapes, say): the table
 // in the log shows each.
 func checkBackTestOfRecording(t *testing.T, p *pluginRun, r *replay.Result) {
@@ -268,7 +267,7 @@ func checkBackTestOfRecording(t *testing.T, p *pluginRun, r *replay.Result) {
 		"--start", rfc3339(from), "--end", rfc3339(to))
 	interval := p.policy.Spec.Interval.Duration
 	compareEpisodes(t, "recording", "the back-test", r.Started, liveTransitions(r.Started, r.Triggers),
-		backTestTransitions(res), interval, 3*interval)
+		backTestTransitions(res), interval, 2*interval)
 }
 
 // checkBackTestOnPrometheus back-tests the Prometheus twin on the
