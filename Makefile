@@ -61,6 +61,7 @@ CYCLONEDX_GOMOD_VERSION := v1.10.0
 # Prometheus has its own module, hack/prometheus: promtool and the
 # Prometheus server are built from it. To bump it:
 #   go -C hack/prometheus get -tool github.com/prometheus/prometheus/cmd/promtool@vX.Y.Z
+#   go -C hack/prometheus get -tool github.com/prometheus/prometheus/cmd/prometheus@vX.Y.Z
 PROMETHEUS_VERSION := v0.316.0
 
 TOOLS_MOD := hack/tools
