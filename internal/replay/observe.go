@@ -174,13 +174,20 @@ func (w *eventWatcher) poll(ctx context.Context, c client.Client) ([]Event, erro
 		if e.Regarding.Kind != "LoadShedPolicy" || e.Regarding.Name != w.policy {
 			continue
 		}
-		count, at := int32(1), e.EventTime.Time
+		count, last := int32(1), e.EventTime.Time
 		if e.Series != nil {
-			count, at = e.Series.Count, e.Series.LastObservedTime.Time
+			count, last = e.Series.Count, e.Series.LastObservedTime.Time
 		}
-		if prev := w.seen[string(e.UID)]; count > prev {
-			w.seen[string(e.UID)] = count
-			out = append(out, Event{At: at.Sub(w.start), Reason: e.Reason, Note: e.Note})
+		prev := w.seen[string(e.UID)]
+		if count <= prev {
+			continue
+		}
+		w.seen[string(e.UID)] = count
+		if prev == 0 {
+			out = append(out, Event{At: e.EventTime.Sub(w.start), Reason: e.Reason, Note: e.Note})
+		}
+		if count > 1 {
+			out = append(out, Event{At: last.Sub(w.start), Reason: e.Reason, Note: e.Note, Repeat: true})
 		}
 	}
 	slices.SortStableFunc(out, func(a, b Event) int { return int(a.At - b.At) })

@@ -49,6 +49,11 @@ type Event struct {
 	At     time.Duration
 	Reason string
 	Note   string
+	// Repeat marks a later occurrence of an Event: client-go's recorder
+	// folds an Event like an earlier one (same reason, same object) within
+	// six minutes into the earlier one's series, whose note stays the
+	// first's; so the note may not be this occurrence's.
+	Repeat bool `json:",omitempty"`
 }
 
 // Scenario is one run of the timeline.

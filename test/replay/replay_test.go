@@ -284,6 +284,6 @@ const twinLag = 3
 // a relapse by a hair may be seen by one of them only.
 func checkPrometheusTwin(t *testing.T, shed *replay.Result, interval time.Duration) {
 	t.Helper()
-	compareEpisodes(t, "twin", "the twin", shed.Started, liveTransitions(shed.Started, shed.Triggers),
-		liveTransitions(shed.Started, shed.ShadowTriggers), twinLag*interval, twinLag*interval)
+	compareEpisodes(t, "twin", "the twin", shed.Started, liveTransitions(shed.Started, shed.Triggers, shed.Events),
+		liveTransitions(shed.Started, shed.ShadowTriggers, shed.ShadowEvents), twinLag*interval, twinLag*interval)
 }
