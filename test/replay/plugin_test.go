@@ -269,7 +269,8 @@ func checkBackTestOfRecording(t *testing.T, p *pluginRun, r *replay.Result) {
 		"--start", rfc3339(from), "--end", rfc3339(to))
 	interval := p.policy.Spec.Interval.Duration
 	live := liveTransitions(r.Started, r.Triggers, r.Events)
-	compareEpisodes(t, "recording", "the back-test", r.Started, live, backTestTransitions(res), interval, 2*interval)
+	compareEpisodes(t, "recording", "the back-test", r.Started, live, backTestTransitions(res), interval, 2*interval,
+		marginal)
 }
 
 // checkBackTestOnPrometheus back-tests the Prometheus twin on the
@@ -286,7 +287,7 @@ func checkBackTestOnPrometheus(t *testing.T, p *pluginRun, r *replay.Result) {
 	interval := twin.Spec.Interval.Duration
 	live := liveTransitions(r.Started, r.ShadowTriggers, r.ShadowEvents)
 	compareEpisodes(t, "prometheus", "the back-test", r.Started, live, backTestTransitions(res),
-		twinLag*interval, twinLag*interval)
+		twinLag*interval, twinLag*interval, marginalPrometheus)
 }
 
 // checkBackTestOfBaseline back-tests the policy on the baseline's
@@ -343,7 +344,14 @@ func episodes(ts []transition) []episode {
 // seen by one sampler only: a rate that crosses its threshold by a hair
 // (the relapse's rejections, 2.1 to 2.4 a second against 2) for a few
 // seconds crosses it at the instants one reads it and not at another's.
-const marginal = 1.25
+// Through Prometheus it is wider: its scrapes every 3s put fewer points in
+// each 20s rate window than the operator's own, and its rate() extrapolates
+// to the window's edges (a relapse at 2.54/s the operator saw, the twin did
+// not).
+const (
+	marginal           = 1.25
+	marginalPrometheus = 1.5
+)
 
 // compareEpisodes checks the back-test's episodes against the live ones.
 // Episodes that overlap (within cleared) are the same: the back-test's
@@ -351,9 +359,9 @@ const marginal = 1.25
 // flood's episode must be in both; any other one that only one side has
 // must be marginal.
 func compareEpisodes(t *testing.T, name, other string, start time.Time, live, back []transition,
-	fired, cleared time.Duration) {
+	fired, cleared time.Duration, marginal float64) {
 	t.Helper()
-	table := sideBySide(start, live, back)
+	table := sideBySide(start, live, back, strings.TrimPrefix(other, "the "))
 	t.Logf("triggers, live and %s (%s):\n%s", other, name, table)
 	keep(t, "side-by-side-"+name+".txt", table)
 	le, be := episodes(live), episodes(back)
@@ -508,7 +516,7 @@ func backTestTransitions(res *backtest.Result) []transition {
 
 // sideBySide prints the live and back-tested transitions in time order,
 // relative to start.
-func sideBySide(start time.Time, live, back []transition) string {
+func sideBySide(start time.Time, live, back []transition, other string) string {
 	type row struct {
 		who string
 		transition
@@ -518,13 +526,13 @@ func sideBySide(start time.Time, live, back []transition) string {
 		rows = append(rows, row{"live", tr})
 	}
 	for _, tr := range back {
-		rows = append(rows, row{"evaluate", tr})
+		rows = append(rows, row{other, tr})
 	}
 	slices.SortStableFunc(rows, func(a, b row) int { return a.at.Compare(b.at) })
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-9s %-9s %-15s %s\n", "AT", "WHO", "TRANSITION", "TRIGGER")
+	fmt.Fprintf(&b, "%-9s %-10s %-15s %s\n", "AT", "WHO", "TRANSITION", "TRIGGER")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "%-9s %-9s %-15s %s\n", r.at.Sub(start).Round(10*time.Millisecond), r.who, r.reason, r.trigger)
+		fmt.Fprintf(&b, "%-9s %-10s %-15s %s\n", r.at.Sub(start).Round(10*time.Millisecond), r.who, r.reason, r.trigger)
 	}
 	return b.String()
 }

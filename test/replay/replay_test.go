@@ -285,5 +285,6 @@ const twinLag = 3
 func checkPrometheusTwin(t *testing.T, shed *replay.Result, interval time.Duration) {
 	t.Helper()
 	compareEpisodes(t, "twin", "the twin", shed.Started, liveTransitions(shed.Started, shed.Triggers, shed.Events),
-		liveTransitions(shed.Started, shed.ShadowTriggers, shed.ShadowEvents), twinLag*interval, twinLag*interval)
+		liveTransitions(shed.Started, shed.ShadowTriggers, shed.ShadowEvents), twinLag*interval, twinLag*interval,
+		marginalPrometheus)
 }
